@@ -131,10 +131,9 @@ class Annotation:
             raise AnnotationError(f"an instance label image must be 2-D, got shape {img.shape}")
         ids = [int(i) for i in np.unique(img) if i != 0]
         masks = np.stack([img == i for i in ids]) if ids else np.zeros((0, *img.shape), bool)
-        if isinstance(classes_of, dict):
-            labels = [classes_of.get(i, 0) for i in ids]
-        else:
-            labels = [int(classes_of)] * len(ids)
+        by_id = classes_of if isinstance(classes_of, dict) else {}
+        default = 0 if isinstance(classes_of, dict) else int(classes_of)
+        labels = [by_id.get(i, default) for i in ids]
         return cls(img.shape[1], img.shape[0], boxes=masks_to_boxes(masks), labels=labels, masks=masks)
 
     @classmethod

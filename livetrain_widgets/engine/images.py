@@ -201,10 +201,7 @@ def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
             arr = tifffile.imread(p)
         else:
             with Image.open(p) as im:
-                if im.mode in ("RGB", "RGBA"):
-                    arr = np.asarray(im.convert("L"))
-                else:
-                    arr = np.asarray(im)
+                arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA") else im)
     except Exception as exc:
         raise ImageError(f"{p}: not a readable mask image ({exc})") from exc
     if arr.ndim == 3:

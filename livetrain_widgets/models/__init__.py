@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +17,8 @@ def _ensure_registered() -> None:
     """Import the built-in families so that ``load_model`` finds them by name."""
     from . import embedded  # noqa: F401
 
-    try:
+    with contextlib.suppress(ImportError):  # transformers is optional
         from . import hf  # noqa: F401
-    except ImportError:  # transformers is optional
-        pass
 
 
 def create_model(

@@ -49,6 +49,12 @@ class LiveModel(nn.Module, ABC):
     #: task names this family supports
     tasks: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # predict() is also called directly by users on a loaded model: never build a graph there.
+        if "predict" in cls.__dict__:
+            cls.predict = torch.no_grad()(cls.__dict__["predict"])  # type: ignore[method-assign]
+
     def __init__(self, task: str, classes: Sequence[str]) -> None:
         super().__init__()
         if task not in self.tasks:
@@ -114,20 +120,30 @@ class LiveModel(nn.Module, ABC):
 
 def load_model(folder: str | os.PathLike[str], device: str | torch.device | None = None) -> LiveModel:
     """Reload a model written by :meth:`LiveModel.save_pretrained`."""
-    from . import _ensure_registered
-
-    _ensure_registered()
     src = Path(folder)
     cfg_path = src / CONFIG_NAME
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{src}: no {CONFIG_NAME}; not a folder written by save_pretrained")
-    cfg = json.loads(cfg_path.read_text())
-    family = cfg.pop("family", None)
-    if family not in _REGISTRY:
-        raise ValueError(f"{cfg_path}: unknown model family {family!r}; known: {sorted(_REGISTRY)}")
-    model = _REGISTRY[family].from_config(cfg)
+    model = model_from_config(json.loads(cfg_path.read_text()), where=str(cfg_path))
     state = load_file(str(src / WEIGHTS_NAME))
     model.load_state_dict(state)
     if device is not None:
         model.to(device)
     return model
+
+
+def model_from_config(config: dict[str, Any], where: str = "model config") -> LiveModel:
+    """Rebuild an architecture (untrained) from ``{"family": ..., **model.config()}``."""
+    from . import _ensure_registered
+
+    _ensure_registered()
+    cfg = dict(config)
+    family = cfg.pop("family", None)
+    if family not in _REGISTRY:
+        raise ValueError(f"{where}: unknown model family {family!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[family].from_config(cfg)
+
+
+def full_config(model: LiveModel) -> dict[str, Any]:
+    """What ``model_from_config`` needs to rebuild ``model``."""
+    return {"family": model.family, **model.config()}

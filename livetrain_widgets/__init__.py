@@ -1,0 +1,65 @@
+"""livetrain-widgets: live training while annotating, in Jupyter.
+
+A vision model fine-tunes in the notebook kernel while you label; after a few images it pre-labels
+each new one, and when you are done you hold both the labeled dataset and the trained model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public names and the module that defines each. Imported on first use, so that
+# ``import livetrain_widgets`` stays fast and does not pull in torch until a model is needed.
+_EXPORTS = {
+    "Annotation": ".engine.annotation",
+    "AnnotationError": ".engine.annotation",
+    "ImageError": ".engine.images",
+    "load_image": ".engine.images",
+    "LiveSession": ".engine.session",
+    "Prediction": ".engine.session",
+    "SessionConfig": ".engine.session",
+    "SessionState": ".engine.session",
+    "TrainerConfig": ".engine.trainer",
+    "LiveModel": ".models",
+    "create_model": ".models",
+    "load_model": ".models",
+}
+
+__all__ = [
+    "Annotation",
+    "AnnotationError",
+    "ImageError",
+    "LiveModel",
+    "LiveSession",
+    "Prediction",
+    "SessionConfig",
+    "SessionState",
+    "TrainerConfig",
+    "__version__",
+    "create_model",
+    "load_image",
+    "load_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .engine.annotation import Annotation, AnnotationError
+    from .engine.images import ImageError, load_image
+    from .engine.session import LiveSession, Prediction, SessionConfig, SessionState
+    from .engine.trainer import TrainerConfig
+    from .models import LiveModel, create_model, load_model

@@ -1,0 +1,319 @@
+"""Pieces every label format shares: the result type, image matching, class names, safe XML,
+cheap image sizes and atomic file writes. Private: the public API is :mod:`.formats`."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from xml.etree import ElementTree as ET
+from xml.parsers import expat
+
+import numpy as np
+from PIL import Image
+
+from .annotation import Annotation, AnnotationError
+from .images import ImageError, load_image
+
+#: Label files larger than this are refused (a label file is kilobytes; this is a mistake or an attack).
+MAX_LABEL_FILE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class LoadedLabels:
+    """What an import found.
+
+    ``annotations`` is keyed by the resolved image path. ``errors`` holds one message per malformed
+    file or entry, naming the file (the rest of the import goes on). ``unmatched`` lists label files
+    (or COCO image entries) that match none of the given images: not an error, since importing labels
+    for a subset of a dataset is normal, but worth showing when nothing matched.
+    """
+
+    annotations: dict[Path, Annotation] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+
+    def add(self, image: Path, annotation: Annotation, source: Path | str) -> None:
+        if image in self.annotations:
+            self.errors.append(f"{source}: {image.name} already has labels from another file; ignored")
+            return
+        self.annotations[image] = annotation
+
+
+class ClassNames:
+    """Class names in a stable order: the given ones first, then new ones as they first appear."""
+
+    def __init__(self, given: Sequence[str] | None) -> None:
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        self.add_all(given or ())
+
+    def add_all(self, names: Iterable[str]) -> None:
+        """Register a dataset's own class list up front (COCO categories, classes.txt), so classes
+        without any object yet keep their place."""
+        for name in names:
+            self.index(str(name))
+
+    def index(self, name: str) -> int:
+        if name not in self._index:
+            self._index[name] = len(self.names)
+            self.names.append(name)
+        return self._index[name]
+
+    def by_id(self, class_id: int, id_names: Sequence[str] | None) -> int:
+        """Index of a numeric class id (YOLO, mask pixel values) read with the file's own names.
+
+        With names (given or from the dataset) an id past their end is an error; without any, ids
+        become ``class_<id>`` and are registered in id order so the store's indices equal the file's.
+        """
+        if id_names:
+            if not 0 <= class_id < len(id_names):
+                raise AnnotationError(f"unknown class id {class_id}; there are {len(id_names)} classes")
+            return self.index(id_names[class_id])
+        if class_id < 0:
+            raise AnnotationError(f"unknown class id {class_id}")
+        for i in range(class_id + 1):
+            self.index(f"class_{i}")
+        return self._index[f"class_{class_id}"]
+
+
+class AmbiguousImage(ValueError):
+    pass
+
+
+class ImageIndex:
+    """Finds the image a label file belongs to, by file name stem (or full name), using the label
+    file's sub-folders to choose between images that share a name."""
+
+    def __init__(self, image_paths: Iterable[str | os.PathLike[str]]) -> None:
+        self.paths: list[Path] = list(dict.fromkeys(Path(p).resolve() for p in image_paths))
+        self._by_stem: dict[str, list[Path]] = {}
+        self._by_name: dict[str, list[Path]] = {}
+        #: One label file for one image pairs them whatever their names ("mask2d.tif" for "img2d.tif").
+        self.sole: Path | None = None
+        for p in self.paths:
+            self._by_stem.setdefault(p.stem, []).append(p)
+            self._by_name.setdefault(p.name, []).append(p)
+
+    @staticmethod
+    def _pick(found: list[Path], hint: Sequence[str], what: str) -> Path | None:
+        if len(found) <= 1:
+            return found[0] if found else None
+        if hint:
+            narrowed = [p for p in found if tuple(p.parent.parts[-len(hint):]) == tuple(hint)]
+            if len(narrowed) == 1:
+                return narrowed[0]
+        raise AmbiguousImage(f"{what} matches {len(found)} images ({', '.join(map(str, found[:3]))})")
+
+    def by_stem(self, stem: str, hint: Sequence[str] = ()) -> Path | None:
+        found = self._pick(self._by_stem.get(stem, []), hint, f"name {stem!r}")
+        return found if found is not None else self.sole
+
+    def by_file_name(self, file_name: str) -> Path | None:
+        """COCO/VOC ``file_name``: the base name (sub-folders in it break ties), else the stem."""
+        rel = Path(file_name.replace("\\", "/"))
+        hint = rel.parent.parts if rel.parent != Path(".") else ()
+        found = self._pick(self._by_name.get(rel.name, []), hint, f"file name {file_name!r}")
+        return found if found is not None else self.by_stem(rel.stem, hint)
+
+
+def relative_hint(file: Path, root: Path) -> tuple[str, ...]:
+    """Sub-folders of a label file below the label root: they must match the image's last folders."""
+    try:
+        return file.parent.relative_to(root).parts
+    except ValueError:
+        return ()
+
+
+def read_bytes(path: Path) -> bytes:
+    size = path.stat().st_size
+    if size > MAX_LABEL_FILE_BYTES:
+        raise ValueError(f"the file is {size:,} bytes, more than a label file should be")
+    return path.read_bytes()
+
+
+# ------------------------------------------------------------------------------------ safe XML
+class UnsafeXML(ValueError):
+    """XML with a DTD or entity declarations: refused, as XXE and billion-laughs attacks need them."""
+
+
+try:  # defusedxml when installed; otherwise the same guard, by hand, on the stdlib's expat.
+    from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
+    from defusedxml.ElementTree import fromstring as _defused_fromstring  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - depends on the environment
+    _defused_fromstring = None
+    DefusedXmlException = UnsafeXML
+
+
+def _forbid(what: str) -> Callable[..., None]:
+    def handler(*_args: Any) -> None:
+        raise UnsafeXML(f"XML with {what} is refused (it could read local files or exhaust memory)")
+
+    return handler
+
+
+def parse_xml(data: bytes) -> ET.Element:
+    """Parse untrusted XML: DTDs and entity declarations are refused, external entities never load.
+
+    Expat with an ElementTree builder, so the handlers that could expand entities can be replaced
+    (the C ``XMLParser`` does not expose its expat parser).
+    """
+    if _defused_fromstring is not None:
+        try:
+            return _defused_fromstring(data, forbid_dtd=True)
+        except DefusedXmlException as exc:
+            raise UnsafeXML(f"XML with a DTD or entities is refused ({exc!r})") from exc
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _forbid("a DTD")
+    parser.EntityDeclHandler = _forbid("an entity declaration")
+    parser.UnparsedEntityDeclHandler = _forbid("an entity declaration")
+    parser.ExternalEntityRefHandler = _forbid("an external entity")
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    parser.buffer_text = True
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:  # the same exception type as ElementTree (and defusedxml) raise
+        err = ET.ParseError(str(exc))
+        err.code, err.position = exc.code, (exc.lineno, exc.offset)
+        raise err from None
+    return builder.close()
+
+
+# ------------------------------------------------------------------------------------- images
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as :func:`images.load_image` will see the image, reading only the header.
+
+    EXIF orientations 5-8 (a quarter turn) swap width and height, because ``load_image`` applies the
+    rotation and label coordinates refer to the image as displayed.
+    """
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(tif.pages[0].shape)
+            # The same axis rules as load_image (a plane of a stack; channels-first arrays).
+            if len(shape) == 2:
+                return int(shape[1]), int(shape[0])
+            if len(shape) == 3:
+                if shape[2] not in (1, 2, 3, 4) or (shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4)):
+                    return int(shape[2]), int(shape[1])
+                return int(shape[1]), int(shape[0])
+            h, w = load_image(path).shape[:2]
+            return int(w), int(h)
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w
+            return int(w), int(h)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"{path}: not a readable image ({exc})") from exc
+
+
+def clean_box(box: Sequence[float], width: int, height: int) -> np.ndarray:
+    """One box checked and clipped to the image, with the rules of :meth:`Annotation.validate`.
+
+    Per box, in plain Python, so one bad box costs only itself (and a 5,000-box import does not
+    build 5,000 Annotations); :func:`assemble` then runs ``validate`` once per image.
+    """
+    vals = [float(v) for v in box]
+    if any(not math.isfinite(v) for v in vals):
+        raise AnnotationError(f"box coordinates are not all numbers: {vals}")
+    x0, y0, x1, y1 = vals
+    out = np.array(
+        [min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width),
+         min(max(y1, 0.0), height)],
+        np.float32,
+    )
+    if out[2] <= out[0] or out[3] <= out[1]:
+        raise AnnotationError(
+            f"box has zero or negative size (or lies outside the {width}x{height} image): {vals}"
+        )
+    return out
+
+
+def box_mask(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A box as a mask, for objects without an outline among objects with one (every pixel the box
+    touches)."""
+    m = np.zeros((height, width), bool)
+    x0, y0 = math.floor(box[0]), math.floor(box[1])
+    x1, y1 = math.ceil(box[2]), math.ceil(box[3])
+    m[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = True
+    return m
+
+
+def assemble(
+    width: int, height: int, boxes: list[np.ndarray], labels: list[int], masks: list[np.ndarray | None]
+) -> Annotation:
+    """Objects of one image -> Annotation; masks only if some object has one (the others get theirs
+    from their box, since an Annotation has masks for all objects or none)."""
+    arr = np.array(boxes, np.float32).reshape(-1, 4)
+    full = None
+    if any(m is not None for m in masks):
+        full = [m if m is not None else box_mask(b, width, height) for b, m in zip(boxes, masks, strict=True)]
+    ann = Annotation(width, height, arr, labels, masks=None if full is None else np.stack(full))
+    return ann.validate(max(labels, default=-1) + 1)
+
+
+# --------------------------------------------------------------------------------------- writes
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file so a reader never sees half of it: a temporary file beside it, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def unique_stems(items: Sequence[tuple[Any, Annotation]], fmt: str) -> list[str]:
+    """One label file per image is named after the image; two images with one stem would collide."""
+    stems = [Path(rec.name).stem for rec, _ in items]
+    seen: dict[str, str] = {}
+    for (rec, _), stem in zip(items, stems, strict=True):
+        if stem in seen:
+            raise ValueError(
+                f"{fmt} export: images {seen[stem]!r} and {rec.name!r} would write the same label file "
+                f"{stem!r}; rename one or export to COCO"
+            )
+        seen[stem] = rec.name
+    return stems
+
+
+def check_item(rec: Any, ann: Annotation) -> None:
+    if (ann.width, ann.height) != (rec.width, rec.height):
+        raise AnnotationError(
+            f"{rec.name}: the annotation is for a {ann.width}x{ann.height} image but the image is "
+            f"{rec.width}x{rec.height}"
+        )
+
+
+def check_labels(rec: Any, ann: Annotation, classes: Sequence[str]) -> None:
+    check_item(rec, ann)
+    n = len(classes)
+    bad = [int(v) for v in ann.labels if not 0 <= v < n]
+    if ann.category is not None and not 0 <= ann.category < n:
+        bad.append(int(ann.category))
+    if bad:
+        raise AnnotationError(
+            f"{rec.name}: class index {bad[0]} is not among the {n} classes {list(classes)}"
+        )

@@ -1,0 +1,241 @@
+"""Label images and class folders.
+
+- "masks": semantic PNG/TIFF per image, pixel ``c + 1`` = class ``c``, 0 = background. A mask holding
+  only 0 and 255 is read as one class (the usual binary mask, e.g. the membrane data).
+- "instances": one label image per image, 0 = background and every other value one object. All
+  objects get class 0 unless an ``instance_classes.json`` beside the files (which our export writes)
+  gives each object's class.
+- "folders": classification, an image's class is the name of its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ._formats_common import (
+    AmbiguousImage,
+    ClassNames,
+    ImageIndex,
+    LoadedLabels,
+    atomic_write,
+    check_labels,
+    image_size,
+    read_bytes,
+    relative_hint,
+    unique_stems,
+    write_text,
+)
+from ._formats_yolo import find_class_names
+from .annotation import Annotation, AnnotationError
+from .images import ImageError, read_label_image
+
+#: Lossless formats only: a JPEG "mask" has smeared values at every edge.
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
+INSTANCE_CLASSES_FILE = "instance_classes.json"
+
+
+def _label_files(labels: Path) -> list[Path]:
+    if labels.is_file():
+        return [labels]
+    return sorted(p for p in labels.rglob("*") if p.is_file() and p.suffix.lower() in MASK_SUFFIXES)
+
+
+def _read_matching(
+    file: Path, root: Path, index: ImageIndex, out: LoadedLabels
+) -> tuple[Path, np.ndarray] | None:
+    """The image a label image belongs to and its integer values, or None (error/unmatched noted)."""
+    try:
+        image = index.by_stem(file.stem, relative_hint(file, root))
+    except AmbiguousImage as exc:
+        out.errors.append(f"{file}: {exc}")
+        return None
+    if image is None:
+        out.unmatched.append(str(file))
+        return None
+    try:
+        arr = read_label_image(file)
+        w, h = image_size(image)
+    except ImageError as exc:
+        out.errors.append(f"{file}: {exc}")
+        return None
+    if arr.shape != (h, w):
+        out.errors.append(
+            f"{file}: the label image is {arr.shape[1]}x{arr.shape[0]} but {image.name} is {w}x{h}"
+        )
+        return None
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            out.errors.append(f"{file}: label values must be whole numbers (got {arr.dtype} with fractions)")
+            return None
+        arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        out.errors.append(f"{file}: negative label value {int(arr.min())}")
+        return None
+    return image, arr
+
+
+def load_masks(
+    labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLabels, given: Sequence[str] | None
+) -> None:
+    root = labels if labels.is_dir() else labels.parent
+    found = find_class_names(root) if labels.is_dir() else None
+    id_names = found[0] if found else (list(given) if given else None)
+    names.add_all(id_names or ())
+    for file in _label_files(labels):
+        got = _read_matching(file, root, index, out)
+        if got is None:
+            continue
+        image, arr = got
+        values = [int(v) for v in np.unique(arr) if v != 0]
+        # 0/255 is the usual binary mask; only a class list of 255+ names makes 255 a class id.
+        binary = values == [255] and not (id_names and len(id_names) >= 255)
+        try:
+            # File value -> store class index + 1 (the store's order may differ from the file's ids).
+            lut = {v: names.by_id(0 if binary else v - 1, id_names) + 1 for v in values}
+        except AnnotationError as exc:
+            out.errors.append(f"{file}: {exc}")
+            continue
+        class_map = np.zeros(arr.shape, np.int64)
+        for v, c in lut.items():
+            class_map[arr == v] = c
+        out.add(image, Annotation.from_semantic(class_map), file)
+
+
+def load_instances(
+    labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLabels, given: Sequence[str] | None
+) -> None:
+    root = labels if labels.is_dir() else labels.parent
+    sidecar: dict = {}
+    side_file = root / INSTANCE_CLASSES_FILE
+    if side_file.is_file():
+        try:
+            sidecar = json.loads(read_bytes(side_file))
+            if not isinstance(sidecar, dict):
+                raise ValueError("expected a JSON object")
+        except (OSError, ValueError) as exc:
+            out.errors.append(f"{side_file}: ignored, not valid JSON ({exc}); every object gets class 0")
+            sidecar = {}
+    side_names = sidecar.get("classes") if isinstance(sidecar.get("classes"), list) else None
+    id_names = [str(n) for n in side_names] if side_names else (list(given) if given else None)
+    names.add_all(id_names or ())
+    per_image = sidecar.get("images") if isinstance(sidecar.get("images"), dict) else {}
+    for file in _label_files(labels):
+        got = _read_matching(file, root, index, out)
+        if got is None:
+            continue
+        image, arr = got
+        try:
+            default = names.by_id(0, id_names)
+            mapping = per_image.get(file.stem)
+            classes_of: dict[int, int] | int = default
+            if isinstance(mapping, dict):
+                given_of = {int(k): names.by_id(int(v), id_names) for k, v in mapping.items()}
+                # Objects the mapping leaves out get the file's class 0 (not the store's index 0).
+                classes_of = {int(i): given_of.get(int(i), default) for i in np.unique(arr) if i != 0}
+            ann = Annotation.from_label_image(arr, classes_of)
+        except (AnnotationError, TypeError, ValueError) as exc:
+            out.errors.append(f"{file}: {exc}")
+            continue
+        out.add(image, ann, file)
+
+
+def load_folders(labels: Path | None, index: ImageIndex, names: ClassNames, out: LoadedLabels) -> None:
+    root = labels.resolve() if labels is not None else None
+    for image in index.paths:
+        if root is not None and image.is_relative_to(root):
+            parts = image.relative_to(root).parts
+            if len(parts) < 2:
+                out.errors.append(f"{image}: not inside a class folder of {root}")
+                continue
+            name = parts[0]
+        else:
+            name = image.parent.name
+        try:
+            w, h = image_size(image)
+        except ImageError as exc:
+            out.errors.append(str(exc))
+            continue
+        out.add(image, Annotation(w, h, category=names.index(name)), image)
+
+
+# ------------------------------------------------------------------------------------- export
+def _write_png(path: Path, arr: np.ndarray) -> None:
+    atomic_write(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
+
+
+def _require_masks(rec: Any, ann: Annotation, fmt: str) -> None:
+    if len(ann) and ann.masks is None:
+        raise AnnotationError(f"{rec.name}: {fmt} export needs masks, but this annotation has only boxes")
+
+
+def export_masks(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+    """Semantic PNGs, uint8 while the class values fit (< 255 classes), else 16-bit; overlapping
+    objects: the later one wins, as in :meth:`Annotation.semantic_map`."""
+    if len(classes) > 65534:
+        raise ValueError(f"{len(classes)} classes do not fit in a 16-bit mask")
+    dtype = np.uint8 if len(classes) < 255 else np.uint16
+    stems = unique_stems(items, "masks")
+    for (rec, ann), stem in zip(items, stems, strict=True):
+        check_labels(rec, ann, classes)
+        _require_masks(rec, ann, "masks")
+        _write_png(out_dir / f"{stem}.png", ann.semantic_map().astype(dtype))
+    write_text(out_dir / "classes.txt", "".join(f"{n}\n" for n in classes))
+    return out_dir
+
+
+def export_instances(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+    """16-bit label PNGs (object i -> value i + 1; where objects overlap the later one wins) and
+    ``instance_classes.json`` with each object's class, so classes survive the round trip."""
+    stems = unique_stems(items, "instances")
+    per_image: dict[str, dict[str, int]] = {}
+    for (rec, ann), stem in zip(items, stems, strict=True):
+        check_labels(rec, ann, classes)
+        _require_masks(rec, ann, "instances")
+        if len(ann) > 65535:
+            raise AnnotationError(f"{rec.name}: {len(ann)} objects do not fit in a 16-bit label image")
+        label_image = np.zeros((ann.height, ann.width), np.uint16)
+        for i, m in enumerate(ann.masks if ann.masks is not None else []):
+            label_image[m] = i + 1
+        _write_png(out_dir / f"{stem}.png", label_image)
+        per_image[stem] = {str(i + 1): int(c) for i, c in enumerate(ann.labels)}
+    doc = {"classes": list(classes), "images": per_image}
+    write_text(out_dir / INSTANCE_CLASSES_FILE, json.dumps(doc, indent=1))
+    return out_dir
+
+
+def _safe_folder_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"class name {name!r} cannot be a folder name")
+    return name
+
+
+def export_folders(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+    """Images linked (hard link, else copied) into ``<class>/<image name>``; unclassified images are
+    left out, as a class folder layout has no place for them."""
+    for rec, ann in items:
+        check_labels(rec, ann, classes)
+        if ann.category is None:
+            continue
+        target = out_dir / _safe_folder_name(classes[ann.category]) / rec.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            try:
+                os.link(rec.path, tmp)
+            except OSError:
+                shutil.copy2(rec.path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return out_dir

@@ -1,0 +1,134 @@
+"""Checkpoints: the whole training state as one explicit mapping, written atomically.
+
+A checkpoint is a folder ``checkpoints/step-00001234/`` holding
+
+- ``model.safetensors``: the model's weights (no pickles);
+- ``optimizer.pt``: the optimizer's ``state_dict`` (plain tensors and numbers), read back with
+  ``torch.load(weights_only=True)``, which refuses arbitrary objects;
+- ``state.json``: everything else (step, sampler, plateau detector, evaluator, trainer counters,
+  model architecture config).
+
+It is written into a temporary folder, fsynced, and renamed into place, then ``LATEST`` is replaced
+atomically. A process killed at any point leaves either the previous checkpoint or the new one, never
+a half-written one that ``LATEST`` points to. Loading rejects unknown or missing keys, so a checkpoint
+from an incompatible version fails loudly instead of resuming half its state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+#: The keys of a training state, all required.
+STATE_KEYS = frozenset(
+    {"format", "step", "time", "model", "model_config", "optimizer", "sampler", "plateau", "evaluator", "trainer"}
+)
+_TENSOR_KEYS = ("model", "optimizer")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or read, with the reason."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not supported on some platforms/filesystems
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``state`` (see ``STATE_KEYS``) under ``root``; keep the newest ``keep`` checkpoints."""
+    missing, unknown = STATE_KEYS - state.keys(), state.keys() - STATE_KEYS
+    if missing or unknown:
+        raise CheckpointError(f"training state keys: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{int(state['step']):08d}"
+    final = root / name
+    tmp = root / f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        tmp.mkdir()
+        model = {k: v.detach().contiguous().cpu() for k, v in state["model"].items()}
+        save_file(model, str(tmp / "model.safetensors"))
+        torch.save(state["optimizer"], tmp / "optimizer.pt")
+        meta = {k: v for k, v in state.items() if k not in _TENSOR_KEYS}
+        (tmp / "state.json").write_text(json.dumps(meta))
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        _fsync_dir(tmp)
+        if final.exists():  # the same step saved twice (e.g. stop right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        latest_tmp = root / f".LATEST.tmp-{os.getpid()}"
+        latest_tmp.write_text(name)
+        _fsync_file(latest_tmp)
+        os.replace(latest_tmp, root / "LATEST")
+        _fsync_dir(root)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else str(exc)
+        raise CheckpointError(f"could not write checkpoint {final}: {reason}; the previous one is intact") from exc
+    _prune(root, keep)
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted(p for p in root.glob("step-*") if p.is_dir())
+    latest = (root / "LATEST").read_text().strip() if (root / "LATEST").exists() else None
+    for old in done[:-keep] if keep > 0 else []:
+        if old.name != latest:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".step-*.tmp-*"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
+    """The folder ``LATEST`` names, or the newest complete one if ``LATEST`` is missing."""
+    root = Path(root)
+    latest = root / "LATEST"
+    if latest.exists():
+        path = root / latest.read_text().strip()
+        if (path / "state.json").exists():
+            return path
+    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint folder back into the mapping ``save_checkpoint`` was given."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "state.json").read_text())
+        model = load_file(str(path / "model.safetensors"), device=str(map_location))
+        optimizer = torch.load(path / "optimizer.pt", map_location=map_location, weights_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
+    state = {**meta, "model": model, "optimizer": optimizer}
+    missing, unknown = STATE_KEYS - state.keys(), state.keys() - STATE_KEYS
+    if missing or unknown:
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this version (missing {sorted(missing)}, unknown {sorted(unknown)})"
+        )
+    if state["format"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {state['format']}, expected {FORMAT_VERSION}")
+    return state

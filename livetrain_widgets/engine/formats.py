@@ -1,0 +1,138 @@
+"""Import and export of labels in the formats people already have: COCO, Pascal VOC, YOLO, mask
+images, instance label images and class folders.
+
+Imports never stop at the first bad file: each malformed file or entry becomes one message in
+:attr:`LoadedLabels.errors` naming the file, and the rest is read. Boxes partly outside the image are
+clipped (:meth:`Annotation.validate`); NaN coordinates, negative sizes and unknown class ids are
+refused with a message. Label files are matched to images by file stem (COCO by ``file_name``).
+
+Untrusted XML (VOC) is parsed with ``defusedxml`` when it is installed, otherwise with the standard
+library's expat with DTDs and entity declarations refused by hand, which closes XXE and
+billion-laughs attacks just the same.
+
+Exports write each file atomically (temporary file, fsync, rename), so an interrupted export never
+leaves a half-written label file behind; boxes and masks survive an export -> import round trip
+exactly (boxes to 1e-3 px). Format by format:
+
+========== ========================================= ==============================================
+format     import (``labels`` is ...)                export (``export_labels`` returns ...)
+========== ========================================= ==============================================
+coco       a JSON file                               ``annotations.json`` (boxes; masks as RLE for
+                                                     segmentation; image class as the image entry's
+                                                     ``category_id``, see ``_formats_coco``)
+voc        a folder of XML files, or one XML file    the folder, one XML per image
+yolo       a folder of txt files, or one txt file    the folder, one txt per image + classes.txt
+masks      a folder of semantic PNG/TIFF             the folder, uint8 PNGs (16-bit from 255
+                                                     classes) + classes.txt
+instances  a folder of instance label PNG/TIFF       the folder, 16-bit PNGs + instance_classes.json
+folders    the root of the class folders, or None    the folder, images hard-linked (or copied) into
+                                                     ``<class>/``
+========== ========================================= ==============================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ._formats_coco import export_coco, load_coco
+from ._formats_common import ClassNames, ImageIndex, LoadedLabels, parse_xml
+from ._formats_masks import (
+    export_folders,
+    export_instances,
+    export_masks,
+    load_folders,
+    load_instances,
+    load_masks,
+)
+from ._formats_voc import export_voc, load_voc
+from ._formats_yolo import export_yolo, load_yolo
+from .annotation import TASKS, Annotation
+from .store import ImageRecord
+
+FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "masks", "instances", "folders")
+
+__all__ = ["FORMATS", "LoadedLabels", "export_labels", "load_labels", "parse_xml"]
+
+
+def load_labels(
+    fmt: str,
+    labels: str | os.PathLike[str] | None,
+    image_paths: Iterable[str | os.PathLike[str]],
+    classes: Sequence[str] | None = None,
+) -> LoadedLabels:
+    """Read labels of ``image_paths`` from ``labels`` (a file or folder, see the module table).
+
+    ``classes`` fixes the first class names (and their indices); names the files bring that are not
+    among them are appended in order of first appearance. Images without a label file are simply not
+    in the result (unlabeled).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown label format {fmt!r}; expected one of {FORMATS}")
+    index = ImageIndex(image_paths)
+    names = ClassNames(classes)
+    out = LoadedLabels()
+    given = list(classes) if classes else None
+    if fmt == "folders":
+        load_folders(None if labels is None else Path(labels), index, names, out)
+    else:
+        if labels is None:
+            raise ValueError(f"the {fmt!r} format needs a labels file or folder")
+        path = Path(labels)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such label file or folder")
+        if path.is_file() and fmt != "coco" and len(index.paths) == 1:
+            index.sole = index.paths[0]
+        if fmt == "coco":
+            if path.is_dir():
+                raise ValueError(f"{path}: the 'coco' format needs the JSON file, not a folder")
+            load_coco(path, index, names, out)
+        elif fmt == "voc":
+            load_voc(path, index, names, out)
+        elif fmt == "yolo":
+            load_yolo(path, index, names, out, given)
+        elif fmt == "masks":
+            load_masks(path, index, names, out, given)
+        else:
+            load_instances(path, index, names, out, given)
+    out.classes = list(names.names)
+    return out
+
+
+_EXPORTERS = {
+    "coco": export_coco,
+    "voc": export_voc,
+    "yolo": export_yolo,
+    "masks": export_masks,
+    "instances": export_instances,
+    "folders": export_folders,
+}
+
+
+def export_labels(
+    fmt: str,
+    out_dir: str | os.PathLike[str],
+    items: Iterable[tuple[ImageRecord, Annotation]],
+    classes: Sequence[str],
+    task: str,
+) -> Path:
+    """Write ``(image, annotation)`` pairs (e.g. ``store.labeled_items()``) in ``fmt`` under ``out_dir``.
+
+    Returns what :func:`load_labels` takes back as ``labels``: the JSON file for COCO, else the folder.
+    Raises (nothing is skipped silently) when an annotation does not fit the format or the image.
+    """
+    if fmt not in _EXPORTERS:
+        raise ValueError(f"unknown label format {fmt!r}; expected one of {tuple(_EXPORTERS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if fmt in ("masks", "instances") and task != "segmentation":
+        raise ValueError(f"the {fmt!r} format holds masks: it needs task='segmentation', not {task!r}")
+    if fmt == "folders" and task != "classification":
+        raise ValueError(
+            f"the 'folders' format holds image classes: it needs task='classification', not {task!r}"
+        )
+    pairs = [(rec, ann) for rec, ann in items if ann is not None]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return _EXPORTERS[fmt](out, pairs, list(classes), task)

@@ -1,0 +1,407 @@
+"""Batch samplers for a training set that grows while the model trains.
+
+Uniform epochs are the wrong default for live training: the first labeled images have been in the set
+since step 0, so by the time the hundredth image arrives they have been seen a hundred times more often
+than it. :class:`FrequencySampler` rebalances that; :class:`UniformSampler` is the textbook behaviour,
+kept for comparison in the teaching notebooks.
+
+Both samplers speak integer keys (the store's image ids) and know nothing about images or models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SamplerConfig:
+    """Knobs of :class:`FrequencySampler`; the defaults are what the engine uses on a CPU.
+
+    age_power: how a sample's share of all views grows with the time it has been in the set. Its
+        target count is ``views_so_far * age**age_power / sum(age**age_power)``. ``1.0`` would give
+        every sample the same rate per step *at the current set size*, which still leaves the first
+        samples with far more views in total; ``0.0`` would give every sample the same total, so a new
+        sample would monopolise batches until it caught up with the old ones (overfitting to it). The
+        default ``0.5`` sits between: a sample 20 times older is targeted to have about 4.5 times the
+        views instead of the ~100 times of uniform epochs, so focus shifts toward recent data while old
+        samples keep appearing.
+    feedback_power: weight = ``((target + 1) / (seen + 1)) ** feedback_power``. Larger values follow the
+        target more tightly (less randomness); 2 keeps seen/target within a small factor (see tests)
+        while batches stay random enough that the same samples do not always travel together.
+    recency_boost, recency_steps: a (re)labeled sample's weight is multiplied by
+        ``1 + recency_boost * exp(-steps_since_labeled / recency_steps)``. The queue already places it in
+        the next batch; the boost makes it likely to come back a few times in the following ~20 steps,
+        which is what a person who just corrected a label expects to see reflected in the next
+        prediction. It decays fast enough not to matter for the long-run balance.
+    min_weight: floor relative to the mean weight, so an over-seen sample is rarer but never vanishes
+        (diversity over the whole set is kept).
+    """
+
+    age_power: float = 0.5
+    feedback_power: float = 2.0
+    recency_boost: float = 2.0
+    recency_steps: float = 10.0
+    min_weight: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.age_power <= 2.0:
+            raise ValueError(f"age_power must lie in [0, 2], got {self.age_power}")
+        if self.feedback_power < 0 or self.recency_boost < 0 or self.min_weight < 0:
+            raise ValueError("feedback_power, recency_boost and min_weight must not be negative")
+        if self.recency_steps <= 0:
+            raise ValueError(f"recency_steps must be positive, got {self.recency_steps}")
+
+
+def _check_keys(state: dict[str, Any], expected: Iterable[str], what: str) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"{what} state must be a dict, got {type(state).__name__}")
+    want, got = set(expected), set(state)
+    if want != got:
+        parts = []
+        if got - want:
+            parts.append(f"unknown keys {sorted(got - want)}")
+        if want - got:
+            parts.append(f"missing keys {sorted(want - got)}")
+        raise ValueError(f"{what} state does not match: {', '.join(parts)}")
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    # PCG64's state holds 128-bit integers; strings keep them exact in any JSON reader, not only Python's.
+    st = rng.bit_generator.state
+    return {
+        "state": str(st["state"]["state"]),
+        "inc": str(st["state"]["inc"]),
+        "has_uint32": int(st["has_uint32"]),
+        "uinteger": int(st["uinteger"]),
+    }
+
+
+def _set_rng_state(rng: np.random.Generator, data: dict[str, Any]) -> None:
+    _check_keys(data, ("state", "inc", "has_uint32", "uinteger"), "random generator")
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": int(data["state"]), "inc": int(data["inc"])},
+        "has_uint32": int(data["has_uint32"]),
+        "uinteger": int(data["uinteger"]),
+    }
+
+
+def _key(key: Any) -> int:
+    if isinstance(key, (bool, float)) or not isinstance(key, (int, np.integer)):
+        raise TypeError(f"sampler keys are integer ids, got {key!r}")
+    return int(key)
+
+
+class FrequencySampler:
+    """Weighted batch sampler that keeps old and new samples' view counts balanced as the set grows.
+
+    How it decides (all per key, updated every batch):
+
+    1. **Queue.** A key that is added (or re-added because its label changed) joins a FIFO queue, and
+       queued keys fill the next batches before anything is drawn. With batch size ``B``, a key that
+       is ``q``-th in the queue when added is in one of the next ``ceil(q / B)`` batches; in the usual
+       live case (one new label at a time) that is the very next batch.
+    2. **Target.** Each present key has an *age* (batches since it first entered) and a target view
+       count ``target_i = V * age_i**a / sum_j age_j**a``, where ``V`` is the total number of views of
+       the present keys after this batch and ``a`` is ``config.age_power``. Targets sum to the views
+       actually handed out, so ``seen / target`` is centred on 1 for everybody.
+    3. **Weight.** ``w_i = ((target_i + 1) / (seen_i + 1)) ** feedback_power``, times a recency boost
+       that decays within ~``recency_steps`` after a (re)label, floored at ``min_weight`` times the
+       mean. Over-seen samples (the early ones, which had batches to themselves while the set was
+       tiny) are drawn rarely until the others catch up; under-seen ones are drawn more. This negative
+       feedback is what keeps ``max(seen/target) / min(seen/target)`` bounded over a long run.
+    4. **Draw.** Remaining slots are filled by weighted sampling *without* replacement (Gumbel top-k)
+       when there are at least ``B`` keys, so a batch never repeats a key; with fewer keys every key
+       appears once and the rest are weighted draws with replacement.
+
+    Everything random comes from one seeded generator whose state is part of :meth:`state_dict`, so a
+    resumed session draws exactly the batches the uninterrupted one would have drawn.
+    """
+
+    def __init__(self, config: SamplerConfig | None = None, seed: int = 0) -> None:
+        self.config = config or SamplerConfig()
+        self._rng = np.random.default_rng(seed)
+        self._step = 0
+        # insertion-ordered, so iteration order (and thus every draw) is deterministic
+        self._seen: dict[int, int] = {}
+        self._entered: dict[int, int] = {}
+        self._labeled: dict[int, int] = {}
+        self._queue: list[int] = []
+
+    # ------------------------------------------------------------------------------- the set
+    def add(self, key: int) -> None:
+        """A newly labeled sample, or (if already present) a relabeled one: recent again, same counts."""
+        k = _key(key)
+        if k not in self._seen:
+            self._seen[k] = 0
+            self._entered[k] = self._step
+        self._labeled[k] = self._step
+        if k not in self._queue:
+            self._queue.append(k)
+
+    def remove(self, key: int) -> None:
+        """Forget a sample (deleted or discarded label). Adding it again later starts it afresh."""
+        k = _key(key)
+        if k not in self._seen:
+            raise KeyError(f"key {k} is not in the sampler")
+        del self._seen[k], self._entered[k], self._labeled[k]
+        if k in self._queue:
+            self._queue.remove(k)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    @property
+    def keys(self) -> list[int]:
+        return list(self._seen)
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    # ------------------------------------------------------------------------------- sampling
+    def _targets(self, keys: list[int], views_after: int) -> np.ndarray:
+        age = np.array([self._step - self._entered[k] + 1 for k in keys], np.float64)
+        share = age ** self.config.age_power
+        return views_after * share / share.sum()
+
+    def _weights(self, keys: list[int], targets: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        seen = np.array([self._seen[k] for k in keys], np.float64)
+        since = np.array([self._step - self._labeled[k] for k in keys], np.float64)
+        age = np.array([self._step - self._entered[k] + 1 for k in keys], np.float64)
+        # base rate: the slope of age**a, i.e. the share of this batch a key on target should get
+        w = age ** (cfg.age_power - 1.0)
+        w *= ((targets + 1.0) / (seen + 1.0)) ** cfg.feedback_power
+        w *= 1.0 + cfg.recency_boost * np.exp(-since / cfg.recency_steps)
+        return np.maximum(w, cfg.min_weight * w.mean())
+
+    def next_batch(self, batch_size: int) -> list[int]:
+        """Keys of the next batch (see the class docstring); counts the views and advances the step."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not self._seen:
+            raise ValueError("the sampler is empty: add at least one labeled sample first")
+        keys = list(self._seen)
+        # a set no larger than the batch goes in whole; otherwise waiting (re)labeled keys go first
+        batch = list(keys) if len(keys) <= batch_size else self._queue[:batch_size]
+        in_batch = set(batch)
+        self._queue = [k for k in self._queue if k not in in_batch]
+        need = batch_size - len(batch)
+        if need:
+            views_after = sum(self._seen.values()) + batch_size
+            w = self._weights(keys, self._targets(keys, views_after))
+            if len(keys) >= batch_size:
+                taken = set(batch)
+                free = [i for i, k in enumerate(keys) if k not in taken]
+                # Gumbel top-k = successive weighted sampling without replacement
+                g = np.log(w[free]) + self._rng.gumbel(size=len(free))
+                order = np.argsort(-g, kind="stable")[:need]
+                batch += [keys[free[i]] for i in order]
+            else:
+                picks = self._rng.choice(len(keys), size=need, replace=True, p=w / w.sum())
+                batch += [keys[i] for i in picks]
+        for k in batch:
+            self._seen[k] += 1
+        self._step += 1
+        return batch
+
+    # ------------------------------------------------------------------------------- reporting
+    def stats(self) -> dict[str, Any]:
+        """Per-key lists (same order as ``keys``) for plots: views, targets and current weights."""
+        keys = list(self._seen)
+        out: dict[str, Any] = {"step": self._step, "keys": keys, "queued": list(self._queue)}
+        out["seen"] = [self._seen[k] for k in keys]
+        out["added_step"] = [self._labeled[k] for k in keys]
+        out["entered_step"] = [self._entered[k] for k in keys]
+        if keys:
+            targets = self._targets(keys, sum(self._seen.values()))
+            w = self._weights(keys, targets)
+            out["target"] = [float(t) for t in targets]
+            out["weights"] = [float(v) for v in w / w.sum()]
+        else:
+            out["target"], out["weights"] = [], []
+        return out
+
+    # ------------------------------------------------------------------------------- checkpoints
+    _STATE_KEYS = ("kind", "config", "step", "keys", "seen", "entered_step", "added_step", "queue", "rng")
+
+    def state_dict(self) -> dict[str, Any]:
+        keys = list(self._seen)
+        return {
+            "kind": "frequency",
+            "config": asdict(self.config),
+            "step": self._step,
+            "keys": keys,
+            "seen": [self._seen[k] for k in keys],
+            "entered_step": [self._entered[k] for k in keys],
+            "added_step": [self._labeled[k] for k in keys],
+            "queue": list(self._queue),
+            "rng": _rng_state(self._rng),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (its config included: future batches depend on it)."""
+        _check_keys(state, self._STATE_KEYS, "FrequencySampler")
+        if state["kind"] != "frequency":
+            raise ValueError(f"not a FrequencySampler state (kind {state['kind']!r})")
+        config = _config_from(SamplerConfig, state["config"])
+        keys = [_key(k) for k in state["keys"]]
+        cols = [state["seen"], state["entered_step"], state["added_step"]]
+        if any(len(c) != len(keys) for c in cols) or len(set(keys)) != len(keys):
+            raise ValueError("FrequencySampler state: per-key lists differ in length or repeat a key")
+        queue = [_key(k) for k in state["queue"]]
+        if not set(queue) <= set(keys):
+            raise ValueError("FrequencySampler state: the queue names keys that are not in the set")
+        _set_rng_state(self._rng, state["rng"])
+        self.config = config
+        self._step = int(state["step"])
+        self._seen = {k: int(v) for k, v in zip(keys, state["seen"], strict=True)}
+        self._entered = {k: int(v) for k, v in zip(keys, state["entered_step"], strict=True)}
+        self._labeled = {k: int(v) for k, v in zip(keys, state["added_step"], strict=True)}
+        self._queue = queue
+
+
+def _config_from(cls: type, data: Any) -> Any:
+    _check_keys(data, (f.name for f in fields(cls)), cls.__name__)
+    return cls(**data)
+
+
+class UniformSampler:
+    """Reshuffled epochs over the current set: the conventional sampler, for comparison.
+
+    New keys wait for the next epoch (so, unlike :class:`FrequencySampler`, nothing guarantees when a
+    new label is first trained on). A batch that crosses an epoch boundary takes the rest of the old
+    epoch and then the first keys of the new one that it does not already hold, so batches stay
+    distinct whenever there are at least ``batch_size`` keys.
+    """
+
+    def __init__(self, config: SamplerConfig | None = None, seed: int = 0) -> None:
+        # config is accepted for a drop-in interface; uniform sampling has nothing to configure
+        self.config = config or SamplerConfig()
+        self._rng = np.random.default_rng(seed)
+        self._step = 0
+        self._seen: dict[int, int] = {}
+        self._labeled: dict[int, int] = {}
+        self._epoch: list[int] = []
+
+    def add(self, key: int) -> None:
+        k = _key(key)
+        if k not in self._seen:  # re-adding (a relabel) changes nothing for uniform epochs
+            self._seen[k] = 0
+            self._labeled[k] = self._step
+
+    def remove(self, key: int) -> None:
+        k = _key(key)
+        if k not in self._seen:
+            raise KeyError(f"key {k} is not in the sampler")
+        del self._seen[k], self._labeled[k]
+        self._epoch = [e for e in self._epoch if e != k]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    @property
+    def keys(self) -> list[int]:
+        return list(self._seen)
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    def _new_epoch(self) -> list[int]:
+        keys = list(self._seen)
+        return [keys[i] for i in self._rng.permutation(len(keys))]
+
+    def next_batch(self, batch_size: int) -> list[int]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not self._seen:
+            raise ValueError("the sampler is empty: add at least one labeled sample first")
+        batch: list[int] = []
+        if len(self._seen) <= batch_size:
+            batch = self._new_epoch()
+            batch += [batch[i] for i in self._rng.integers(len(batch), size=batch_size - len(batch))]
+            self._epoch = []
+        else:
+            while len(batch) < batch_size:
+                if not self._epoch:
+                    self._epoch = self._new_epoch()
+                fresh = [k for k in self._epoch if k not in batch][: batch_size - len(batch)]
+                batch += fresh
+                self._epoch = [k for k in self._epoch if k not in fresh]
+        for k in batch:
+            self._seen[k] += 1
+        self._step += 1
+        return batch
+
+    def stats(self) -> dict[str, Any]:
+        keys = list(self._seen)
+        n = max(1, len(keys))
+        return {
+            "step": self._step,
+            "keys": keys,
+            "seen": [self._seen[k] for k in keys],
+            "added_step": [self._labeled[k] for k in keys],
+            "weights": [1.0 / n] * len(keys),
+        }
+
+    _STATE_KEYS = ("kind", "step", "keys", "seen", "added_step", "epoch", "rng")
+
+    def state_dict(self) -> dict[str, Any]:
+        keys = list(self._seen)
+        return {
+            "kind": "uniform",
+            "step": self._step,
+            "keys": keys,
+            "seen": [self._seen[k] for k in keys],
+            "added_step": [self._labeled[k] for k in keys],
+            "epoch": list(self._epoch),
+            "rng": _rng_state(self._rng),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_keys(state, self._STATE_KEYS, "UniformSampler")
+        if state["kind"] != "uniform":
+            raise ValueError(f"not a UniformSampler state (kind {state['kind']!r})")
+        keys = [_key(k) for k in state["keys"]]
+        if len(state["seen"]) != len(keys) or len(state["added_step"]) != len(keys):
+            raise ValueError("UniformSampler state: per-key lists differ in length")
+        epoch = [_key(k) for k in state["epoch"]]
+        if not set(epoch) <= set(keys):
+            raise ValueError("UniformSampler state: the epoch names keys that are not in the set")
+        _set_rng_state(self._rng, state["rng"])
+        self._step = int(state["step"])
+        self._seen = {k: int(v) for k, v in zip(keys, state["seen"], strict=True)}
+        self._labeled = {k: int(v) for k, v in zip(keys, state["added_step"], strict=True)}
+        self._epoch = epoch
+
+
+def expected_views(sampler: FrequencySampler | UniformSampler) -> dict[int, float]:
+    """Each key's target view count under :class:`FrequencySampler`'s rule, for any sampler.
+
+    Lets a notebook (and the tests) put both samplers on the same scale: ``seen / target``.
+    """
+    st = sampler.stats()
+    keys = st["keys"]
+    if not keys:
+        return {}
+    power = sampler.config.age_power
+    entered = st.get("entered_step", st["added_step"])
+    age = np.array([st["step"] - e + 1 for e in entered], np.float64) ** power
+    total = float(sum(st["seen"]))
+    return {k: total * a / age.sum() for k, a in zip(keys, age, strict=True)}
+
+
+__all__ = ["FrequencySampler", "SamplerConfig", "UniformSampler", "expected_views"]
+

@@ -1,0 +1,519 @@
+"""``LiveSession``: one labeling project with a model that trains while you label.
+
+The session ties the parts together and is what widgets, scripts and benchmarks drive::
+
+    session = LiveSession("runs/cells", task="detection", classes=["RBC", "WBC", "Platelets"])
+    session.add_images("path/to/folder")
+    await session.start()
+    pred = await session.predict(image_id)       # pre-labels from the latest weights
+    await session.submit(image_id, annotation)   # durable before it returns; joins training at once
+    session.state                                 # phase, step, loss, plateau, quality, ...
+    await session.stop()                          # final checkpoint
+    session.export("coco", "out/")
+
+Everything lives in the project folder: ``labels.sqlite`` (images, every annotation version, the
+pre-labels shown), ``checkpoints/`` and ``images/`` (images that were handed in as arrays). Opening the
+folder again resumes labels, model, optimizer, sampler, plateau detector and evaluator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..models import create_model
+from ..models.base import LiveModel, full_config, model_from_config
+from .annotation import TASKS, Annotation, AnnotationError
+from .checkpoint import FORMAT_VERSION, latest_checkpoint, load_checkpoint, save_checkpoint
+from .evaluator import EvaluatorConfig, LiveEvaluator
+from .formats import export_labels, load_labels
+from .images import ImageError, image_info, list_images, load_image, to_rgb
+from .plateau import PlateauConfig
+from .project_lock import ProjectLock
+from .sampler import SamplerConfig
+from .store import AnnotationStore
+from .trainer import Trainer, TrainerConfig
+
+
+class SkippedFileWarning(UserWarning):
+    """A file that was not imported; the message names it and says why."""
+
+
+@dataclass
+class SessionConfig:
+    """Everything tunable about a session, with defaults for the embedded model on a CPU."""
+
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sampler: SamplerConfig | None = None
+    plateau: PlateauConfig | None = None
+    evaluator: EvaluatorConfig | None = None
+    #: pre-labels below this confidence are not shown (the UI slider overrides it per view)
+    threshold: float = 0.3
+    #: decoded images kept in memory for training and prediction
+    image_cache_mb: int = 512
+    keep_checkpoints: int = 2
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image_id: int
+    annotation: Annotation
+    #: the model step whose weights made it
+    step: int
+    #: False while the model has not yet learned enough for its pre-labels to help (see Trainer)
+    offered: bool
+    seconds: float
+    prediction_id: int
+
+
+@dataclass(frozen=True)
+class SessionState:
+    phase: str
+    message: str
+    step: int
+    loss: float | None
+    smoothed_loss: float | None
+    plateaued: bool
+    offering: bool
+    quality: float | None
+    evaluated: int
+    labeled: int
+    images: int
+    step_seconds: float | None
+    device: str
+    error: str | None
+    last_checkpoint_step: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _ImageCache:
+    """Decoded images by id, least recently used dropped first, bounded in bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: int, load: Any) -> np.ndarray:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        arr = load()
+        with self._lock:
+            if key not in self._items and arr.nbytes <= self.max_bytes:
+                self._items[key] = arr
+                self._bytes += arr.nbytes
+                while self._bytes > self.max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return arr
+
+
+class LiveSession:
+    """A labeling project with a live-training model. See the module docstring for the workflow."""
+
+    def __init__(
+        self,
+        project: str | os.PathLike[str],
+        task: str | None = None,
+        classes: Sequence[str] | None = None,
+        *,
+        model: str | os.PathLike[str] | LiveModel = "embedded",
+        config: SessionConfig | None = None,
+        user: str | None = None,
+        model_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.project = Path(project)
+        self.project.mkdir(parents=True, exist_ok=True)
+        self.config = config or SessionConfig()
+        self.user = user or _default_user()
+        self._lock = ProjectLock(self.project / ".lock")
+        self._lock.acquire()
+        try:
+            self.store = AnnotationStore(self.project / "labels.sqlite")
+            self.task, self.classes = self._resolve_project(task, classes)
+            self._checkpoint_dir = self.project / "checkpoints"
+            ckpt_path = latest_checkpoint(self._checkpoint_dir)
+            ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+            if ckpt is not None:
+                net = model_from_config(ckpt["model_config"], where=str(ckpt_path))
+            else:
+                net = create_model(model, self.task, self.classes, **(model_options or {}))
+            self.evaluator = LiveEvaluator(self.task, len(self.classes), self.config.evaluator)
+            self._cache = _ImageCache(self.config.image_cache_mb << 20)
+            self._paths: dict[int, str] = {r.id: r.path for r in self.store.images()}
+            self.trainer = Trainer(
+                net,
+                self._image,
+                self.config.trainer,
+                sampler_config=self.config.sampler,
+                plateau_config=self.config.plateau,
+                quality=lambda: self.evaluator.ema,
+                checkpoint=self._write_checkpoint,
+                checkpoint_extra=self._checkpoint_extra,
+            )
+            self.last_checkpoint_step: int | None = None
+            if ckpt is not None:
+                self.trainer.load_state_dict(ckpt)
+                self.evaluator.load_state_dict(ckpt["evaluator"])
+                self.last_checkpoint_step = int(ckpt["step"])
+            labels = {i: a for i in self.store.labeled_ids() if (a := self.store.annotation(i)) is not None}
+            self.trainer.load_samples(labels)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._closed = False
+
+    # --------------------------------------------------------------------------------- setup
+    def _resolve_project(self, task: str | None, classes: Sequence[str] | None) -> tuple[str, list[str]]:
+        stored_task = self.store.get_meta("task")
+        stored_classes = self.store.get_meta("classes")
+        if stored_task is not None:
+            if task is not None and task != stored_task:
+                raise ValueError(f"{self.project} is a {stored_task!r} project; it cannot be opened as {task!r}")
+            if classes is not None and list(classes) != stored_classes:
+                raise ValueError(
+                    f"{self.project} has classes {stored_classes}; got {list(classes)}. Open it without "
+                    "`classes` to use the stored ones, or start a new project for other classes."
+                )
+            return stored_task, list(stored_classes)
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if not classes:
+            raise ValueError("a new project needs its class names, e.g. classes=['cat', 'dog']")
+        names = [str(c) for c in classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got {names}")
+        self.store.set_meta("task", task)
+        self.store.set_meta("classes", names)
+        return task, names
+
+    def _image(self, image_id: int) -> np.ndarray:
+        path = self._paths.get(image_id)
+        if path is None:
+            raise KeyError(f"no image with id {image_id} in this project")
+        return self._cache.get(image_id, lambda: load_image(path))
+
+    # -------------------------------------------------------------------------------- images
+    def add_images(
+        self,
+        source: str | os.PathLike[str] | Iterable[Any],
+        labels: str | os.PathLike[str] | None = None,
+        format: str | None = None,
+    ) -> list[int]:
+        """Add a folder, a list of paths, PIL images or arrays; optionally import existing labels.
+
+        Returns the image ids in the order given. A file that cannot be read is skipped with a
+        :class:`SkippedFileWarning` naming it; the others are added. Adding the same file again returns
+        its existing id. ``labels`` + ``format`` ("coco", "voc", "yolo", "masks", "instances",
+        "folders") import annotations, stored with source "imported" and trained on like any other.
+        """
+        items: list[Any]
+        if isinstance(source, (str, os.PathLike)):
+            p = Path(source)
+            items = list_images(p) if p.is_dir() else [p]
+        else:
+            items = list(source)
+        ids: list[int] = []
+        paths: list[Path] = []
+        for item in items:
+            try:
+                path = item if isinstance(item, (str, os.PathLike)) else self._save_array(item)
+                info = image_info(path)
+            except ImageError as exc:
+                warnings.warn(f"skipped {exc}", SkippedFileWarning, stacklevel=2)
+                continue
+            image_id = self.store.add_image(
+                info.path, width=info.width, height=info.height, sha256=info.sha256, nbytes=info.nbytes,
+                name=Path(info.path).name,
+            )
+            self._paths[image_id] = info.path
+            ids.append(image_id)
+            paths.append(Path(info.path))
+        if labels is not None:
+            self._import_labels(labels, format, paths, ids)
+        return ids
+
+    def _save_array(self, item: Any) -> Path:
+        arr = load_image(item) if isinstance(item, Image.Image) else to_rgb(np.asarray(item))
+        folder = self.project / "images"
+        folder.mkdir(exist_ok=True)
+        import hashlib
+
+        name = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:20] + ".png"
+        path = folder / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.png")
+            Image.fromarray(arr).save(tmp)
+            os.replace(tmp, path)
+        return path
+
+    def _import_labels(self, labels: Any, fmt: str | None, paths: list[Path], ids: list[int]) -> None:
+        if fmt is None:
+            raise ValueError("say which format the labels are in: format='coco' | 'voc' | 'yolo' | ...")
+        loaded = load_labels(fmt, labels, paths, self.classes)
+        for msg in loaded.errors:
+            warnings.warn(msg, SkippedFileWarning, stacklevel=3)
+        unknown = [c for c in loaded.classes if c not in self.classes]
+        if unknown:
+            warnings.warn(
+                f"labels of classes {unknown} were not imported: this project's classes are {self.classes}",
+                SkippedFileWarning, stacklevel=3,
+            )
+        by_path = {p.resolve(): i for p, i in zip(paths, ids, strict=True)}
+        remap = {j: self.classes.index(c) for j, c in enumerate(loaded.classes) if c in self.classes}
+        imported: dict[int, Annotation] = {}
+        for path, ann in loaded.annotations.items():
+            image_id = by_path.get(Path(path).resolve())
+            if image_id is None:
+                continue
+            ann = _remap_classes(ann, remap)
+            if ann is None:
+                continue
+            try:
+                ann = self._check(image_id, ann)
+            except AnnotationError as exc:
+                warnings.warn(f"{path}: {exc}", SkippedFileWarning, stacklevel=3)
+                continue
+            self.store.submit(image_id, ann, source="imported", user=self.user)
+            imported[image_id] = ann
+        self.trainer.load_samples(imported)
+
+    @property
+    def image_ids(self) -> list[int]:
+        return self.store.image_ids()
+
+    def image(self, image_id: int) -> np.ndarray:
+        """The image as the model sees it: (H, W, 3) uint8 RGB."""
+        return self._image(image_id)
+
+    def annotation(self, image_id: int) -> Annotation | None:
+        """The latest submitted annotation of an image, or None."""
+        return self.store.annotation(image_id)
+
+    def next_unlabeled(self) -> int | None:
+        ids = self.store.unlabeled_ids()
+        return ids[0] if ids else None
+
+    # ------------------------------------------------------------------------------ training
+    async def start(self) -> None:
+        """Start the trainer task on the running event loop (a Jupyter kernel's, or asyncio.run's)."""
+        self._check_open()
+        await self.trainer.start()
+
+    async def stop(self) -> None:
+        """Stop training after the step in flight and write a final checkpoint."""
+        if self._closed:
+            return
+        await self.trainer.stop()
+        await self.trainer.checkpoint_now()
+
+    async def close(self) -> None:
+        """Stop, checkpoint, and release the project (another process may open it then)."""
+        if self._closed:
+            return
+        await self.stop()
+        self.trainer.close()
+        self.store.close()
+        self._lock.release()
+        self._closed = True
+
+    async def __aenter__(self) -> LiveSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def wait_steps(self, n: int, timeout: float | None = None) -> int:
+        """Wait for ``n`` more training steps (returns early if training pauses); for scripts and tests."""
+        return await self.trainer.wait_steps(n, timeout)
+
+    async def predict(self, image_id: int, *, threshold: float | None = None) -> Prediction:
+        """Pre-labels for an image from the latest weights, kept in the store beside the image."""
+        self._check_open()
+        t0 = time.perf_counter()
+        image = await asyncio.to_thread(self._image, image_id)
+        (raw,), step = await self.trainer.predict([image])
+        offered = self.trainer.offering
+        # The store keeps every candidate with its score, so a threshold can be tuned afterwards.
+        pid = await asyncio.to_thread(self.store.save_prediction, image_id, raw, model_step=step, shown=offered)
+        thr = self.config.threshold if threshold is None else threshold
+        return Prediction(image_id, raw.filter(thr), step, offered, time.perf_counter() - t0, pid)
+
+    async def submit(
+        self,
+        image_id: int,
+        annotation: Annotation | dict[str, Any],
+        *,
+        source: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        """Store the final annotation (committed before this returns) and train on it at once.
+
+        The pre-label last shown for the image is compared with it by the live evaluator. ``source``
+        is inferred when not given: "prelabel_accepted" if it equals the pre-label shown,
+        "prelabel_edited" if a pre-label was shown, else "manual". Returns the annotation's version.
+        """
+        self._check_open()
+        ann = annotation if isinstance(annotation, Annotation) else Annotation.from_json(annotation)
+        ann = self._check(image_id, ann)
+        previous = self.store.annotation_history(image_id)
+        pred = self.store.prediction(image_id)
+        if pred is not None and previous and pred.created_at <= previous[-1].created_at:
+            pred = None  # that pre-label was judged at an earlier submission
+        shown = pred.annotation.filter(self.config.threshold) if pred is not None else None
+        if source is None:
+            if pred is None or not pred.shown:
+                source = "manual"
+            else:
+                source = "prelabel_accepted" if _same(shown, ann) else "prelabel_edited"
+        version = await asyncio.to_thread(
+            self.store.submit, image_id, ann, source=source, user=user or self.user,
+            prediction_id=None if pred is None else pred.id,
+        )
+        if shown is not None:
+            self.evaluator.evaluate(image_id, shown, ann, step=pred.model_step)
+        self.trainer.set_sample(image_id, ann)
+        return version
+
+    def _check(self, image_id: int, ann: Annotation) -> Annotation:
+        rec = self.store.image(image_id)
+        if (ann.width, ann.height) != (rec.width, rec.height):
+            raise AnnotationError(
+                f"the annotation is for a {ann.width}x{ann.height} image, but image {image_id} "
+                f"({rec.name}) is {rec.width}x{rec.height}"
+            )
+        if self.task == "classification" and ann.category is None:
+            raise AnnotationError("a classification annotation needs a category")
+        if self.task == "segmentation" and len(ann) and ann.masks is None:
+            raise AnnotationError("a segmentation annotation needs masks")
+        ann = ann.validate(len(self.classes))
+        # Scores belong to predictions; a submitted label is certain.
+        ann.scores = None
+        ann.category_scores = None
+        return ann
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "time": time.time(),
+            "model_config": full_config(self.trainer.model),
+            "evaluator": self.evaluator.state_dict(),
+        }
+
+    def _write_checkpoint(self, state: dict[str, Any]) -> Path:
+        path = save_checkpoint(self._checkpoint_dir, state, keep=self.config.keep_checkpoints)
+        self.last_checkpoint_step = int(state["step"])
+        return path
+
+    async def checkpoint(self) -> None:
+        """Write a checkpoint now (between two training steps)."""
+        await self.trainer.checkpoint_now()
+
+    # -------------------------------------------------------------------------------- status
+    @property
+    def state(self) -> SessionState:
+        t = self.trainer.status()
+        labeled = self.trainer.num_samples
+        return SessionState(
+            phase=t["phase"],
+            message=self._message(t, labeled),
+            step=t["step"],
+            loss=t["loss"],
+            smoothed_loss=t["smoothed_loss"],
+            plateaued=t["plateaued"],
+            offering=t["offering"],
+            quality=self.evaluator.ema,
+            evaluated=len(self.evaluator.history),
+            labeled=labeled,
+            images=len(self._paths),
+            step_seconds=t["step_seconds"],
+            device=t["device"],
+            error=t["error"],
+            last_checkpoint_step=self.last_checkpoint_step,
+        )
+
+    def _message(self, t: dict[str, Any], labeled: int) -> str:
+        """The status in words a labeler understands."""
+        if t["error"]:
+            return f"Problem: {t['error']}"
+        need = self.trainer.config.min_labeled - labeled
+        phase = t["phase"]
+        if phase == "idle":
+            return "Not started"
+        if phase == "stopped":
+            return "Stopped"
+        if need > 0:
+            return f"Label {need} more image{'s' if need > 1 else ''} to start"
+        if phase == "paused":
+            return "Paused: the loss has plateaued, waiting for new labels"
+        if not t["offering"]:
+            return "Learning… pre-labels appear once the model has learned enough"
+        return "Learning…"
+
+    # -------------------------------------------------------------------------------- export
+    def export(self, format: str, out: str | os.PathLike[str]) -> Path:
+        """Write the labels ("coco", "voc", "yolo", "masks", "instances", "folders") into ``out``."""
+        items = []
+        for i in self.store.labeled_ids():
+            ann = self.store.annotation(i)
+            if ann is not None:
+                items.append((self.store.image(i), ann))
+        return export_labels(format, out, items, self.classes, self.task)
+
+    def export_model(self, out: str | os.PathLike[str]) -> Path:
+        """Save the trained model (safetensors + config); reload with ``livetrain_widgets.load_model``."""
+        return Path(self.trainer.save_model(out))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this session is closed; open the project again with LiveSession(...)")
+
+
+def _remap_classes(ann: Annotation, remap: dict[int, int]) -> Annotation | None:
+    if ann.category is not None:
+        if ann.category not in remap:
+            return None
+        return Annotation(ann.width, ann.height, category=remap[ann.category])
+    keep = np.array([int(v) in remap for v in ann.labels], bool)
+    labels = np.array([remap[int(v)] for v in ann.labels[keep]], np.int64)
+    return Annotation(
+        ann.width, ann.height, ann.boxes[keep], labels, None,
+        None if ann.masks is None else ann.masks[keep],
+    )
+
+
+def _same(a: Annotation | None, b: Annotation) -> bool:
+    """Whether a submitted annotation is the pre-label unchanged (to the pixel)."""
+    if a is None or len(a) != len(b) or a.category != b.category:
+        return False
+    if not (np.array_equal(a.labels, b.labels) and np.allclose(a.boxes, b.boxes, atol=0.5)):
+        return False
+    if (a.masks is None) != (b.masks is None):
+        return False
+    return a.masks is None or bool(np.array_equal(a.masks, b.masks))
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "user"

@@ -1,0 +1,474 @@
+"""The annotation store: every image, every submitted label version and every shown prediction, in SQLite.
+
+Labels are what a person spent their time on, so a submission is durable the moment :meth:`submit`
+returns: WAL journal with ``synchronous=FULL`` (the commit fsyncs the log), so a killed kernel or a
+power cut loses nothing that was acknowledged. Nothing is overwritten: each submit adds a version,
+which keeps the history the live evaluator and an audit need (which pre-label was accepted, edited or
+ignored).
+
+One connection serves all threads (the session calls in from the event loop and from the training
+worker); a re-entrant lock serialises its use, which is simpler and faster than a connection per
+thread for this tiny write rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .annotation import Annotation, AnnotationError
+
+#: Where an annotation came from: drawn by hand, a pre-label accepted as is, a pre-label corrected,
+#: or read from a label file.
+SOURCES: tuple[str, ...] = ("manual", "prelabel_accepted", "prelabel_edited", "imported")
+
+_BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked: closed, from a newer version, or holding damaged data."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str
+    name: str
+    width: int
+    height: int
+    sha256: str
+    nbytes: int
+    added_at: float
+
+
+@dataclass(frozen=True)
+class AnnotationVersion:
+    version: int
+    annotation: Annotation
+    source: str
+    user: str | None
+    created_at: float
+    prediction_id: int | None
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: int
+    annotation: Annotation
+    model_step: int
+    shown: bool
+    created_at: float
+
+
+# ------------------------------------------------------------------------------------------ schema
+# JSON columns are declared TEXT on purpose: a column typed "JSON" gets NUMERIC affinity in SQLite,
+# which would silently turn a stored JSON text like "5" or "1.0" into a number.
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statements one by one: ``executescript`` would COMMIT first and break the migration's
+    transaction (a failed migration must leave the file as it was)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _schema_v1(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            name TEXT NOT NULL,
+            width INTEGER NOT NULL CHECK (width > 0),
+            height INTEGER NOT NULL CHECK (height > 0),
+            sha256 TEXT NOT NULL,
+            nbytes INTEGER NOT NULL,
+            added_at REAL NOT NULL,
+            UNIQUE (path, sha256)
+        );
+        CREATE INDEX images_name ON images (name);
+        CREATE TABLE predictions (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images (id),
+            data TEXT NOT NULL,
+            model_step INTEGER NOT NULL,
+            shown INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX predictions_image ON predictions (image_id, id);
+        CREATE TABLE annotations (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images (id),
+            version INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            source TEXT NOT NULL
+                CHECK (source IN ('manual', 'prelabel_accepted', 'prelabel_edited', 'imported')),
+            user TEXT,
+            created_at REAL NOT NULL,
+            prediction_id INTEGER REFERENCES predictions (id),
+            UNIQUE (image_id, version)
+        );
+        """
+    )
+
+
+#: Migration i brings a store from user_version i to i + 1. Append, never edit, when the schema grows.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    latest = len(MIGRATIONS)
+    if current > latest:
+        raise StoreError(
+            f"{path}: the store has schema version {current}, newer than this livetrain-widgets "
+            f"understands ({latest}); upgrade the package to open it"
+        )
+    for version in range(current, latest):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _dumps(value: Any) -> str:
+    # allow_nan=False: NaN is not JSON, and a stored NaN would poison every later read.
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+class AnnotationStore:
+    """Images, label versions and predictions of one project, in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a commit happens exactly where
+        # the code says (the durability promise of submit depends on it).
+        db = sqlite3.connect(
+            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: could not switch the store to WAL mode (got {mode!r})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            _migrate(db, self.path)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(f"{self.path}: not a usable annotation store ({exc})") from exc
+        except BaseException:
+            db.close()
+            raise
+        self._db: sqlite3.Connection | None = db
+
+    # ----------------------------------------------------------------------------------- plumbing
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> AnnotationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AnnotationStore({str(self.path)!r})"
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        return self._db
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn().execute(sql, params).fetchall()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` in one IMMEDIATE transaction (the write lock is taken up front, so another
+        process holding the file cannot make us fail half-way); committed before returning."""
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return out
+
+    # --------------------------------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0][0])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: stored value of meta key {key!r} is not valid JSON") from exc
+
+    def set_meta(self, key: str, value: Any) -> None:
+        try:
+            text = _dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"meta value for {key!r} must be JSON-serialisable ({exc})") from exc
+        self._write(
+            lambda db: db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, text),
+            )
+        )
+
+    # ------------------------------------------------------------------------------------- images
+    def add_image(
+        self, path: str | os.PathLike[str], *, width: int, height: int, sha256: str, nbytes: int,
+        name: str | None = None,
+    ) -> int:
+        """Register an image; adding the same (path, content) again returns the existing id.
+
+        ``path`` is stored as given: pass a resolved path (``images.image_info`` returns one) so the
+        same file added twice is recognised.
+        """
+        p = os.fspath(path)
+        width, height, nbytes = int(width), int(height), int(nbytes)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"{p}: image size must be positive, got {width}x{height}")
+        if nbytes < 0:
+            raise ValueError(f"{p}: nbytes must not be negative, got {nbytes}")
+        label = name if name is not None else Path(p).name
+
+        def insert(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT id, width, height FROM images WHERE path = ? AND sha256 = ?", (p, sha256)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = db.execute(
+                "INSERT INTO images (path, name, width, height, sha256, nbytes, added_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (p, label, width, height, sha256, nbytes, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+        return int(self._write(insert))
+
+    _IMAGE_COLS = "id, path, name, width, height, sha256, nbytes, added_at"
+
+    def image(self, image_id: int) -> ImageRecord:
+        rows = self._query(f"SELECT {self._IMAGE_COLS} FROM images WHERE id = ?", (int(image_id),))
+        if not rows:
+            raise KeyError(f"no image with id {image_id} in the store {self.path}")
+        return ImageRecord(*rows[0])
+
+    def images(self) -> list[ImageRecord]:
+        return [ImageRecord(*r) for r in self._query(f"SELECT {self._IMAGE_COLS} FROM images ORDER BY id")]
+
+    def image_ids(self) -> list[int]:
+        return [int(r[0]) for r in self._query("SELECT id FROM images ORDER BY id")]
+
+    def image_count(self) -> int:
+        # Not __len__: an empty store must not be falsy in `if store:`.
+        return int(self._query("SELECT COUNT(*) FROM images")[0][0])
+
+    def find_image(self, path_or_name: str | os.PathLike[str]) -> int | None:
+        """Id of an image by its stored path, its resolved path, or its name (the oldest on a tie)."""
+        key = os.fspath(path_or_name)
+        candidates = [key]
+        with contextlib.suppress(OSError, RuntimeError):
+            candidates.append(str(Path(key).resolve()))
+        for value in candidates:
+            rows = self._query("SELECT id FROM images WHERE path = ? ORDER BY id LIMIT 1", (value,))
+            if rows:
+                return int(rows[0][0])
+        rows = self._query("SELECT id FROM images WHERE name = ? ORDER BY id LIMIT 1", (key,))
+        return int(rows[0][0]) if rows else None
+
+    def _require_image(self, db: sqlite3.Connection, image_id: int) -> tuple[int, int]:
+        row = db.execute("SELECT width, height FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no image with id {image_id} in the store {self.path}")
+        return int(row[0]), int(row[1])
+
+    def _check_size(self, image_id: int, size: tuple[int, int], annotation: Annotation) -> None:
+        if not isinstance(annotation, Annotation):
+            raise TypeError(f"expected an Annotation, got {type(annotation).__name__}")
+        if (annotation.width, annotation.height) != size:
+            raise AnnotationError(
+                f"the annotation is for a {annotation.width}x{annotation.height} image but image "
+                f"{image_id} is {size[0]}x{size[1]}"
+            )
+
+    # -------------------------------------------------------------------------------- annotations
+    def submit(
+        self, image_id: int, annotation: Annotation, *, source: str = "manual", user: str | None = None,
+        prediction_id: int | None = None,
+    ) -> int:
+        """Store a new label version of an image; returns its version number (1 for the first).
+
+        The transaction is committed (and fsynced) before this returns.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"unknown annotation source {source!r}; expected one of {SOURCES}")
+        image_id = int(image_id)
+        data = _dumps(annotation.to_json()) if isinstance(annotation, Annotation) else None
+
+        def insert(db: sqlite3.Connection) -> int:
+            self._check_size(image_id, self._require_image(db, image_id), annotation)
+            if prediction_id is not None:
+                row = db.execute(
+                    "SELECT image_id FROM predictions WHERE id = ?", (int(prediction_id),)
+                ).fetchone()
+                if row is None:
+                    raise KeyError(f"no prediction with id {prediction_id} in the store {self.path}")
+                if int(row[0]) != image_id:
+                    raise ValueError(
+                        f"prediction {prediction_id} belongs to image {row[0]}, not to image {image_id}"
+                    )
+            version = db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM annotations WHERE image_id = ?", (image_id,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO annotations (image_id, version, data, source, user, created_at, prediction_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (image_id, version, data, source, user, time.time(),
+                 None if prediction_id is None else int(prediction_id)),
+            )
+            return int(version)
+
+        return int(self._write(insert))
+
+    def _decode(self, image_id: int, what: str, text: Any) -> Annotation:
+        """Stored JSON -> Annotation, with damage reported against the image instead of deep inside."""
+        try:
+            return Annotation.from_json(json.loads(text))
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise StoreError(
+                f"{self.path}: the stored {what} of image {image_id} is damaged and cannot be read ({exc})"
+            ) from exc
+
+    def annotation(self, image_id: int) -> Annotation | None:
+        """The latest label version of an image, or None if it has none (KeyError if no such image)."""
+        with self._lock:
+            self._require_image(self._conn(), int(image_id))
+            rows = self._query(
+                "SELECT version, data FROM annotations WHERE image_id = ? ORDER BY version DESC LIMIT 1",
+                (int(image_id),),
+            )
+        if not rows:
+            return None
+        return self._decode(int(image_id), f"annotation (version {rows[0][0]})", rows[0][1])
+
+    def annotation_history(self, image_id: int) -> list[AnnotationVersion]:
+        """All label versions of an image, oldest first."""
+        with self._lock:
+            self._require_image(self._conn(), int(image_id))
+            rows = self._query(
+                "SELECT version, data, source, user, created_at, prediction_id FROM annotations "
+                "WHERE image_id = ? ORDER BY version",
+                (int(image_id),),
+            )
+        return [
+            AnnotationVersion(
+                int(v), self._decode(int(image_id), f"annotation (version {v})", d), s, u, float(t),
+                None if p is None else int(p),
+            )
+            for v, d, s, u, t, p in rows
+        ]
+
+    def labeled_ids(self) -> list[int]:
+        """Images with at least one label version, in the order they were first submitted.
+
+        Ordered by the row id of the first version (commit order) rather than by wall-clock time, so a
+        clock step (NTP, DST on a badly set machine) cannot reorder the "newest samples" a sampler sees.
+        """
+        rows = self._query("SELECT image_id FROM annotations GROUP BY image_id ORDER BY MIN(id)")
+        return [int(r[0]) for r in rows]
+
+    def labeled_count(self) -> int:
+        return int(self._query("SELECT COUNT(DISTINCT image_id) FROM annotations")[0][0])
+
+    def unlabeled_ids(self) -> list[int]:
+        rows = self._query(
+            "SELECT id FROM images WHERE NOT EXISTS "
+            "(SELECT 1 FROM annotations a WHERE a.image_id = images.id) ORDER BY id"
+        )
+        return [int(r[0]) for r in rows]
+
+    def labeled_items(self) -> Iterator[tuple[ImageRecord, Annotation]]:
+        """(image, latest annotation) pairs in first-submission order: what ``export_labels`` takes."""
+        for image_id in self.labeled_ids():
+            ann = self.annotation(image_id)
+            if ann is not None:
+                yield self.image(image_id), ann
+
+    # -------------------------------------------------------------------------------- predictions
+    def save_prediction(
+        self, image_id: int, annotation: Annotation, *, model_step: int, shown: bool = True
+    ) -> int:
+        """Keep what the model proposed for an image (so its quality can be scored on submit)."""
+        image_id = int(image_id)
+        data = _dumps(annotation.to_json()) if isinstance(annotation, Annotation) else None
+
+        def insert(db: sqlite3.Connection) -> int:
+            self._check_size(image_id, self._require_image(db, image_id), annotation)
+            cur = db.execute(
+                "INSERT INTO predictions (image_id, data, model_step, shown, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (image_id, data, int(model_step), int(bool(shown)), time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+        return int(self._write(insert))
+
+    def prediction(self, image_id: int) -> StoredPrediction | None:
+        """The latest stored prediction of an image, or None."""
+        with self._lock:
+            self._require_image(self._conn(), int(image_id))
+            rows = self._query(
+                "SELECT id, data, model_step, shown, created_at FROM predictions "
+                "WHERE image_id = ? ORDER BY id DESC LIMIT 1",
+                (int(image_id),),
+            )
+        if not rows:
+            return None
+        pid, data, step, shown, created = rows[0]
+        return StoredPrediction(
+            int(pid), self._decode(int(image_id), f"prediction {pid}", data), int(step), bool(shown),
+            float(created),
+        )
+
+    # ------------------------------------------------------------------------------- maintenance
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: ``"ok"`` when healthy, else its findings, one per line."""
+        return "\n".join(str(r[0]) for r in self._query("PRAGMA integrity_check"))
+
+    def checkpoint_wal(self) -> bool:
+        """Fold the write-ahead log into the main file and truncate it (e.g. before copying the file).
+
+        Returns False when another connection (a second process reading the store) kept it from
+        finishing; nothing is lost then, the log is folded in later.
+        """
+        with self._lock:
+            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return not busy

@@ -1,0 +1,482 @@
+"""The async trainer: training steps in a worker thread, predictions cutting in between modules.
+
+One asyncio task owns the training loop. Each step runs in a dedicated worker thread, so the event loop
+(and with it the Jupyter kernel's widget messages) stays responsive. A prediction runs on a second
+thread and takes the model at the next yield point of the step in flight (see :mod:`.gate`), so a
+pre-label waits milliseconds, not a whole step.
+
+Phases: ``idle`` (not started) → ``waiting`` (fewer than ``min_labeled`` samples) → ``training`` ⇄
+``paused`` (the loss-plateau detector fired; a new sample resumes) → ``stopped``. A failing step (NaN
+loss, out of memory, a sample that cannot be read) is reported in ``error`` and skipped; the task never
+dies of it and the weights stay the last good ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.base import LiveModel
+from .annotation import Annotation
+from .gate import ModelGate
+from .plateau import PlateauConfig, PlateauDetector
+from .sampler import FrequencySampler, SamplerConfig
+
+
+@dataclass
+class TrainerConfig:
+    """How the trainer trains. Defaults suit the embedded model on a 2-core CPU."""
+
+    #: training starts once this many images are labeled
+    min_labeled: int = 2
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    #: gradient-norm clip: a single odd sample must not wreck weights that took minutes to learn
+    max_grad_norm: float = 10.0
+    #: "cuda", "cpu", or None to take CUDA when present
+    device: str | None = None
+    #: mixed precision; None = on for CUDA, off on CPU (CPU autocast is slower for these convolutions)
+    amp: bool | None = None
+    #: pre-labels are offered once the smoothed loss fell to this fraction of its starting value ...
+    offer_loss_ratio: float = 0.6
+    #: ... or the live evaluator's moving average reached this score ...
+    offer_quality: float = 0.3
+    #: ... and at least this many steps were taken
+    offer_min_steps: int = 20
+    #: periodic checkpoint interval (seconds of training) and on-stop checkpoint
+    checkpoint_every_s: float = 120.0
+    #: consecutive failing steps after which the weights roll back to the last good copy
+    rollback_after: int = 3
+    #: steps between in-memory snapshots of the last good weights (for rollback)
+    snapshot_every: int = 25
+    seed: int = 0
+
+
+@dataclass
+class StepResult:
+    step: int
+    loss: float
+    seconds: float
+    batch: list[int]
+
+
+class Trainer:
+    """Owns the model, optimizer, sampler and plateau detector; trains while asked to predict."""
+
+    def __init__(
+        self,
+        model: LiveModel,
+        load_image: Callable[[int], np.ndarray],
+        config: TrainerConfig | None = None,
+        *,
+        sampler_config: SamplerConfig | None = None,
+        plateau_config: PlateauConfig | None = None,
+        quality: Callable[[], float | None] = lambda: None,
+        on_step: Callable[[StepResult], None] | None = None,
+        checkpoint: Callable[[dict[str, Any]], Any] | None = None,
+        checkpoint_extra: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.config = config or TrainerConfig()
+        cfg = self.config
+        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
+        self.model = model.to(self.device)
+        self.model.train()
+        self.optimizer = torch.optim.AdamW(model.param_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self._amp_dtype = (
+            torch.bfloat16 if self.device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+        )
+        # float16 needs loss scaling; bfloat16 has float32's range and does not.
+        self._scaler = torch.amp.GradScaler("cuda") if self.amp and self._amp_dtype == torch.float16 else None
+        self.sampler = FrequencySampler(sampler_config, seed=cfg.seed)
+        self.plateau = PlateauDetector(plateau_config)
+        self._load_image = load_image
+        self._quality = quality
+        self._on_step = on_step
+        self._checkpoint = checkpoint
+        self._checkpoint_extra = checkpoint_extra
+        self._targets: dict[int, Annotation] = {}
+        self._lock = threading.Lock()  # guards sampler and targets across the loop and worker threads
+        self._gate = ModelGate()
+        self._hooks = self._gate.attach(self.model)
+        self._train_pool = ThreadPoolExecutor(1, thread_name_prefix="livetrain-train")
+        self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="livetrain-predict")
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._step_waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+        self.step = 0
+        self.phase = "idle"
+        self.error: str | None = None
+        self.last_loss: float | None = None
+        self.losses: deque[float] = deque(maxlen=2000)
+        self._initial_loss: float | None = None
+        self._smoothed: float | None = None
+        self._step_seconds: deque[float] = deque(maxlen=50)
+        self._failures = 0
+        self._good_state: dict[str, Any] | None = None
+        self._last_checkpoint = time.monotonic()
+        self.offering = False
+
+    # ------------------------------------------------------------------------------- samples
+    def set_sample(self, key: int, target: Annotation) -> None:
+        """A labeled image joins (or, relabeled, rejoins) training at once; a paused trainer resumes."""
+        with self._lock:
+            self._targets[key] = target
+            self.sampler.add(key)
+        self.plateau.reset()
+        if self.phase == "paused":
+            self.phase = "training"
+        self._notify()
+
+    def remove_sample(self, key: int) -> None:
+        with self._lock:
+            self._targets.pop(key, None)
+            if key in self.sampler.keys:
+                self.sampler.remove(key)
+
+    def load_samples(self, targets: dict[int, Annotation]) -> None:
+        """Resume: set every stored label; only keys the sampler has not seen count as new."""
+        with self._lock:
+            self._targets.update(targets)
+            new = [k for k in targets if k not in self.sampler.keys]
+            for k in new:
+                self.sampler.add(k)
+        if new:
+            self.plateau.reset()
+            self._notify()
+
+    def save_model(self, folder: Any) -> Any:
+        """Export the current weights (consistent: taken at a yield point or between steps)."""
+        with self._gate.predicting():
+            return self.model.save_pretrained(folder)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self._targets)
+
+    # ----------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        self.phase = self._next_phase()
+        self._task = self._loop.create_task(self._run(), name="livetrain-trainer")
+
+    async def stop(self) -> None:
+        """Finish the step in flight and stop; weights, optimizer and sampler stay as they are."""
+        self._stopping = True
+        self._notify()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+        self.phase = "stopped"
+        for _, fut in self._step_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._step_waiters.clear()
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._train_pool.shutdown(wait=True)
+        self._predict_pool.shutdown(wait=True)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _notify(self) -> None:
+        """Wake the training loop; safe from any thread."""
+        if self._wake is None or self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def wait_steps(self, n: int, timeout: float | None = None) -> int:
+        """Wait until ``n`` more steps are done (or training pauses or stops); returns steps taken."""
+        start = self.step
+        if n <= 0:
+            return 0
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._step_waiters.append((start + n, fut))
+        self._resolve_waiters()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(fut, timeout)
+        return self.step - start
+
+    def _resolve_waiters(self) -> None:
+        # Not the phase (it lags a just-added sample until the loop wakes) but whether steps can come.
+        idle = (
+            not self.running
+            or self._stopping
+            or self.num_samples < self.config.min_labeled
+            or self.plateau.plateaued
+        )
+        keep = []
+        for target, fut in self._step_waiters:
+            if fut.done():
+                continue
+            if self.step >= target or idle:
+                fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._step_waiters = keep
+
+    def _next_phase(self) -> str:
+        if self.num_samples < self.config.min_labeled:
+            return "waiting"
+        return "paused" if self.plateau.plateaued else "training"
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        paused_saved = False
+        try:
+            while not self._stopping:
+                self.phase = self._next_phase()
+                if self.phase != "training":
+                    self._resolve_waiters()
+                    self._wake.clear()
+                    if self.phase == "paused" and not paused_saved and self._checkpoint is not None:
+                        # Nothing will change until new labels arrive: a good moment to save.
+                        await self.checkpoint_now()
+                        paused_saved = True
+                    await self._wake.wait()
+                    continue
+                paused_saved = False
+                try:
+                    result = await loop.run_in_executor(self._train_pool, self._train_step)
+                except Exception as exc:  # a failing step never kills the task
+                    self._step_failed(exc)
+                    await asyncio.sleep(min(2.0, 0.05 * 2**self._failures))
+                    continue
+                self._after_step(result)
+                if self._checkpoint is not None and (
+                    time.monotonic() - self._last_checkpoint > self.config.checkpoint_every_s
+                ):
+                    await self.checkpoint_now()
+                await asyncio.sleep(0)  # let the loop run callbacks queued during the step
+        finally:
+            self.phase = "stopped" if self._stopping else self.phase
+            self._resolve_waiters()
+
+    # ----------------------------------------------------------------------------- training
+    def _autocast(self) -> Any:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._amp_dtype)
+
+    def _train_step(self) -> StepResult:
+        t0 = time.perf_counter()
+        with self._lock:
+            batch = self.sampler.next_batch(self.config.batch_size)
+            targets = [self._targets[k] for k in batch]
+        images = []
+        for key in batch:
+            try:
+                images.append(self._load_image(key))
+            except Exception as exc:
+                # A sample that cannot be read is taken out of training (its label stays stored).
+                self.remove_sample(key)
+                raise RuntimeError(f"image {key} could not be read and was left out of training: {exc}") from exc
+        opt = self.optimizer
+        with self._gate.training():
+            self.model.train()
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss = self.model.loss(images, targets)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                opt.zero_grad(set_to_none=True)
+                raise FloatingPointError(f"the loss is {value}; the step was skipped")
+            if self._scaler is not None:
+                self._scaler.scale(loss).backward()
+                self._scaler.unscale_(opt)
+            else:
+                loss.backward()
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            if not torch.isfinite(norm):
+                opt.zero_grad(set_to_none=True)
+                if self._scaler is not None:
+                    self._scaler.update()  # lowers the scale; expected now and then with float16
+                raise FloatingPointError("the gradients are not finite; the step was skipped")
+            if self._scaler is not None:
+                self._scaler.step(opt)
+                self._scaler.update()
+            else:
+                opt.step()
+            self.step += 1
+            step = self.step
+            if step % self.config.snapshot_every == 0 or self._good_state is None:
+                self._good_state = self._snapshot()
+        return StepResult(step, value, time.perf_counter() - t0, batch)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "step": self.step,
+        }
+
+    def _after_step(self, r: StepResult) -> None:
+        self._failures = 0
+        self.error = None
+        self.last_loss = r.loss
+        self.losses.append(r.loss)
+        self._step_seconds.append(r.seconds)
+        self._smoothed = r.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * r.loss
+        if self._initial_loss is None and len(self.losses) >= 5:
+            self._initial_loss = float(np.mean(list(self.losses)[:5]))
+        self.plateau.update(r.loss)
+        self.offering = self.offering or self._ready_to_offer()
+        if self._on_step is not None:
+            self._on_step(r)
+        self._resolve_waiters()
+
+    def _ready_to_offer(self) -> bool:
+        """Pre-labels are worth showing once the model has demonstrably learned something.
+
+        Either the smoothed loss fell well below where it started (the model fits the labels), or the
+        live evaluator scored its silent predictions on newly submitted images well enough.
+        """
+        cfg = self.config
+        if self.step < cfg.offer_min_steps:
+            return False
+        q = self._quality()
+        if q is not None and q >= cfg.offer_quality:
+            return True
+        if self._initial_loss and self._smoothed is not None:
+            return self._smoothed <= cfg.offer_loss_ratio * self._initial_loss
+        return False
+
+    def _step_failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+            msg = "out of memory in a training step; the step was skipped"
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        else:
+            msg = f"training step failed: {type(exc).__name__}: {exc}"
+        if self._failures >= self.config.rollback_after and self._good_state is not None:
+            self._rollback()
+            msg += f"; rolled back to the weights of step {self._good_state['step']}"
+        self.error = msg
+
+    def _rollback(self) -> None:
+        assert self._good_state is not None
+        with self._gate.training():
+            self.model.load_state_dict(self._good_state["model"])
+            self.optimizer.load_state_dict(copy.deepcopy(self._good_state["optimizer"]))
+
+    # ---------------------------------------------------------------------------- prediction
+    async def predict(self, images: Sequence[np.ndarray]) -> tuple[list[Annotation], int]:
+        """Predictions from the current weights, served at the next yield point of the step in flight."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._predict_pool, self._predict, list(images))
+
+    def _predict(self, images: list[np.ndarray]) -> tuple[list[Annotation], int]:
+        with self._gate.predicting():
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad(), self._autocast():
+                    out = self.model.predict(images)
+                step = self.step
+            finally:
+                if was_training:
+                    self.model.train()
+        return out, step
+
+    # --------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's part of the training state (model and optimizer tensors included)."""
+        with self._gate.training(), self._lock:
+            model = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            optimizer = copy.deepcopy(self.optimizer.state_dict())
+            sampler = self.sampler.state_dict()
+        return {
+            "step": self.step,
+            "model": model,
+            "optimizer": optimizer,
+            "sampler": sampler,
+            "plateau": self.plateau.state_dict(),
+            "trainer": {
+                "initial_loss": self._initial_loss,
+                "smoothed_loss": self._smoothed,
+                "last_loss": self.last_loss,
+                "offering": self.offering,
+                "losses": list(self.losses)[-200:],
+                "config": asdict(self.config),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        with self._lock:
+            self.sampler.load_state_dict(state["sampler"])
+        self.plateau.load_state_dict(state["plateau"])
+        t = state["trainer"]
+        self.step = int(state["step"])
+        self._initial_loss = t["initial_loss"]
+        self._smoothed = t["smoothed_loss"]
+        self.last_loss = t["last_loss"]
+        self.offering = bool(t["offering"])
+        self.losses.extend(t["losses"])
+
+    async def checkpoint_now(self) -> Any:
+        """Snapshot the state between steps and hand it to the ``checkpoint`` callback (in a thread)."""
+        if self._checkpoint is None:
+            return None
+        loop = asyncio.get_running_loop()
+        self._last_checkpoint = time.monotonic()
+        # On the training thread, so the snapshot falls between two steps.
+        state = await loop.run_in_executor(self._train_pool, self.state_dict)
+        state.update(self._checkpoint_extra())  # on the loop thread, where those parts change
+        try:
+            return await asyncio.to_thread(self._checkpoint, state)
+        except Exception as exc:
+            self.error = f"checkpoint failed: {exc}"
+            return None
+
+    # -------------------------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        secs = list(self._step_seconds)
+        return {
+            "phase": self.phase,
+            "step": self.step,
+            "loss": self.last_loss,
+            "smoothed_loss": self._smoothed,
+            "plateaued": self.plateau.plateaued,
+            "offering": self.offering,
+            "samples": self.num_samples,
+            "step_seconds": float(np.median(secs)) if secs else None,
+            "device": str(self.device),
+            "amp": self.amp,
+            "error": self.error,
+        }

@@ -1,0 +1,121 @@
+"""The trainer inside a real Jupyter kernel (ipykernel 7 and, when provided, 6).
+
+ipykernel 7 runs each cell as its own asyncio task, and background tasks have been reported to stall
+between cells there. These tests start a real kernel, start a session in one cell, and check from
+outside that training goes on while no cell runs and that the kernel answers requests promptly while
+a (deliberately slow) training step is in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client")
+
+REPO = Path(__file__).resolve().parents[1]
+
+KERNELS = [pytest.param(None, id="ipykernel-installed")]
+if os.environ.get("LIVETRAIN_IPYKERNEL6"):
+    KERNELS.append(pytest.param(os.environ["LIVETRAIN_IPYKERNEL6"], id="ipykernel-6"))
+
+pytestmark = pytest.mark.kernel
+
+
+def _execute(kc, code: str, timeout: float = 60) -> dict:
+    """Run code, return {'stdout': ..., 'error': ...} once the kernel reports idle."""
+    msg_id = kc.execute(textwrap.dedent(code))
+    out: list[str] = []
+    error = None
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            out.append(content["text"])
+        elif kind == "error":
+            error = "\n".join(content["traceback"])
+        elif kind == "status" and content["execution_state"] == "idle":
+            break
+    kc.get_shell_msg(timeout=timeout)
+    return {"stdout": "".join(out), "error": error}
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request, tmp_path):
+    extra = request.param
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (extra, str(REPO)) if p)}
+    km = jupyter_client.KernelManager()
+    km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    km.start_kernel(cwd=str(tmp_path), env=env)
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    yield kc, extra
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def test_training_continues_between_cells_and_kernel_stays_responsive(kernel, tmp_path) -> None:
+    kc, extra = kernel
+    r = _execute(kc, """
+        import ipykernel, sys
+        print(ipykernel.__version__)
+    """)
+    assert r["error"] is None, r["error"]
+    if extra:
+        assert r["stdout"].startswith("6."), r["stdout"]
+    r = _execute(kc, f"""
+        from tests.tiny_model import TinyClassifier, two_class_images
+        from livetrain_widgets import Annotation, LiveSession, SessionConfig, TrainerConfig
+        images, labels = two_class_images(8)
+        session = LiveSession({str(tmp_path / 'proj')!r}, task="classification", classes=["left", "right"],
+                              model=TinyClassifier(step_delay=0.0),
+                              config=SessionConfig(trainer=TrainerConfig(batch_size=2)))
+        ids = session.add_images(images)
+        for i, c in zip(ids[:4], labels[:4]):
+            await session.submit(i, Annotation(16, 16, category=c))
+        await session.start()
+        await session.wait_steps(3, timeout=30)
+        print("step", session.state.step)
+    """)
+    assert r["error"] is None, r["error"]
+    r = _execute(kc, "print(session.state.step, session.state.phase)")
+    first = int(r["stdout"].split()[0])
+    time.sleep(2.0)  # no cell runs: the trainer task must keep going on the kernel's loop
+    r = _execute(kc, "print(session.state.step, session.state.phase)")
+    second, phase = int(r["stdout"].split()[0]), r["stdout"].split()[1]
+    assert phase in ("training", "paused")
+    assert second > first + 20, (first, second)
+
+    # Make every step sleep 1 s in the worker thread; requests must not wait for it.
+    _execute(kc, "session.trainer.model.step_delay = 1.0")
+    time.sleep(0.3)
+    latencies = []
+    for _ in range(8):
+        t0 = time.monotonic()
+        kc.kernel_info()
+        while True:
+            try:
+                msg = kc.get_shell_msg(timeout=10)
+            except queue.Empty:
+                pytest.fail("kernel did not answer kernel_info within 10 s")
+            if msg["msg_type"] == "kernel_info_reply":
+                break
+        latencies.append(time.monotonic() - t0)
+        time.sleep(0.13)
+    assert max(latencies) < 0.5, latencies
+    t0 = time.monotonic()
+    r = _execute(kc, "x = await session.predict(ids[5]); print(x.annotation.category, x.step)")
+    assert r["error"] is None, r["error"]
+    assert time.monotonic() - t0 < 3.0  # at most the sleeping step in flight, not a queue of them
+    r = _execute(kc, "await session.close(); print('closed', session.state.phase)", timeout=30)
+    assert "closed stopped" in r["stdout"], r

@@ -1,0 +1,152 @@
+"""The async trainer with a tiny model: phases, pause/resume, failures, prediction, state round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+import torch
+
+from livetrain_widgets.engine.annotation import Annotation
+from livetrain_widgets.engine.plateau import PlateauConfig
+from livetrain_widgets.engine.trainer import Trainer, TrainerConfig
+
+from .tiny_model import TinyClassifier, two_class_images
+
+IMAGES, LABELS = two_class_images(40)
+
+
+def make_trainer(**kw) -> Trainer:
+    torch.manual_seed(0)
+    plateau = kw.pop("plateau", None)
+    cfg = TrainerConfig(batch_size=4, lr=1e-2, offer_min_steps=5, **kw)
+    return Trainer(TinyClassifier(), lambda k: IMAGES[k], cfg, plateau_config=plateau)
+
+
+def label(k: int) -> Annotation:
+    im = IMAGES[k]
+    return Annotation(im.shape[1], im.shape[0], category=LABELS[k])
+
+
+async def test_waits_for_min_labeled_then_trains_and_predicts() -> None:
+    tr = make_trainer()
+    await tr.start()
+    await asyncio.sleep(0.05)
+    assert tr.phase == "waiting" and tr.step == 0
+    tr.set_sample(0, label(0))
+    await asyncio.sleep(0.05)
+    assert tr.phase == "waiting"
+    tr.set_sample(1, label(1))
+    for k in range(2, 12):
+        tr.set_sample(k, label(k))
+    taken = await tr.wait_steps(60, timeout=30)
+    assert taken >= 60 and tr.phase == "training"
+    preds, step = await tr.predict([IMAGES[20], IMAGES[21]])
+    assert step >= 60
+    assert [p.category for p in preds] == [LABELS[20], LABELS[21]]
+    assert tr.offering  # the loss fell far below where it started
+    await tr.stop()
+    assert tr.phase == "stopped"
+    tr.close()
+
+
+async def test_plateau_pauses_and_new_sample_resumes() -> None:
+    # One image with contradictory labels: the loss cannot fall below ln 2, so it must plateau.
+    torch.manual_seed(0)
+    tr = Trainer(
+        TinyClassifier(), lambda k: IMAGES[0], TrainerConfig(batch_size=4, lr=1e-2),
+        plateau_config=PlateauConfig(window=10, patience=1),
+    )
+    for k in range(4):
+        tr.set_sample(k, Annotation(16, 16, category=k % 2))
+    await tr.start()
+    for _ in range(100):
+        await tr.wait_steps(20, timeout=10)
+        if tr.phase == "paused":
+            break
+    assert tr.phase == "paused", tr.status()
+    assert tr.plateau.plateaued
+    step = tr.step
+    await asyncio.sleep(0.2)
+    assert tr.step == step  # nothing trains while paused
+    tr.set_sample(10, label(10))
+    assert not tr.plateau.plateaued
+    await tr.wait_steps(3, timeout=10)
+    assert tr.step > step
+    await tr.stop()
+    tr.close()
+
+
+async def test_nan_loss_and_model_errors_are_reported_and_survived() -> None:
+    tr = make_trainer(rollback_after=2)
+    for k in range(6):
+        tr.set_sample(k, label(k))
+    await tr.start()
+    await tr.wait_steps(30, timeout=20)
+    good = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    step = tr.step
+    tr.model.fail_with = "nan"
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if tr.error:
+            break
+    assert tr.error and "nan" in tr.error.lower()
+    assert tr.running and tr.step == step  # skipped, not counted, task alive
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(v, good[k]), k  # a NaN step never touches the weights
+    # Predictions keep coming from the last good weights while steps fail.
+    preds, _ = await tr.predict([IMAGES[7]])
+    assert math.isfinite(float(preds[0].category_scores.sum()))
+    tr.model.fail_with = "error"
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if tr.error and "rolled back" in tr.error:
+            break
+    assert "simulated failure" in tr.error and "rolled back" in tr.error
+    tr.model.fail_with = None
+    await tr.wait_steps(5, timeout=10)
+    assert tr.error is None and tr.step > step
+    await tr.stop()
+    tr.close()
+
+
+async def test_unreadable_sample_is_left_out_not_fatal() -> None:
+    def load(k: int) -> np.ndarray:
+        if k == 3:
+            raise OSError("file vanished")
+        return IMAGES[k]
+
+    tr = Trainer(TinyClassifier(), load, TrainerConfig(batch_size=4))
+    for k in range(5):
+        tr.set_sample(k, label(k))
+    await tr.start()
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if tr.error:
+            break
+    assert "image 3" in tr.error
+    await tr.wait_steps(5, timeout=10)
+    assert 3 not in tr.sampler.keys and tr.step >= 5
+    await tr.stop()
+    tr.close()
+
+
+async def test_state_dict_round_trip_gives_identical_predictions_and_batches() -> None:
+    tr = make_trainer()
+    for k in range(8):
+        tr.set_sample(k, label(k))
+    await tr.start()
+    await tr.wait_steps(25, timeout=20)
+    await tr.stop()
+    state = tr.state_dict()
+    other = make_trainer()
+    other.load_samples({k: label(k) for k in range(8)})
+    other.load_state_dict(state)
+    a, _ = await tr.predict(IMAGES[:6])
+    b, _ = await other.predict(IMAGES[:6])
+    for pa, pb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(pa.category_scores, pb.category_scores)
+    assert other.step == tr.step and other.sampler.next_batch(4) == tr.sampler.next_batch(4)
+    tr.close()
+    other.close()

@@ -1,0 +1,76 @@
+"""A tiny classifier behind the LiveModel protocol: lets trainer/session tests run in milliseconds.
+
+It can also be told to fail (NaN loss, an exception) to test how the trainer copes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from livetrain_widgets.engine.annotation import Annotation
+from livetrain_widgets.models.base import LiveModel, register
+
+
+def features(image: np.ndarray) -> torch.Tensor:
+    """Mean colour of a 4x4 grid: 48 numbers that tell bright-left from bright-right images apart."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255.0
+    return F.adaptive_avg_pool2d(t, 4).flatten()
+
+
+@register
+class TinyClassifier(LiveModel):
+    family = "tiny-test"
+    tasks = ("classification",)
+
+    def __init__(self, task: str = "classification", classes: Sequence[str] = ("a", "b"), hidden: int = 16,
+                 step_delay: float = 0.0) -> None:
+        super().__init__(task, classes)
+        self.hidden = hidden
+        self.step_delay = step_delay
+        self.net = nn.Sequential(nn.Linear(48, hidden), nn.ReLU(), nn.Linear(hidden, len(classes)))
+        self.fail_with: str | None = None  # "nan" or "error": the next losses misbehave
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "hidden": self.hidden, "step_delay": self.step_delay}
+
+    def loss(self, images: Sequence[np.ndarray], targets: Sequence[Annotation]) -> torch.Tensor:
+        if self.fail_with == "error":
+            raise RuntimeError("simulated failure inside the model")
+        x = torch.stack([features(im) for im in images]).to(self.device)
+        y = torch.tensor([t.category for t in targets], device=self.device)
+        if self.step_delay:
+            import time
+
+            time.sleep(self.step_delay)
+        loss = F.cross_entropy(self.net(x), y)
+        if self.fail_with == "nan":
+            loss = loss * float("nan")
+        return loss
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Annotation]:
+        x = torch.stack([features(im) for im in images]).to(self.device)
+        p = self.net(x).softmax(-1).float().cpu().numpy()
+        return [
+            Annotation(im.shape[1], im.shape[0], category=int(pi.argmax()), category_scores=pi)
+            for im, pi in zip(images, p, strict=True)
+        ]
+
+
+def two_class_images(n: int, size: int = 16, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
+    """Images bright on the left (class 0) or right (class 1), with noise."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        c = i % 2
+        im = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        half = slice(0, size // 2) if c == 0 else slice(size // 2, size)
+        im[:, half] += 150
+        images.append(im)
+        labels.append(c)
+    return images, labels
