@@ -472,12 +472,7 @@ class LiveSession:
     # -------------------------------------------------------------------------------- export
     def export(self, format: str, out: str | os.PathLike[str]) -> Path:
         """Write the labels ("coco", "voc", "yolo", "masks", "instances", "folders") into ``out``."""
-        items = []
-        for i in self.store.labeled_ids():
-            ann = self.store.annotation(i)
-            if ann is not None:
-                items.append((self.store.image(i), ann))
-        return export_labels(format, out, items, self.classes, self.task)
+        return export_labels(format, out, self.store.labeled_items(), self.classes, self.task)
 
     def export_model(self, out: str | os.PathLike[str]) -> Path:
         """Save the trained model (safetensors + config); reload with ``livetrain_widgets.load_model``."""
