@@ -44,4 +44,15 @@ async def test_label_five_bccd_images_then_prelabels_on_the_sixth(data_dir, tmp_
     # Pre-labels land on real cells: most predicted boxes overlap a labeled one.
     overlap = iou(pred.annotation.boxes, truth.boxes).max(axis=1)
     assert (overlap > 0.5).sum() >= 5 and np.mean(overlap > 0.3) > 0.5, overlap
+    await session.stop()  # final checkpoint
+    before = await session.predict(ids[5], threshold=0.0)
     await session.close()
+
+    # The checkpoint round trip gives identical predictions.
+    reopened = LiveSession(tmp_path / "cells")
+    after = await reopened.predict(ids[5], threshold=0.0)
+    assert reopened.state.step == before.step
+    np.testing.assert_array_equal(after.annotation.boxes, before.annotation.boxes)
+    np.testing.assert_array_equal(after.annotation.scores, before.annotation.scores)
+    np.testing.assert_array_equal(after.annotation.labels, before.annotation.labels)
+    await reopened.close()

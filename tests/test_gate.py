@@ -40,10 +40,13 @@ def test_prediction_runs_inside_a_paused_step_and_sees_unchanged_weights() -> No
             events.append("optimizer step")
 
     def predict() -> None:
-        with gate.predicting(), torch.no_grad():
-            events.append("predict")
-            weights_at_prediction.append(net[0][0].weight.detach().clone())
-            net(torch.randn(2, 64))
+        def job() -> None:
+            with torch.no_grad():
+                events.append("predict")
+                weights_at_prediction.append(net[0][0].weight.detach().clone())
+                net(torch.randn(2, 64))
+
+        gate.run_prediction(job)
 
     before = net[0][0].weight.detach().clone()
     t = threading.Thread(target=train)
@@ -101,12 +104,16 @@ def test_no_deadlock_under_contention() -> None:
 
     def predict() -> None:
         nonlocal preds
+
+        def job() -> torch.Tensor:
+            with torch.no_grad():
+                return net(torch.randn(1, 64))
+
         while not stop.is_set():
-            with gate.predicting(), torch.no_grad():
-                net(torch.randn(1, 64))
+            assert gate.run_prediction(job).shape == (1, 1)
             preds += 1
 
-    threads = [threading.Thread(target=train), threading.Thread(target=predict), threading.Thread(target=predict)]
+    threads = [threading.Thread(target=f) for f in (train, predict, predict)]
     for t in threads:
         t.start()
     time.sleep(1.0)
@@ -115,3 +122,43 @@ def test_no_deadlock_under_contention() -> None:
         t.join(5)
         assert not t.is_alive()
     assert steps > 5 and preds > 5
+
+
+def test_prediction_errors_reach_the_caller_not_the_step() -> None:
+    net = _net()
+    gate = ModelGate()
+    gate.attach(net)
+    started = threading.Event()
+    go = threading.Event()
+    outcome: list[object] = []
+
+    def train() -> None:
+        with gate.training():
+            h = net[0](torch.randn(2, 64))
+            started.set()
+            go.wait(5)
+            net[1:](h).sum().backward()
+            outcome.append("step finished")
+
+    def boom() -> None:
+        raise ValueError("bad image")
+
+    t = threading.Thread(target=train)
+    t.start()
+    assert started.wait(5)
+
+    def predict() -> None:
+        try:
+            gate.run_prediction(boom)
+        except ValueError as exc:
+            outcome.append(str(exc))
+
+    p = threading.Thread(target=predict)
+    p.start()
+    time.sleep(0.05)
+    go.set()
+    p.join(5)
+    t.join(5)
+    assert outcome == ["bad image", "step finished"]
+    # Outside a step, the prediction runs on the caller's thread.
+    assert gate.run_prediction(lambda: threading.get_ident()) == threading.get_ident()

@@ -145,6 +145,7 @@ KILL_SCRIPT = textwrap.dedent("""
         ids = s.add_images(images)
         await s.start()
         for i, c in zip(ids, labels):
+            await s.predict(i)
             await s.submit(i, Annotation(16, 16, category=c))
             print("SUBMITTED", i, flush=True)
             await s.wait_steps(8, timeout=10)
@@ -172,6 +173,9 @@ def test_sigkill_mid_training_loses_nothing_and_resumes(tmp_path) -> None:
     s = LiveSession(project, model=TinyClassifier())
     assert s.store.integrity_check() == "ok"
     assert set(submitted) <= set(s.store.labeled_ids())
+    # Every pre-label judged before the kill is judged again on resume (checkpointed or replayed).
+    judged = [i for i in s.store.labeled_ids() if s.store.annotation_history(i)[0].prediction_id is not None]
+    assert len(s.evaluator.history) == len(judged) >= len(submitted)
     assert s.last_checkpoint_step is not None and s.state.step > 0  # resumed from a checkpoint
     before = s.state.step
 

@@ -173,6 +173,7 @@ class LiveSession:
                 self.trainer.load_state_dict(ckpt)
                 self.evaluator.load_state_dict(ckpt["evaluator"])
                 self.last_checkpoint_step = int(ckpt["step"])
+                self._replay_evaluations(float(ckpt["time"]))
             labels = {i: a for i in self.store.labeled_ids() if (a := self.store.annotation(i)) is not None}
             self.trainer.load_samples(labels)
         except BaseException:
@@ -203,6 +204,22 @@ class LiveSession:
         self.store.set_meta("task", task)
         self.store.set_meta("classes", names)
         return task, names
+
+    def _replay_evaluations(self, since: float) -> None:
+        """Judge again the pre-labels of submissions made after the checkpoint (a crash lost those
+        evaluator records, but the store kept both sides of every comparison)."""
+        judged = {r.get("prediction_id") for r in self.evaluator.history}
+        # A margin before the checkpoint: a submission committed just before it may have been judged
+        # just after it. Records carry the prediction id, so nothing is judged twice.
+        for image_id, version in self.store.versions_since(since - 600.0):
+            if version.prediction_id is not None and version.prediction_id not in judged:
+                self._evaluate(image_id, self.store.prediction_by_id(version.prediction_id), version.annotation)
+
+    def _evaluate(self, image_id: int, pred: Any, final: Annotation) -> None:
+        rec = self.evaluator.evaluate(
+            image_id, pred.annotation.filter(self.config.threshold), final, step=pred.model_step
+        )
+        rec.update(prediction_id=pred.id, shown=pred.shown)
 
     def _image(self, image_id: int) -> np.ndarray:
         path = self._paths.get(image_id)
@@ -376,7 +393,7 @@ class LiveSession:
         ann = self._check(image_id, ann)
         previous = self.store.annotation_history(image_id)
         pred = self.store.prediction(image_id)
-        if pred is not None and previous and pred.created_at <= previous[-1].created_at:
+        if pred is not None and any(v.prediction_id == pred.id for v in previous):
             pred = None  # that pre-label was judged at an earlier submission
         shown = pred.annotation.filter(self.config.threshold) if pred is not None else None
         if source is None:
@@ -388,8 +405,8 @@ class LiveSession:
             self.store.submit, image_id, ann, source=source, user=user or self.user,
             prediction_id=None if pred is None else pred.id,
         )
-        if shown is not None:
-            self.evaluator.evaluate(image_id, shown, ann, step=pred.model_step)
+        if pred is not None:
+            self._evaluate(image_id, pred, ann)
         self.trainer.set_sample(image_id, ann)
         return version
 

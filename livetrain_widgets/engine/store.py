@@ -396,6 +396,27 @@ class AnnotationStore:
             for v, d, s, u, t, p in rows
         ]
 
+    def versions_since(self, created_at: float) -> list[tuple[int, AnnotationVersion]]:
+        """(image id, version) of every label version written after ``created_at``, in commit order.
+
+        A resumed session uses it to replay what happened after its last checkpoint.
+        """
+        rows = self._query(
+            "SELECT image_id, version, data, source, user, created_at, prediction_id FROM annotations "
+            "WHERE created_at > ? ORDER BY id",
+            (float(created_at),),
+        )
+        return [
+            (
+                int(i),
+                AnnotationVersion(
+                    int(v), self._decode(int(i), f"annotation (version {v})", d), s, u, float(t),
+                    None if p is None else int(p),
+                ),
+            )
+            for i, v, d, s, u, t, p in rows
+        ]
+
     def labeled_ids(self) -> list[int]:
         """Images with at least one label version, in the order they were first submitted.
 
@@ -453,6 +474,20 @@ class AnnotationStore:
         if not rows:
             return None
         pid, data, step, shown, created = rows[0]
+        return StoredPrediction(
+            int(pid), self._decode(int(image_id), f"prediction {pid}", data), int(step), bool(shown),
+            float(created),
+        )
+
+    def prediction_by_id(self, prediction_id: int) -> StoredPrediction:
+        """One stored prediction by its id (KeyError if there is none)."""
+        rows = self._query(
+            "SELECT id, image_id, data, model_step, shown, created_at FROM predictions WHERE id = ?",
+            (int(prediction_id),),
+        )
+        if not rows:
+            raise KeyError(f"no prediction with id {prediction_id}")
+        pid, image_id, data, step, shown, created = rows[0]
         return StoredPrediction(
             int(pid), self._decode(int(image_id), f"prediction {pid}", data), int(step), bool(shown),
             float(created),

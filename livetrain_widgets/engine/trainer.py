@@ -164,8 +164,7 @@ class Trainer:
 
     def save_model(self, folder: Any) -> Any:
         """Export the current weights (consistent: taken at a yield point or between steps)."""
-        with self._gate.predicting():
-            return self.model.save_pretrained(folder)
+        return self._gate.run_prediction(lambda: self.model.save_pretrained(folder))
 
     @property
     def num_samples(self) -> int:
@@ -291,6 +290,7 @@ class Trainer:
 
     def _train_step(self) -> StepResult:
         t0 = time.perf_counter()
+        lent0 = self._gate.lent_seconds
         with self._lock:
             batch = self.sampler.next_batch(self.config.batch_size)
             targets = [self._targets[k] for k in batch]
@@ -324,6 +324,8 @@ class Trainer:
                 if self._scaler is not None:
                     self._scaler.update()  # lowers the scale; expected now and then with float16
                 raise FloatingPointError("the gradients are not finite; the step was skipped")
+            # Last chance for a waiting prediction before the weights change (no yield points below).
+            self._gate.yield_point()
             if self._scaler is not None:
                 self._scaler.step(opt)
                 self._scaler.update()
@@ -333,7 +335,9 @@ class Trainer:
             step = self.step
             if step % self.config.snapshot_every == 0 or self._good_state is None:
                 self._good_state = self._snapshot()
-        return StepResult(step, value, time.perf_counter() - t0, batch)
+        # Step time without the predictions that ran inside it: what training alone costs.
+        seconds = time.perf_counter() - t0 - (self._gate.lent_seconds - lent0)
+        return StepResult(step, value, seconds, batch)
 
     def _snapshot(self) -> dict[str, Any]:
         return {
@@ -400,17 +404,18 @@ class Trainer:
         return await loop.run_in_executor(self._predict_pool, self._predict, list(images))
 
     def _predict(self, images: list[np.ndarray]) -> tuple[list[Annotation], int]:
-        with self._gate.predicting():
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                with torch.no_grad(), self._autocast():
-                    out = self.model.predict(images)
-                step = self.step
-            finally:
-                if was_training:
-                    self.model.train()
-        return out, step
+        return self._gate.run_prediction(lambda: self._predict_now(images))
+
+    def _predict_now(self, images: list[np.ndarray]) -> tuple[list[Annotation], int]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                out = self.model.predict(images)
+        finally:
+            if was_training:
+                self.model.train()
+        return out, self.step
 
     # --------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
