@@ -80,9 +80,13 @@ def draw(tile: np.ndarray, truth: Annotation, pred: Annotation, path: Path) -> N
     im.save(path)
 
 
-async def main(steps_between: int = 40) -> float:
-    OUT.mkdir(exist_ok=True)
-    session = LiveSession(OUT / "project", task="detection", classes=["coin"])
+async def main(steps_between: int = 20, out: Path = OUT) -> float:
+    """Returns the mean evaluator score of the pre-labels that were shown."""
+    global OUT
+    OUT = Path(out)
+    OUT.mkdir(parents=True, exist_ok=True)
+    # The tiles are small (192x160): a 256 px model input keeps steps quick without losing detail.
+    session = LiveSession(OUT / "project", task="detection", classes=["coin"], model_options={"input_size": 256})
     tiles = coin_tiles()
     all_boxes = coin_boxes()
     ids = session.add_images(tiles)
@@ -97,9 +101,9 @@ async def main(steps_between: int = 40) -> float:
         if pred.offered:
             draw(tile, truth, pred.annotation, OUT / f"prelabels_{n}.png")
             scores.append(rec.get("score") or 0.0)
-        print(f"tile {n}: {len(truth)} coins labeled; model step {pred.step}; "
-              f"pre-labels {'shown' if pred.offered else 'not yet offered'} ({len(pred.annotation)} boxes); "
-              f"score {rec.get('score', float('nan')):.2f}; status: {session.state.message}")
+        shown = f"{len(pred.annotation)} pre-labels, score {rec.get('score', 0.0):.2f}" if pred.offered else (
+            "no pre-labels yet")
+        print(f"tile {n}: model step {pred.step}: {shown}; {len(truth)} coins labeled. {session.state.message}")
         await session.wait_steps(steps_between, timeout=300)
     await session.stop()
     session.export("coco", OUT / "labels")
@@ -111,5 +115,5 @@ async def main(steps_between: int = 40) -> float:
 
 
 if __name__ == "__main__":
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     asyncio.run(main(steps))
