@@ -1,0 +1,59 @@
+"""Importing existing labels through the session, on real data, and exporting them again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from livetrain_widgets import LiveSession
+from livetrain_widgets.engine.formats import load_labels
+from livetrain_widgets.engine.session import SkippedFileWarning
+
+
+def test_bccd_voc_import_trains_and_exports_the_same_boxes(data_dir, tmp_path) -> None:
+    bccd = data_dir / "bccd"
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((bccd / "JPEGImages").glob("*.jpg"))[:8]:
+        shutil.copy(p, images / p.name)
+    s = LiveSession(tmp_path / "p", "detection", ["RBC", "WBC", "Platelets"])
+    ids = s.add_images(images, labels=bccd / "Annotations", format="voc")
+    assert len(ids) == 8 and s.state.labeled == 8 and s.trainer.num_samples == 8
+    assert {h.source for i in ids for h in s.store.annotation_history(i)} == {"imported"}
+    out = s.export("voc", tmp_path / "out")
+    back = load_labels("voc", out, sorted(images.iterdir()), s.classes)
+    for i in ids:
+        rec = s.store.image(i)
+        a, b = s.annotation(i), back.annotations[next(p for p in back.annotations if p.name == rec.name)]
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_array_equal(a.labels, b.labels)
+    asyncio.run(s.close())
+
+
+def test_nuclei_16bit_with_instance_label_image(data_dir, tmp_path) -> None:
+    s = LiveSession(tmp_path / "p", "segmentation", ["nucleus"])
+    ids = s.add_images([data_dir / "nuclei" / "img2d.tif"], labels=data_dir / "nuclei" / "mask2d.tif",
+                       format="instances")
+    ann = s.annotation(ids[0])
+    assert ann is not None and 100 <= len(ann) <= 150 and ann.masks.shape == (len(ann), 512, 512)
+    im = s.image(ids[0])
+    assert im.dtype == np.uint8 and im.shape == (512, 512, 3) and im.std() > 10  # stretched, not black
+    out = s.export("coco", tmp_path / "coco")
+    data = json.loads(out.read_text())
+    assert len(data["annotations"]) == len(ann) and all("counts" in a["segmentation"] for a in data["annotations"])
+    asyncio.run(s.close())
+
+
+def test_labels_of_unknown_classes_are_reported_not_imported(data_dir, tmp_path) -> None:
+    bccd = data_dir / "bccd"
+    paths = sorted((bccd / "JPEGImages").glob("*.jpg"))[:3]
+    s = LiveSession(tmp_path / "p", "detection", ["RBC"])
+    with pytest.warns(SkippedFileWarning, match="WBC"):
+        ids = s.add_images(paths, labels=bccd / "Annotations", format="voc")
+    for i in ids:
+        assert set(s.annotation(i).labels.tolist()) <= {0}
+    asyncio.run(s.close())
