@@ -27,6 +27,7 @@ from ._matching import (
     rles,
     semantic_iou,
 )
+from ._state import check_keys
 from .annotation import TASKS, Annotation
 
 
@@ -84,19 +85,6 @@ class EvaluatorConfig:
             "wrong_class": self.w_wrong_class,
             "extra": self.w_extra,
         }
-
-
-def _check_keys(state: Any, expected: Sequence[str], what: str) -> None:
-    if not isinstance(state, dict):
-        raise ValueError(f"{what} state must be a dict, got {type(state).__name__}")
-    want, got = set(expected), set(state)
-    if want != got:
-        msg = []
-        if got - want:
-            msg.append(f"unknown keys {sorted(got - want)}")
-        if want - got:
-            msg.append(f"missing keys {sorted(want - got)}")
-        raise ValueError(f"{what} state does not match: {', '.join(msg)}")
 
 
 def _r(x: float | None, nd: int = 6) -> float | None:
@@ -225,13 +213,13 @@ class LiveEvaluator:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; refuses one written for another task or class count."""
-        _check_keys(state, self._STATE_KEYS, "LiveEvaluator")
+        check_keys(state, self._STATE_KEYS, "LiveEvaluator")
         if state["task"] != self.task or int(state["num_classes"]) != self.num_classes:
             raise ValueError(
                 f"LiveEvaluator state is for {state['task']!r} with {state['num_classes']} classes, "
                 f"this evaluator is {self.task!r} with {self.num_classes}"
             )
-        _check_keys(state["config"], [f.name for f in fields(EvaluatorConfig)], "EvaluatorConfig")
+        check_keys(state["config"], [f.name for f in fields(EvaluatorConfig)], "EvaluatorConfig")
         if not isinstance(state["history"], list):
             raise ValueError("LiveEvaluator state: history must be a list")
         self.config = EvaluatorConfig(**state["config"])

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._state import check_keys
+
 
 @dataclass
 class PlateauConfig:
@@ -66,19 +68,6 @@ class PlateauConfig:
     @property
     def every(self) -> int:
         return self.check_every or max(1, self.window // 2)
-
-
-def _check_keys(state: Any, expected: Any, what: str) -> None:
-    if not isinstance(state, dict):
-        raise ValueError(f"{what} state must be a dict, got {type(state).__name__}")
-    want, got = set(expected), set(state)
-    if want != got:
-        msg = []
-        if got - want:
-            msg.append(f"unknown keys {sorted(got - want)}")
-        if want - got:
-            msg.append(f"missing keys {sorted(want - got)}")
-        raise ValueError(f"{what} state does not match: {', '.join(msg)}")
 
 
 class PlateauDetector:
@@ -214,8 +203,8 @@ class PlateauDetector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`, its config included (the windows only make sense with it)."""
-        _check_keys(state, self._STATE_KEYS, "PlateauDetector")
-        _check_keys(state["config"], [f.name for f in fields(PlateauConfig)], "PlateauConfig")
+        check_keys(state, self._STATE_KEYS, "PlateauDetector")
+        check_keys(state["config"], [f.name for f in fields(PlateauConfig)], "PlateauConfig")
         config = PlateauConfig(**state["config"])
         losses = [float(v) for v in state["losses"]]
         if len(losses) > 2 * config.window:

@@ -10,11 +10,12 @@ Both samplers speak integer keys (the store's image ids) and know nothing about 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from ._state import check_keys
 
 
 @dataclass
@@ -56,19 +57,6 @@ class SamplerConfig:
             raise ValueError(f"recency_steps must be positive, got {self.recency_steps}")
 
 
-def _check_keys(state: dict[str, Any], expected: Iterable[str], what: str) -> None:
-    if not isinstance(state, dict):
-        raise ValueError(f"{what} state must be a dict, got {type(state).__name__}")
-    want, got = set(expected), set(state)
-    if want != got:
-        parts = []
-        if got - want:
-            parts.append(f"unknown keys {sorted(got - want)}")
-        if want - got:
-            parts.append(f"missing keys {sorted(want - got)}")
-        raise ValueError(f"{what} state does not match: {', '.join(parts)}")
-
-
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     # PCG64's state holds 128-bit integers; strings keep them exact in any JSON reader, not only Python's.
     st = rng.bit_generator.state
@@ -81,7 +69,7 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _set_rng_state(rng: np.random.Generator, data: dict[str, Any]) -> None:
-    _check_keys(data, ("state", "inc", "has_uint32", "uinteger"), "random generator")
+    check_keys(data, ("state", "inc", "has_uint32", "uinteger"), "random generator")
     rng.bit_generator.state = {
         "bit_generator": "PCG64",
         "state": {"state": int(data["state"]), "inc": int(data["inc"])},
@@ -96,7 +84,28 @@ def _key(key: Any) -> int:
     return int(key)
 
 
-class FrequencySampler:
+class _Keys:
+    """What both samplers share: the labeled keys with their view counts, and the step counter."""
+
+    _seen: dict[int, int]
+    _step: int
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+    @property
+    def keys(self) -> list[int]:
+        return list(self._seen)
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+
+class FrequencySampler(_Keys):
     """Weighted batch sampler that keeps old and new samples' view counts balanced as the set grows.
 
     How it decides (all per key, updated every batch):
@@ -151,20 +160,6 @@ class FrequencySampler:
         del self._seen[k], self._entered[k], self._labeled[k]
         if k in self._queue:
             self._queue.remove(k)
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._seen
-
-    @property
-    def keys(self) -> list[int]:
-        return list(self._seen)
-
-    @property
-    def step(self) -> int:
-        return self._step
 
     # ------------------------------------------------------------------------------- sampling
     def _targets(self, keys: list[int], views_after: int) -> np.ndarray:
@@ -249,7 +244,7 @@ class FrequencySampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (its config included: future batches depend on it)."""
-        _check_keys(state, self._STATE_KEYS, "FrequencySampler")
+        check_keys(state, self._STATE_KEYS, "FrequencySampler")
         if state["kind"] != "frequency":
             raise ValueError(f"not a FrequencySampler state (kind {state['kind']!r})")
         config = _config_from(SamplerConfig, state["config"])
@@ -270,11 +265,11 @@ class FrequencySampler:
 
 
 def _config_from(cls: type, data: Any) -> Any:
-    _check_keys(data, (f.name for f in fields(cls)), cls.__name__)
+    check_keys(data, (f.name for f in fields(cls)), cls.__name__)
     return cls(**data)
 
 
-class UniformSampler:
+class UniformSampler(_Keys):
     """Reshuffled epochs over the current set: the conventional sampler, for comparison.
 
     New keys wait for the next epoch (so, unlike :class:`FrequencySampler`, nothing guarantees when a
@@ -304,20 +299,6 @@ class UniformSampler:
             raise KeyError(f"key {k} is not in the sampler")
         del self._seen[k], self._labeled[k]
         self._epoch = [e for e in self._epoch if e != k]
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._seen
-
-    @property
-    def keys(self) -> list[int]:
-        return list(self._seen)
-
-    @property
-    def step(self) -> int:
-        return self._step
 
     def _new_epoch(self) -> list[int]:
         keys = list(self._seen)
@@ -371,7 +352,7 @@ class UniformSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _check_keys(state, self._STATE_KEYS, "UniformSampler")
+        check_keys(state, self._STATE_KEYS, "UniformSampler")
         if state["kind"] != "uniform":
             raise ValueError(f"not a UniformSampler state (kind {state['kind']!r})")
         keys = [_key(k) for k in state["keys"]]
