@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from livetrain_widgets import LiveSession
+from livetrain_widgets import LiveSession, SessionConfig, TrainerConfig
 from livetrain_widgets.engine.formats import load_labels
 from livetrain_widgets.engine.session import SkippedFileWarning
 
@@ -34,8 +34,9 @@ def test_bccd_voc_import_trains_and_exports_the_same_boxes(data_dir, tmp_path) -
     asyncio.run(s.close())
 
 
-def test_nuclei_16bit_with_instance_label_image(data_dir, tmp_path) -> None:
-    s = LiveSession(tmp_path / "p", "segmentation", ["nucleus"])
+async def test_nuclei_16bit_instances_import_train_and_predict_masks(data_dir, tmp_path) -> None:
+    s = LiveSession(tmp_path / "p", "segmentation", ["nucleus"], config=SessionConfig(trainer=TrainerConfig(
+        min_labeled=1, batch_size=2)))
     ids = s.add_images([data_dir / "nuclei" / "img2d.tif"], labels=data_dir / "nuclei" / "mask2d.tif",
                        format="instances")
     ann = s.annotation(ids[0])
@@ -45,7 +46,13 @@ def test_nuclei_16bit_with_instance_label_image(data_dir, tmp_path) -> None:
     out = s.export("coco", tmp_path / "coco")
     data = json.loads(out.read_text())
     assert len(data["annotations"]) == len(ann) and all("counts" in a["segmentation"] for a in data["annotations"])
-    asyncio.run(s.close())
+    # Train on the one labeled image; its instance masks come back at the original size.
+    await s.start()
+    await s.wait_steps(25, timeout=300)
+    pred = await s.predict(ids[0], threshold=0.0)
+    assert pred.annotation.masks is not None and pred.annotation.masks.shape[1:] == (512, 512)
+    assert len(pred.annotation) > 10  # touching nuclei come out as separate instances
+    await s.close()
 
 
 def test_labels_of_unknown_classes_are_reported_not_imported(data_dir, tmp_path) -> None:

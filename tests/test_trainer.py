@@ -150,3 +150,39 @@ async def test_state_dict_round_trip_gives_identical_predictions_and_batches() -
     assert other.step == tr.step and other.sampler.next_batch(4) == tr.sampler.next_batch(4)
     tr.close()
     other.close()
+
+
+async def test_out_of_memory_is_reported_and_training_goes_on() -> None:
+    tr = make_trainer()
+    for k in range(4):
+        tr.set_sample(k, label(k))
+    tr.model.fail_with = "oom"
+    await tr.start()
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if tr.error:
+            break
+    assert tr.error.startswith("out of memory") and tr.running and tr.step == 0
+    tr.model.fail_with = None
+    await tr.wait_steps(3, timeout=10)
+    assert tr.error is None and tr.step >= 3
+    await tr.stop()
+    tr.close()
+
+
+async def test_mixed_precision_path_trains_under_autocast() -> None:
+    # On a CPU, amp=True runs the steps under bfloat16 autocast (CUDA would add float16 loss scaling).
+    tr = make_trainer(amp=True)
+    assert tr.amp and tr._amp_dtype == torch.bfloat16 and tr._scaler is None
+    seen = []
+    orig = tr.model.net.forward
+    tr.model.net.forward = lambda x: seen.append(torch.is_autocast_enabled("cpu")) or orig(x)
+    for k in range(8):
+        tr.set_sample(k, label(k))
+    await tr.start()
+    await tr.wait_steps(40, timeout=30)
+    preds, _ = await tr.predict([IMAGES[20]])
+    assert seen and all(seen)
+    assert preds[0].category == LABELS[20] and tr.offering
+    await tr.stop()
+    tr.close()

@@ -34,7 +34,7 @@ class TinyClassifier(LiveModel):
         self.hidden = hidden
         self.step_delay = step_delay
         self.net = nn.Sequential(nn.Linear(48, hidden), nn.ReLU(), nn.Linear(hidden, len(classes)))
-        self.fail_with: str | None = None  # "nan" or "error": the next losses misbehave
+        self.fail_with: str | None = None  # "nan", "error" or "oom": the next losses misbehave
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "hidden": self.hidden, "step_delay": self.step_delay}
@@ -42,6 +42,8 @@ class TinyClassifier(LiveModel):
     def loss(self, images: Sequence[np.ndarray], targets: Sequence[Annotation]) -> torch.Tensor:
         if self.fail_with == "error":
             raise RuntimeError("simulated failure inside the model")
+        if self.fail_with == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         x = torch.stack([features(im) for im in images]).to(self.device)
         y = torch.tensor([t.category for t in targets], device=self.device)
         if self.step_delay:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import os
 import threading
 import time
@@ -271,8 +272,6 @@ class LiveSession:
         arr = load_image(item) if isinstance(item, Image.Image) else to_rgb(np.asarray(item))
         folder = self.project / "images"
         folder.mkdir(exist_ok=True)
-        import hashlib
-
         name = hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()[:20] + ".png"
         path = folder / name
         if not path.exists():
