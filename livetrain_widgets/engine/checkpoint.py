@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ._state import check_keys
+
 FORMAT_VERSION = 1
 #: The keys of a training state, all required.
 STATE_KEYS = frozenset(
@@ -36,6 +38,13 @@ _TENSOR_KEYS = ("model", "optimizer")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or read, with the reason."""
+
+
+def _check(state: dict[str, Any], what: str) -> None:
+    try:
+        check_keys(state, STATE_KEYS, what)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,9 +67,7 @@ def _fsync_file(path: Path) -> None:
 
 def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` (see ``STATE_KEYS``) under ``root``; keep the newest ``keep`` checkpoints."""
-    missing, unknown = STATE_KEYS - state.keys(), state.keys() - STATE_KEYS
-    if missing or unknown:
-        raise CheckpointError(f"training state keys: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    _check(state, "training")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{int(state['step']):08d}"
@@ -124,11 +131,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
     state = {**meta, "model": model, "optimizer": optimizer}
-    missing, unknown = STATE_KEYS - state.keys(), state.keys() - STATE_KEYS
-    if missing or unknown:
-        raise CheckpointError(
-            f"{path}: not a checkpoint of this version (missing {sorted(missing)}, unknown {sorted(unknown)})"
-        )
+    _check(state, f"{path}: checkpoint")
     if state["format"] != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {state['format']}, expected {FORMAT_VERSION}")
     return state

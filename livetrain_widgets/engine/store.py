@@ -379,6 +379,14 @@ class AnnotationStore:
             return None
         return self._decode(int(image_id), f"annotation (version {rows[0][0]})", rows[0][1])
 
+    def _version(self, image_id: int, row: tuple[Any, ...]) -> AnnotationVersion:
+        """A row (version, data, source, user, created_at, prediction_id) as an AnnotationVersion."""
+        v, d, src, user, t, p = row
+        return AnnotationVersion(
+            int(v), self._decode(image_id, f"annotation (version {v})", d), src, user, float(t),
+            None if p is None else int(p),
+        )
+
     def annotation_history(self, image_id: int) -> list[AnnotationVersion]:
         """All label versions of an image, oldest first."""
         with self._lock:
@@ -388,13 +396,7 @@ class AnnotationStore:
                 "WHERE image_id = ? ORDER BY version",
                 (int(image_id),),
             )
-        return [
-            AnnotationVersion(
-                int(v), self._decode(int(image_id), f"annotation (version {v})", d), s, u, float(t),
-                None if p is None else int(p),
-            )
-            for v, d, s, u, t, p in rows
-        ]
+        return [self._version(int(image_id), row) for row in rows]
 
     def versions_since(self, created_at: float) -> list[tuple[int, AnnotationVersion]]:
         """(image id, version) of every label version written after ``created_at``, in commit order.
@@ -406,16 +408,7 @@ class AnnotationStore:
             "WHERE created_at > ? ORDER BY id",
             (float(created_at),),
         )
-        return [
-            (
-                int(i),
-                AnnotationVersion(
-                    int(v), self._decode(int(i), f"annotation (version {v})", d), s, u, float(t),
-                    None if p is None else int(p),
-                ),
-            )
-            for i, v, d, s, u, t, p in rows
-        ]
+        return [(int(row[0]), self._version(int(row[0]), row[1:])) for row in rows]
 
     def labeled_ids(self) -> list[int]:
         """Images with at least one label version, in the order they were first submitted.
@@ -471,12 +464,13 @@ class AnnotationStore:
                 "WHERE image_id = ? ORDER BY id DESC LIMIT 1",
                 (int(image_id),),
             )
-        if not rows:
-            return None
-        pid, data, step, shown, created = rows[0]
+        return self._prediction(int(image_id), rows[0]) if rows else None
+
+    def _prediction(self, image_id: int, row: tuple[Any, ...]) -> StoredPrediction:
+        """A row (id, data, model_step, shown, created_at) as a StoredPrediction."""
+        pid, data, step, shown, created = row
         return StoredPrediction(
-            int(pid), self._decode(int(image_id), f"prediction {pid}", data), int(step), bool(shown),
-            float(created),
+            int(pid), self._decode(image_id, f"prediction {pid}", data), int(step), bool(shown), float(created)
         )
 
     def prediction_by_id(self, prediction_id: int) -> StoredPrediction:
@@ -487,11 +481,8 @@ class AnnotationStore:
         )
         if not rows:
             raise KeyError(f"no prediction with id {prediction_id}")
-        pid, image_id, data, step, shown, created = rows[0]
-        return StoredPrediction(
-            int(pid), self._decode(int(image_id), f"prediction {pid}", data), int(step), bool(shown),
-            float(created),
-        )
+        pid, image_id, *rest = rows[0]
+        return self._prediction(int(image_id), (pid, *rest))
 
     # ------------------------------------------------------------------------------- maintenance
     def integrity_check(self) -> str:

@@ -148,14 +148,14 @@ class Trainer:
     def remove_sample(self, key: int) -> None:
         with self._lock:
             self._targets.pop(key, None)
-            if key in self.sampler.keys:
+            if key in self.sampler:
                 self.sampler.remove(key)
 
     def load_samples(self, targets: dict[int, Annotation]) -> None:
         """Resume: set every stored label; only keys the sampler has not seen count as new."""
         with self._lock:
             self._targets.update(targets)
-            new = [k for k in targets if k not in self.sampler.keys]
+            new = [k for k in targets if k not in self.sampler]
             for k in new:
                 self.sampler.add(k)
         if new:
