@@ -26,13 +26,22 @@ _EXPORTS = {
     "LiveModel": ".models",
     "create_model": ".models",
     "load_model": ".models",
+    # The Jupyter front (imports anywidget; the engine above does not).
+    "LiveAnnotator": ".widgets.app",
+    "LabelCanvas": ".widgets.canvas",
+    "LivePanel": ".widgets.panel",
+    "LivePlots": ".widgets.plots",
 }
 
 __all__ = [
     "Annotation",
     "AnnotationError",
     "ImageError",
+    "LabelCanvas",
+    "LiveAnnotator",
     "LiveModel",
+    "LivePanel",
+    "LivePlots",
     "LiveSession",
     "Prediction",
     "SessionConfig",
@@ -63,3 +72,7 @@ if TYPE_CHECKING:
     from .engine.session import LiveSession, Prediction, SessionConfig, SessionState
     from .engine.trainer import TrainerConfig
     from .models import LiveModel, create_model, load_model
+    from .widgets.app import LiveAnnotator
+    from .widgets.canvas import LabelCanvas
+    from .widgets.panel import LivePanel
+    from .widgets.plots import LivePlots

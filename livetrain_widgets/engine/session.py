@@ -216,10 +216,9 @@ class LiveSession:
             if version.prediction_id is not None and version.prediction_id not in judged:
                 self._evaluate(image_id, self.store.prediction_by_id(version.prediction_id), version.annotation)
 
-    def _evaluate(self, image_id: int, pred: Any, final: Annotation) -> None:
-        rec = self.evaluator.evaluate(
-            image_id, pred.annotation.filter(self.config.threshold), final, step=pred.model_step
-        )
+    def _evaluate(self, image_id: int, pred: Any, final: Annotation, threshold: float | None = None) -> None:
+        thr = self.config.threshold if threshold is None else threshold
+        rec = self.evaluator.evaluate(image_id, pred.annotation.filter(thr), final, step=pred.model_step)
         rec.update(prediction_id=pred.id, shown=pred.shown)
 
     def _image(self, image_id: int) -> np.ndarray:
@@ -380,12 +379,15 @@ class LiveSession:
         *,
         source: str | None = None,
         user: str | None = None,
+        threshold: float | None = None,
     ) -> int:
         """Store the final annotation (committed before this returns) and train on it at once.
 
         The pre-label last shown for the image is compared with it by the live evaluator. ``source``
         is inferred when not given: "prelabel_accepted" if it equals the pre-label shown,
-        "prelabel_edited" if a pre-label was shown, else "manual". Returns the annotation's version.
+        "prelabel_edited" if a pre-label was shown, else "manual". ``threshold`` is the confidence
+        threshold the pre-label was shown at (the UI slider; default ``config.threshold``), so the
+        evaluator judges exactly what the person saw. Returns the annotation's version.
         """
         self._check_open()
         ann = annotation if isinstance(annotation, Annotation) else Annotation.from_json(annotation)
@@ -394,7 +396,8 @@ class LiveSession:
         pred = self.store.prediction(image_id)
         if pred is not None and any(v.prediction_id == pred.id for v in previous):
             pred = None  # that pre-label was judged at an earlier submission
-        shown = pred.annotation.filter(self.config.threshold) if pred is not None else None
+        thr = self.config.threshold if threshold is None else float(threshold)
+        shown = pred.annotation.filter(thr) if pred is not None else None
         if source is None:
             if pred is None or not pred.shown:
                 source = "manual"
@@ -405,7 +408,7 @@ class LiveSession:
             prediction_id=None if pred is None else pred.id,
         )
         if pred is not None:
-            self._evaluate(image_id, pred, ann)
+            self._evaluate(image_id, pred, ann, thr)
         self.trainer.set_sample(image_id, ann)
         return version
 

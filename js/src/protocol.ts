@@ -1,0 +1,155 @@
+// The contract between the Python widgets (livetrain_widgets/widgets/*.py) and this front end.
+//
+// Python is the source of truth for trait names and meanings; keep this file and the Python classes
+// in step. State a page reload or a saved notebook must show lives in traits; one-off requests travel
+// as custom messages and always carry the image id they are about, so a late or repeated message is
+// recognised as stale instead of acting on the wrong image.
+
+export type Task = "detection" | "segmentation" | "classification";
+
+/** "prelabel": a pending pre-label (drawn dashed, with its score) the user has not yet accepted or
+ * edited; "user": anything the user drew, edited or accepted, and labels loaded from the store. */
+export type Source = "user" | "prelabel";
+
+/** Bytes as they arrive from ipywidgets (DataView) or as the front end sends them. */
+export type Bytes = DataView | ArrayBuffer | Uint8Array;
+
+/** One instance mask, cropped to (x, y, w, h) in original image pixels.
+ *
+ * `rle` holds uint32 little-endian run lengths over the w×h crop in row-major order, alternating
+ * background / foreground and starting with background (so the first run may be 0). The runs sum to
+ * w×h. Python encodes and decodes the same format with numpy (widgets/_codec.py); the shared test
+ * vectors are in js/test/fixtures/rle.json. */
+export interface WireMask {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  rle: Bytes;
+}
+
+export interface WireObject {
+  /** Unique within the image. The front end makes "u<n>" ids; Python sends "p<n>" for pre-labels
+   * and "s<n>" for stored labels. */
+  id: string;
+  /** class index into `classes` */
+  label: number;
+  /** x0, y0, x1, y1 in original image pixels (for masks: the tight box of the mask) */
+  box: [number, number, number, number];
+  source: Source;
+  /** pre-label confidence in [0, 1]; absent or null for user objects */
+  score?: number | null;
+  /** segmentation only */
+  mask?: WireMask | null;
+}
+
+/** Traits of `LabelCanvas` (widgets/canvas.py). */
+export interface CanvasModel {
+  task: Task;
+  classes: string[];
+  /** CSS colours, one per class (cycled when there are more classes) */
+  colors: string[];
+  /** the image for display: encoded JPEG / PNG / WebP bytes, possibly downscaled from the original */
+  image: DataView;
+  /** original width, height: the coordinate system of every annotation */
+  image_size: [number, number];
+  /** -1 = no image */
+  image_id: number;
+  image_name: string;
+  objects: WireObject[];
+  /** classification: the chosen class, -1 = none */
+  category: number;
+  /** classification pre-label: one probability per class ([] = none) */
+  category_scores: number[];
+  /** pending pre-labels scoring below this are hidden, and are not submitted */
+  threshold: number;
+  /** class index given to new objects (digit keys and the class chips set it) */
+  label: number;
+  /** id of the selected object, "" = none */
+  selected: string;
+  /** "box" | "brush" | "eraser" | "polygon" | "fill" | "pan" */
+  tool: string;
+  /** brush / eraser diameter in original image pixels */
+  brush_size: number;
+  /** segmentation: one mask per class; the brush paints into the current class's mask */
+  semantic: boolean;
+  view_only: boolean;
+  /** a message from Python (e.g. why a submission was refused); "" = none */
+  message: string;
+  /** height of the drawing area in CSS pixels */
+  height: number;
+}
+
+/** Custom messages the canvas sends. `image_id` is the image the user was looking at. */
+export type CanvasAction = "submit" | "skip" | "back" | "predict";
+export interface ActionMessage {
+  type: "action";
+  action: CanvasAction;
+  image_id: number;
+}
+
+/** Python's reply when a message was refused (malformed, stale, or failed). */
+export interface ErrorMessage {
+  type: "error";
+  message: string;
+}
+
+/** Traits of `LivePanel` (widgets/panel.py). */
+export interface PanelModel {
+  task: Task;
+  /** the trainer's status in a labeler's words ("Label 2 more images to start", "Learning…", ...) */
+  status: string;
+  /** "idle" | "waiting" | "training" | "paused" | "stopped" */
+  phase: string;
+  /** a transient activity shown beside the status: "" | "Predicting…" | "Saving…" */
+  busy: string;
+  /** the last error, in words; "" = none */
+  error: string;
+  /** the live evaluator's moving average in [0, 1]; null until a pre-label was judged */
+  quality: number | null;
+  /** how many pre-labels were judged */
+  evaluated: number;
+  labeled: number;
+  total: number;
+  /** the current image's name and position, e.g. "BloodImage_00012.jpg (13 of 364)" */
+  position: string;
+  step: number;
+  loss: number | null;
+  /** whether the trainer is running (the start/stop button shows the other) */
+  training: boolean;
+  can_back: boolean;
+  /** pending pre-labels visible on the canvas */
+  prelabels: number;
+  /** prediction settings */
+  threshold: number;
+  semantic: boolean;
+  skip_predict_if_labeled: boolean;
+  /** the last pre-label round trip in ms as seen by the kernel (null = none yet) */
+  predict_ms: number | null;
+}
+
+export type PanelAction =
+  | "submit"
+  | "skip"
+  | "back"
+  | "predict"
+  | "discard"
+  | "accept"
+  | "start"
+  | "stop";
+export interface PanelActionMessage {
+  type: "action";
+  action: PanelAction;
+}
+
+/** Traits of a live plot (widgets/plots.py). Series travel as float64 little-endian bytes. */
+export interface PlotModel {
+  /** "loss" | "sampler" | "quality" */
+  kind: string;
+  title: string;
+  /** named series, each float64 LE bytes of equal length within a group (see widgets/plots.py) */
+  data: Record<string, DataView>;
+  /** small JSON extras: plateau periods, class / category names, the current step, ... */
+  meta: Record<string, unknown>;
+  height: number;
+}

@@ -1,0 +1,337 @@
+"""``LiveAnnotator``: the whole labeling app in one call: canvas, live panel and live plots.
+
+    app = LiveAnnotator("path/to/images", task="detection", classes=["RBC", "WBC", "Platelets"],
+                        project="runs/cells")
+    app                              # label; the model trains in this kernel while you do
+
+This module is the only place that connects widgets to a :class:`~livetrain_widgets.LiveSession`:
+the canvas and panel report what the person did, the app turns it into session calls on the kernel's
+event loop, and nothing here trains or draws. Every action runs as a task on the loop, one at a time
+(a double Enter does not submit twice); a failure shows in the panel and loses nothing — the canvas
+keeps its objects until a submission is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from ..engine.annotation import Annotation
+from ..engine.session import LiveSession, SessionConfig
+from ._codec import WireError, display_image
+from .canvas import LabelCanvas
+from .panel import LivePanel
+
+log = logging.getLogger("livetrain_widgets")
+
+#: pre-labels under this confidence are not sent to the canvas at all (the slider starts above it)
+MIN_SENT_SCORE = 0.05
+
+
+class LiveAnnotator(widgets.VBox):
+    """The labeling app (see the module docstring). Parts are attributes: ``session``, ``canvas``,
+    ``panel``, ``plots``; each is also usable on its own.
+
+    Parameters
+    ----------
+    images: a folder, a list of paths / arrays / PIL images, or None to label what the project has.
+    task, classes: as for :class:`~livetrain_widgets.LiveSession` (stored with a new project).
+    project: the project folder (labels, checkpoints); default ``livetrain-<folder name>``.
+    labels, format: existing labels to import (see ``LiveSession.add_images``).
+    canvas: a :class:`LabelCanvas` of your own, or a ``jupyter_bbox_widget.BBoxWidget`` (detection).
+    plots: show the live plots below the canvas.
+    start: start training at once (otherwise the panel's button does).
+    """
+
+    def __init__(
+        self,
+        images: str | os.PathLike[str] | Sequence[Any] | None = None,
+        task: str | None = None,
+        classes: Sequence[str] | None = None,
+        *,
+        project: str | os.PathLike[str] | None = None,
+        model: Any = "embedded",
+        model_options: dict[str, Any] | None = None,
+        config: SessionConfig | None = None,
+        labels: str | os.PathLike[str] | None = None,
+        format: str | None = None,
+        canvas: Any = None,
+        plots: bool = True,
+        start: bool = True,
+        session: LiveSession | None = None,
+        height: int = 560,
+    ) -> None:
+        if session is None:
+            if project is None:
+                if not isinstance(images, (str, os.PathLike)):
+                    raise ValueError("say where to keep the labels and the model: project='runs/my-project'")
+                project = Path(f"livetrain-{Path(images).resolve().name}")
+            session = LiveSession(project, task, classes, model=model, config=config,
+                                  model_options=model_options)
+        self.session = session
+        if images is not None:
+            session.add_images(images, labels=labels, format=format)
+        self.canvas = _as_canvas(canvas, session, height)
+        self.panel = LivePanel(session)
+        self.plots: widgets.Widget | None = None
+        children: list[widgets.Widget] = [self.panel, self.canvas.widget]
+        if plots:
+            from .plots import LivePlots
+
+            self.plots = LivePlots(session)
+            children.append(self.plots)
+        super().__init__(children=children)
+        self.add_class("lt-app")
+
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._history: list[int] = []  # images opened, for Back
+        self._predictions: dict[int, Annotation] = {}  # the last raw prediction per image (semantic switch)
+        self._display_cache: OrderedDict[int, bytes] = OrderedDict()
+        self.timings: list[dict[str, Any]] = []  # kernel-side figures: open and predict times
+
+        self.canvas.on_action(self._on_action)
+        self.panel.on_action(self._on_action)
+        self.canvas.threshold = self.panel.threshold
+        self.panel.observe(self._on_threshold, names=["threshold"])
+        self.panel.observe(self._on_semantic, names=["semantic"])
+        self.canvas.on_change(self._count_prelabels)
+
+        first = self._first_image()
+        if start:
+            self._spawn(self._start())
+        if first is not None:
+            self._spawn(self._locked(self._open(first)))
+        else:
+            self.panel.error = "No images yet: add some with app.session.add_images(...) and call app.next()"
+
+    # ------------------------------------------------------------------------------ public
+    @property
+    def image_id(self) -> int:
+        """The image on the canvas (-1 = none)."""
+        return self.canvas.image_id
+
+    def next(self) -> None:
+        """Open the next unlabeled image (what Skip does)."""
+        self._on_action("skip")
+
+    async def close(self) -> None:
+        """Stop training (final checkpoint) and release the project."""
+        for task in list(self._tasks):
+            task.cancel()
+        self.panel.unbind()
+        if self.plots is not None and hasattr(self.plots, "unbind"):
+            self.plots.unbind()
+        await self.session.close()
+
+    async def wait_idle(self) -> None:
+        """Wait until every action started so far has finished (for scripts and tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ----------------------------------------------------------------------------- actions
+    def _on_action(self, action: str) -> None:
+        handlers = {
+            "submit": self._submit,
+            "skip": self._skip,
+            "back": self._back,
+            "predict": lambda: self._predict(self.canvas.image_id, forced=True),
+            "start": self._start,
+            "stop": self._stop,
+        }
+        if action == "discard":
+            self.canvas.discard_prelabels()
+        elif action == "accept":
+            self.canvas.accept_prelabels()
+        elif action in handlers:
+            work = handlers[action]()
+            self._spawn(work if action in ("predict", "start", "stop") else self._locked(work))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        loop = _loop()
+        task = loop.create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except WireError as exc:
+            self._error(str(exc))
+        except Exception as exc:  # shown where the person looks; the canvas keeps its objects
+            log.exception("livetrain: action failed")
+            self._error(f"{type(exc).__name__}: {exc}")
+
+    async def _locked(self, coro: Coroutine[Any, Any, Any]) -> None:
+        async with self._lock:
+            await coro
+
+    def _error(self, message: str) -> None:
+        self.panel.error = message
+        self.canvas.show_error(message)
+
+    async def _start(self) -> None:
+        await self.session.start()
+        self.panel.refresh(self.session)
+
+    async def _stop(self) -> None:
+        self.panel.busy = "Saving…"
+        try:
+            await self.session.stop()
+        finally:
+            self.panel.busy = ""
+        self.panel.refresh(self.session)
+
+    async def _submit(self) -> None:
+        image_id = self.canvas.image_id
+        if image_id < 0:
+            raise WireError("no image is shown")
+        ann = self.canvas.annotation()  # WireError: a readable message, nothing stored
+        self.panel.busy = "Saving…"
+        try:
+            await self.session.submit(image_id, ann, threshold=self.canvas.threshold)
+        finally:
+            self.panel.busy = ""
+        self.panel.error = ""
+        self.panel.refresh(self.session)
+        nxt = self._next_unlabeled(after=image_id)
+        if nxt is None:
+            self.panel.error = f"All {len(self.session.image_ids)} images are labeled."
+            return
+        await self._open(nxt)
+
+    async def _skip(self) -> None:
+        nxt = self._next_unlabeled(after=self.canvas.image_id, include_labeled=True)
+        if nxt is not None:
+            await self._open(nxt)
+
+    async def _back(self) -> None:
+        if len(self._history) < 2:
+            raise WireError("there is no previous image")
+        self._history.pop()  # the current image
+        prev = self._history.pop()
+        await self._open(prev)
+
+    # ------------------------------------------------------------------------------ images
+    def _first_image(self) -> int | None:
+        ids = self.session.image_ids
+        if not ids:
+            return None
+        nxt = self.session.next_unlabeled()
+        return ids[0] if nxt is None else nxt
+
+    def _next_unlabeled(self, after: int, include_labeled: bool = False) -> int | None:
+        """The next image in the project's order after ``after`` (wrapping) that has no labels yet;
+        with ``include_labeled`` (Skip), simply the next image."""
+        ids = self.session.image_ids
+        if not ids:
+            return None
+        start = ids.index(after) + 1 if after in ids else 0
+        order = ids[start:] + ids[:start]
+        if include_labeled:
+            return order[0] if order else None
+        labeled = set(self.session.store.labeled_ids())
+        return next((i for i in order if i not in labeled and i != after), None)
+
+    async def _display_bytes(self, image_id: int) -> bytes:
+        data = self._display_cache.get(image_id)
+        if data is None:
+            path = self.session.store.image(image_id).path
+            data = await asyncio.to_thread(display_image, path)
+            self._display_cache[image_id] = data
+            while len(self._display_cache) > 4:
+                self._display_cache.popitem(last=False)
+        return data
+
+    async def _open(self, image_id: int) -> None:
+        t0 = time.perf_counter()
+        rec = self.session.store.image(image_id)
+        try:
+            data = await self._display_bytes(image_id)
+        except Exception as exc:
+            raise WireError(f"{rec.name} could not be shown: {exc}") from exc
+        ann = self.session.annotation(image_id)
+        self.canvas.set_image(data, (rec.width, rec.height), image_id=image_id, name=rec.name, annotation=ann)
+        ids = self.session.image_ids
+        self.panel.position = f"{rec.name} ({ids.index(image_id) + 1} of {len(ids)})"
+        if not self._history or self._history[-1] != image_id:
+            self._history.append(image_id)
+        self.panel.can_back = len(self._history) > 1
+        self.timings.append({"event": "open", "image_id": image_id, "ms": 1000 * (time.perf_counter() - t0)})
+        if not (self.panel.skip_predict_if_labeled and ann is not None and not ann.is_empty):
+            self._spawn(self._predict(image_id))
+        self._spawn(self._prefetch(image_id))
+
+    async def _prefetch(self, image_id: int) -> None:
+        """Encode the next image for display while the person labels this one."""
+        nxt = self._next_unlabeled(after=image_id)
+        if nxt is not None and nxt not in self._display_cache:
+            with contextlib.suppress(Exception):  # opening it will report the problem
+                await self._display_bytes(nxt)
+
+    async def _predict(self, image_id: int, forced: bool = False) -> None:
+        if image_id < 0:
+            return
+        self.panel.busy = "Predicting…"
+        try:
+            pred = await self.session.predict(image_id, threshold=MIN_SENT_SCORE)
+        finally:
+            if self.canvas.image_id == image_id:
+                self.panel.busy = ""
+        self.panel.predict_ms = round(pred.seconds * 1000, 1)
+        self.timings.append({"event": "predict", "image_id": image_id, "ms": pred.seconds * 1000,
+                             "step": pred.step, "offered": pred.offered})
+        if self.canvas.image_id != image_id:
+            return  # the person moved on; the stored prediction is still judged if they come back
+        self._predictions[image_id] = pred.annotation
+        if pred.offered or forced:
+            self.canvas.set_prelabels(pred.annotation)
+        self._count_prelabels()
+
+    # ----------------------------------------------------------------------------- settings
+    def _on_threshold(self, change: dict[str, Any]) -> None:
+        self.canvas.threshold = float(change["new"])
+        self._count_prelabels()
+
+    def _on_semantic(self, change: dict[str, Any]) -> None:
+        self.canvas.semantic = bool(change["new"])
+        pred = self._predictions.get(self.canvas.image_id)
+        if pred is not None and self.canvas.prelabel_count:
+            self.canvas.set_prelabels(pred)
+
+    def _count_prelabels(self, *_: Any) -> None:
+        self.panel.prelabels = self.canvas.prelabel_count
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.get_event_loop_policy().get_event_loop()
+
+
+def _as_canvas(canvas: Any, session: LiveSession, height: int) -> Any:
+    """The app's canvas: ours, one the user made, or an adapter around a jupyter-bbox-widget."""
+    if canvas is None:
+        return LabelCanvas(session.task, session.classes, height=height, threshold=session.config.threshold)
+    if isinstance(canvas, LabelCanvas):
+        if canvas.task != session.task or list(canvas.classes) != list(session.classes):
+            raise ValueError(f"the canvas is for {canvas.task} with {list(canvas.classes)}; the project is "
+                             f"{session.task} with {session.classes}")
+        return canvas
+    if type(canvas).__name__ == "BBoxWidget":
+        from .bbox_adapter import BBoxCanvasAdapter
+
+        return BBoxCanvasAdapter(canvas, session.task, session.classes)
+    raise TypeError(f"canvas must be a LabelCanvas or a jupyter_bbox_widget.BBoxWidget, got {type(canvas).__name__}")

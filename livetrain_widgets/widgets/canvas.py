@@ -1,0 +1,219 @@
+"""``LabelCanvas``: one drawing surface for boxes, masks and image classes, usable without training.
+
+    canvas = LabelCanvas(task="detection", classes=["RBC", "WBC", "Platelets"])
+    canvas.show_image("cells/BloodImage_00001.jpg")
+    canvas                                   # draw; then read the result back:
+    canvas.annotation()                      # an Annotation in original image pixels
+
+The canvas only draws and edits. What happens on Enter / Space (next image, training) belongs to
+whoever listens with :meth:`on_action` — :class:`~livetrain_widgets.LiveAnnotator`, or your own loop.
+The front end lives in ``js/src/canvas/`` and its trait contract in ``js/src/protocol.ts``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import traitlets as t
+
+from ..engine.annotation import TASKS, Annotation
+from ._base import GuardedWidget
+from ._codec import WireError, annotation_to_objects, display_image, objects_to_annotation, visible
+from ._messages import action_of, reply_error
+from ._static import asset
+
+#: matplotlib's tab10, the colours users of jupyter-bbox-widget know
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+         "#bcbd22", "#17becf"]
+CANVAS_ACTIONS = ("submit", "skip", "back", "predict")
+TOOLS = ("box", "brush", "eraser", "polygon", "fill", "pan")
+
+
+class LabelCanvas(GuardedWidget):
+    """Labeling canvas for one task (see the module docstring; traits in ``js/src/protocol.ts``)."""
+
+    _esm = asset("canvas.js")
+    _css = asset("canvas.css")
+    _frontend_writable: ClassVar[frozenset[str]] = frozenset(
+        {"objects", "category", "label", "selected", "tool", "brush_size", "threshold", "semantic"}
+    )
+
+    task = t.Unicode("detection").tag(sync=True)
+    classes = t.List(t.Unicode(), default_value=[]).tag(sync=True)
+    colors = t.List(t.Unicode(), default_value=TAB10).tag(sync=True)
+    image = t.Bytes(b"").tag(sync=True)
+    image_size = t.List(t.Int(), default_value=[0, 0], minlen=2, maxlen=2).tag(sync=True)
+    image_id = t.Int(-1).tag(sync=True)
+    image_name = t.Unicode("").tag(sync=True)
+    objects = t.List(default_value=[]).tag(sync=True)
+    category = t.Int(-1).tag(sync=True)
+    category_scores = t.List(t.Float(), default_value=[]).tag(sync=True)
+    threshold = t.Float(0.3, min=0.0, max=1.0).tag(sync=True)
+    label = t.Int(0, min=0).tag(sync=True)
+    selected = t.Unicode("").tag(sync=True)
+    tool = t.Unicode("box").tag(sync=True)
+    brush_size = t.Int(12, min=1, max=500).tag(sync=True)
+    semantic = t.Bool(False).tag(sync=True)
+    view_only = t.Bool(False).tag(sync=True)
+    message = t.Unicode("").tag(sync=True)
+    height = t.Int(560, min=120, max=4000).tag(sync=True)
+
+    def __init__(self, task: str = "detection", classes: Sequence[str] = (), **kwargs: Any) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        kwargs.setdefault("tool", "box" if task == "detection" else "brush")
+        super().__init__(task=task, classes=[str(c) for c in classes], **kwargs)
+        self._action_callbacks: list[Callable[[str], Any]] = []
+
+    # ------------------------------------------------------------------------------ validation
+    @t.validate("tool")
+    def _check_tool(self, proposal: Any) -> str:
+        if proposal["value"] not in TOOLS:
+            raise t.TraitError(f"tool must be one of {TOOLS}")
+        return proposal["value"]
+
+    @t.validate("label")
+    def _check_label(self, proposal: Any) -> int:
+        if self.classes and proposal["value"] >= len(self.classes):
+            raise t.TraitError(f"class index {proposal['value']} out of range ({len(self.classes)} classes)")
+        return proposal["value"]
+
+    @t.validate("category")
+    def _check_category(self, proposal: Any) -> int:
+        v = proposal["value"]
+        if v < -1 or (self.classes and v >= len(self.classes)):
+            raise t.TraitError(f"category {v} out of range ({len(self.classes)} classes)")
+        return v
+
+    # ---------------------------------------------------------------------------------- images
+    def show_image(
+        self,
+        image: str | os.PathLike[str] | np.ndarray,
+        annotation: Annotation | None = None,
+        *,
+        image_id: int | None = None,
+        name: str | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        """Show an image (a path or an array) with its labels, if any; clears the previous image's.
+
+        ``size`` is the original (width, height) when the caller knows it (saves reading the header).
+        """
+        data = display_image(Path(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image))
+        if size is None:
+            size = _size_of(image)
+        if name is None:
+            name = Path(image).name if isinstance(image, (str, os.PathLike)) else ""
+        self.set_image(data, size, image_id=self.image_id + 1 if image_id is None else image_id, name=name,
+                       annotation=annotation)
+
+    def set_image(
+        self,
+        data: bytes,
+        size: tuple[int, int],
+        *,
+        image_id: int,
+        name: str = "",
+        annotation: Annotation | None = None,
+        prelabels: Annotation | None = None,
+    ) -> None:
+        """Low level: display bytes, original size, and the objects to start from, in one update."""
+        objects = self._objects_of(annotation, "user", "s") + self._objects_of(prelabels, "prelabel", "p")
+        with self.hold_sync():
+            self.image = data
+            self.image_size = [int(size[0]), int(size[1])]
+            self.image_name = name
+            self.objects = objects
+            self.selected = ""
+            self.message = ""
+            self.category = annotation.category if annotation is not None and annotation.category is not None else -1
+            self.category_scores = []
+            self.image_id = int(image_id)
+
+    def _objects_of(self, ann: Annotation | None, source: str, prefix: str) -> list[dict[str, Any]]:
+        return annotation_to_objects(ann, source=source, prefix=prefix, semantic=self.semantic)
+
+    def set_prelabels(self, prediction: Annotation | None) -> None:
+        """Replace the pending pre-labels (keeps what the user drew or accepted)."""
+        keep = [o for o in self.objects if o.get("source") != "prelabel"]
+        if self.task == "classification":
+            scores = [] if prediction is None or prediction.category_scores is None else prediction.category_scores
+            self.category_scores = [round(float(s), 5) for s in scores]
+            return
+        self.objects = keep + self._objects_of(prediction, "prelabel", "p")
+
+    def discard_prelabels(self) -> None:
+        self.objects = [o for o in self.objects if o.get("source") != "prelabel"]
+        self.category_scores = []
+
+    def accept_prelabels(self) -> None:
+        """Accept every visible pre-label as it is; those below the threshold are dropped."""
+        shown = visible(self.objects, self.threshold)
+        self.objects = [{**o, "source": "user", "score": None} for o in shown]
+
+    @property
+    def prelabel_count(self) -> int:
+        """Pending pre-labels the person can see (at or above the threshold)."""
+        shown = visible(self.objects, self.threshold)
+        return sum(1 for o in shown if isinstance(o, dict) and o.get("source") == "prelabel")
+
+    # -------------------------------------------------------------------------------- reading
+    def annotation(self) -> Annotation:
+        """What the canvas holds now, as an :class:`Annotation` in original pixels.
+
+        Visible pending pre-labels count (a reviewed image is submitted as it looks); pre-labels
+        hidden by the threshold do not. Raises :class:`WireError` with a readable message when the
+        front end's state cannot be turned into an annotation.
+        """
+        w, h = self.image_size
+        if self.image_id < 0 or w <= 0 or h <= 0:
+            raise WireError("no image is shown")
+        if self.task == "classification":
+            if self.category < 0:
+                raise WireError("choose a class for this image first")
+            return Annotation(w, h, category=self.category)
+        return objects_to_annotation(visible(self.objects, self.threshold), w, h, self.task, len(self.classes))
+
+    # -------------------------------------------------------------------------------- actions
+    @property
+    def widget(self) -> LabelCanvas:
+        """What to display (the app treats our canvas and adapters alike)."""
+        return self
+
+    def on_change(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` when the objects, the threshold or the class suggestions change."""
+        self.observe(lambda _change: callback(), names=["objects", "threshold", "category_scores"])
+
+    def show_error(self, message: str) -> None:
+        """A short message over the canvas (for a lasting one, set ``message``)."""
+        reply_error(self, message)
+
+    def on_action(self, callback: Callable[[str], Any]) -> Callable[[str], Any]:
+        """Call ``callback(action)`` for "submit" (Enter), "skip" (Space), "back", "predict".
+
+        Usable as a decorator. Actions about an image other than the one shown are ignored.
+        """
+        self._action_callbacks.append(callback)
+        return callback
+
+    def _handle_message(self, content: Any) -> None:
+        action = action_of(content, CANVAS_ACTIONS)
+        image_id = content.get("image_id")
+        if image_id != self.image_id:
+            raise WireError("that action was for an image that is no longer shown")
+        for cb in list(self._action_callbacks):
+            cb(action)
+
+
+def _size_of(image: Any) -> tuple[int, int]:
+    if isinstance(image, (str, os.PathLike)):
+        from ..engine.images import image_info
+
+        info = image_info(Path(image))
+        return info.width, info.height
+    arr = np.asarray(image)
+    return int(arr.shape[1]), int(arr.shape[0])

@@ -1,0 +1,101 @@
+"""``LivePanel``: the trainer's status in a labeler's words, model quality, progress and the buttons.
+
+Usable on its own, bound to any :class:`~livetrain_widgets.LiveSession`::
+
+    panel = LivePanel(session)       # status, quality and progress follow the session
+    panel.on_action(print)           # "submit", "skip", "back", "predict", "discard", "accept", ...
+
+:class:`~livetrain_widgets.LiveAnnotator` wires the buttons to the labeling loop. The front end is
+``js/src/panel/``; its traits are ``PanelModel`` in ``js/src/protocol.ts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import traitlets as t
+
+from ._base import GuardedWidget
+from ._messages import action_of
+from ._static import asset
+from ._watch import SessionWatcher
+
+PANEL_ACTIONS = ("submit", "skip", "back", "predict", "discard", "accept", "start", "stop")
+
+
+class LivePanel(GuardedWidget):
+    """Status, quality, progress, buttons and prediction settings (see the module docstring)."""
+
+    _esm = asset("panel.js")
+    _css = asset("panel.css")
+    _frontend_writable: ClassVar[frozenset[str]] = frozenset({"threshold", "semantic", "skip_predict_if_labeled"})
+
+    task = t.Unicode("detection").tag(sync=True)
+    status = t.Unicode("Not started").tag(sync=True)
+    phase = t.Unicode("idle").tag(sync=True)
+    busy = t.Unicode("").tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+    quality = t.Float(None, allow_none=True).tag(sync=True)
+    evaluated = t.Int(0).tag(sync=True)
+    labeled = t.Int(0).tag(sync=True)
+    total = t.Int(0).tag(sync=True)
+    position = t.Unicode("").tag(sync=True)
+    step = t.Int(0).tag(sync=True)
+    loss = t.Float(None, allow_none=True).tag(sync=True)
+    training = t.Bool(False).tag(sync=True)
+    can_back = t.Bool(False).tag(sync=True)
+    prelabels = t.Int(0).tag(sync=True)
+    threshold = t.Float(0.3, min=0.0, max=1.0).tag(sync=True)
+    semantic = t.Bool(False).tag(sync=True)
+    skip_predict_if_labeled = t.Bool(False).tag(sync=True)
+    predict_ms = t.Float(None, allow_none=True).tag(sync=True)
+
+    def __init__(self, session: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._action_callbacks: list[Callable[[str], Any]] = []
+        self._session: Any = None
+        if session is not None:
+            self.bind(session)
+
+    def bind(self, session: Any) -> None:
+        """Follow a session's state (a few times a second, on the kernel's event loop)."""
+        self.unbind()
+        self._session = session
+        self.task = session.task
+        self.threshold = session.config.threshold
+        SessionWatcher.of(session).add(self.refresh)
+
+    def unbind(self) -> None:
+        if self._session is not None:
+            SessionWatcher.of(self._session).remove(self.refresh)
+            self._session = None
+
+    def refresh(self, session: Any) -> None:
+        """Copy the session's state into the traits (only those that changed are sent)."""
+        s = session.state
+        values = {
+            "status": s.message, "phase": s.phase, "quality": s.quality, "evaluated": s.evaluated,
+            "labeled": s.labeled, "total": s.images, "step": s.step, "loss": s.loss,
+            "training": s.phase in ("waiting", "training", "paused"),
+        }
+        # A trainer error stays until the next good step clears it; the app's own errors are kept.
+        if s.error and not self.error.startswith("Problem:"):
+            values["error"] = f"Problem: {s.error}"
+        elif not s.error and self.error.startswith("Problem:"):
+            values["error"] = ""
+        changed = {k: v for k, v in values.items() if getattr(self, k) != v}
+        if changed:
+            with self.hold_sync():
+                for k, v in changed.items():
+                    setattr(self, k, v)
+
+    def on_action(self, callback: Callable[[str], Any]) -> Callable[[str], Any]:
+        """Call ``callback(action)`` when a button is pressed; usable as a decorator."""
+        self._action_callbacks.append(callback)
+        return callback
+
+    def _handle_message(self, content: Any) -> None:
+        action = action_of(content, PANEL_ACTIONS)
+        for cb in list(self._action_callbacks):
+            cb(action)
