@@ -18,7 +18,7 @@ _EXPORTS = {
     "SamplerPlot": ".plots",
     "QualityPlot": ".plots",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["LabelCanvas", "LiveAnnotator", "LivePanel", "LivePlots", "LossPlot", "QualityPlot", "SamplerPlot"]
 
 
 def __getattr__(name: str) -> Any:

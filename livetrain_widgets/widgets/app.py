@@ -140,21 +140,22 @@ class LiveAnnotator(widgets.VBox):
 
     # ----------------------------------------------------------------------------- actions
     def _on_action(self, action: str) -> None:
-        handlers = {
-            "submit": self._submit,
-            "skip": self._skip,
-            "back": self._back,
-            "predict": lambda: self._predict(self.canvas.image_id, forced=True),
-            "start": self._start,
-            "stop": self._stop,
-        }
+        # The image the person was looking at when they acted: a queued action that finds another
+        # image on the canvas (a double Enter) is dropped instead of acting on the wrong image.
+        image_id = self.canvas.image_id
         if action == "discard":
             self.canvas.discard_prelabels()
         elif action == "accept":
             self.canvas.accept_prelabels()
-        elif action in handlers:
-            work = handlers[action]()
-            self._spawn(work if action in ("predict", "start", "stop") else self._locked(work))
+        elif action == "predict":
+            self._spawn(self._predict(image_id, forced=True))
+        elif action == "start":
+            self._spawn(self._start())
+        elif action == "stop":
+            self._spawn(self._stop())
+        elif action in ("submit", "skip", "back"):
+            work = {"submit": self._submit, "skip": self._skip, "back": self._back}[action]
+            self._spawn(self._locked(work(image_id), image_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         loop = _loop()
@@ -173,8 +174,11 @@ class LiveAnnotator(widgets.VBox):
             log.exception("livetrain: action failed")
             self._error(f"{type(exc).__name__}: {exc}")
 
-    async def _locked(self, coro: Coroutine[Any, Any, Any]) -> None:
+    async def _locked(self, coro: Coroutine[Any, Any, Any], image_id: int | None = None) -> None:
         async with self._lock:
+            if image_id is not None and self.canvas.image_id != image_id:
+                coro.close()  # stale: the canvas moved on while this waited
+                return
             await coro
 
     def _error(self, message: str) -> None:
@@ -193,8 +197,7 @@ class LiveAnnotator(widgets.VBox):
             self.panel.busy = ""
         self.panel.refresh(self.session)
 
-    async def _submit(self) -> None:
-        image_id = self.canvas.image_id
+    async def _submit(self, image_id: int) -> None:
         if image_id < 0:
             raise WireError("no image is shown")
         ann = self.canvas.annotation()  # WireError: a readable message, nothing stored
@@ -211,12 +214,12 @@ class LiveAnnotator(widgets.VBox):
             return
         await self._open(nxt)
 
-    async def _skip(self) -> None:
-        nxt = self._next_unlabeled(after=self.canvas.image_id, include_labeled=True)
+    async def _skip(self, image_id: int) -> None:
+        nxt = self._next_unlabeled(after=image_id, include_labeled=True)
         if nxt is not None:
             await self._open(nxt)
 
-    async def _back(self) -> None:
+    async def _back(self, image_id: int) -> None:
         if len(self._history) < 2:
             raise WireError("there is no previous image")
         self._history.pop()  # the current image

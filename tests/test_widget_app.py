@@ -1,0 +1,225 @@
+"""LiveAnnotator driven headless: the messages a browser would send, a real session behind them.
+
+The browser tests (tests/e2e) do the same through a real JupyterLab; these check the app's logic
+fast and exactly: what gets stored, which image opens next, what a refused submission leaves behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from livetrain_widgets import Annotation, LiveSession, SessionConfig, TrainerConfig
+from livetrain_widgets.widgets._codec import encode_runs
+from livetrain_widgets.widgets.app import LiveAnnotator
+from livetrain_widgets.widgets.bbox_adapter import BBoxCanvasAdapter
+from livetrain_widgets.widgets.canvas import LabelCanvas
+
+from .test_widget_canvas import capture, custom, update
+from .tiny_model import TinyClassifier, two_class_images
+
+IMAGES, LABELS = two_class_images(12)
+
+
+def fast_config(**trainer: Any) -> SessionConfig:
+    return SessionConfig(trainer=TrainerConfig(batch_size=4, lr=1e-2, offer_min_steps=5, **trainer))
+
+
+async def settle(app: LiveAnnotator) -> None:
+    await asyncio.sleep(0)
+    await app.wait_idle()
+
+
+def act(app: LiveAnnotator, action: str) -> None:
+    custom(app.canvas, {"type": "action", "action": action, "image_id": app.canvas.image_id})
+
+
+async def classify_app(tmp_path: Path, **kw: Any) -> LiveAnnotator:
+    app = LiveAnnotator(IMAGES, "classification", ["left", "right"], project=tmp_path / "p",
+                        model=TinyClassifier(), config=fast_config(), plots=False, **kw)
+    await settle(app)
+    return app
+
+
+async def test_one_key_classification_loop_trains_and_prelabels(tmp_path) -> None:
+    app = await classify_app(tmp_path)
+    s = app.session
+    ids = s.image_ids
+    assert app.image_id == ids[0] and app.panel.position.endswith("(1 of 12)")
+    assert app.panel.training and s.trainer.running
+    for k in range(6):
+        assert app.image_id == ids[k]
+        update(app.canvas, {"category": LABELS[k]})
+        act(app, "submit")
+        await settle(app)
+        if k == 1:
+            await s.wait_steps(40, timeout=30)
+    assert s.store.labeled_count() == 6 and app.image_id == ids[6]
+    await s.wait_steps(30, timeout=30)
+    act(app, "predict")
+    await settle(app)
+    assert len(app.canvas.category_scores) == 2 and app.panel.predict_ms is not None
+    assert int(np.argmax(app.canvas.category_scores)) == LABELS[6]  # the tiny task is easy
+    # Next image: pre-labels arrive by themselves once the model offers them.
+    update(app.canvas, {"category": LABELS[6]})
+    act(app, "submit")
+    await settle(app)
+    assert s.trainer.offering and app.canvas.category_scores, app.timings[-3:]
+    assert s.store.annotation_history(ids[6])[-1].source in ("prelabel_accepted", "prelabel_edited")
+    app.panel.refresh(s)
+    assert app.panel.labeled == 7 and app.panel.total == 12 and app.panel.evaluated >= 1
+    await app.close()
+
+
+async def test_back_skip_and_a_double_enter(tmp_path) -> None:
+    app = await classify_app(tmp_path, start=False)
+    ids = app.session.image_ids
+    update(app.canvas, {"category": 1})
+    act(app, "submit")
+    act(app, "submit")  # a second Enter before the first was handled: about image 0, now stale
+    await settle(app)
+    assert app.session.store.labeled_ids() == [ids[0]] and app.image_id == ids[1]
+    act(app, "skip")
+    await settle(app)
+    assert app.image_id == ids[2] and app.panel.can_back
+    act(app, "back")
+    await settle(app)
+    assert app.image_id == ids[1]
+    act(app, "back")
+    await settle(app)
+    assert app.image_id == ids[0] and app.canvas.category == 1  # with its stored label
+    sent = capture(app.canvas)
+    act(app, "back")
+    await settle(app)
+    assert app.image_id == ids[0] and "no previous image" in app.panel.error and sent
+    assert not app.session.trainer.running  # start=False: the panel's button starts it
+    custom(app.panel, {"type": "action", "action": "start"})
+    await settle(app)
+    assert app.session.trainer.running and app.panel.training
+    custom(app.panel, {"type": "action", "action": "stop"})
+    await settle(app)
+    assert not app.session.trainer.running and not app.panel.training
+    await app.close()
+
+
+async def test_a_refused_submission_keeps_the_canvas_and_stores_nothing(tmp_path) -> None:
+    session = LiveSession(tmp_path / "d", "detection", ["a", "b"], model=TinyClassifier("classification", ["a", "b"]))
+    session.add_images([np.zeros((40, 60, 3), np.uint8) + i for i in range(3)])
+    app = LiveAnnotator(session=session, plots=False, start=False)
+    await settle(app)
+    first = app.image_id
+    bad = [{"id": "u1", "label": 5, "box": [1, 1, 10, 10], "source": "user"}]
+    update(app.canvas, {"objects": bad})
+    act(app, "submit")
+    await settle(app)
+    assert "class index 5" in app.panel.error
+    assert app.image_id == first and app.canvas.objects == bad  # nothing lost, nothing stored
+    assert session.store.labeled_count() == 0
+    good = [{"id": "u1", "label": 1, "box": [1, 1, 10, 10], "source": "user"}]
+    update(app.canvas, {"objects": good})
+    custom(app.panel, {"type": "action", "action": "submit"})  # the panel's Finish & Next
+    await settle(app)
+    assert session.store.labeled_count() == 1 and app.panel.error == ""
+    np.testing.assert_allclose(session.annotation(first).boxes, [[1, 1, 10, 10]])
+    await app.close()
+
+
+async def test_detection_prelabels_threshold_accept_discard_on_bccd(data_dir, tmp_path) -> None:
+    bccd = data_dir / "bccd"
+    paths = sorted((bccd / "JPEGImages").glob("*.jpg"))[:8]
+    cfg = SessionConfig(trainer=TrainerConfig(offer_min_steps=1, offer_loss_ratio=1.5))
+    session = LiveSession(tmp_path / "cells", "detection", ["RBC", "WBC", "Platelets"], config=cfg,
+                          model_options={"input_size": 160, "seed": 0})
+    session.add_images(paths[:4], labels=bccd / "Annotations", format="voc")
+    app = LiveAnnotator(paths[4:], session=session, plots=False)
+    await settle(app)
+    s = app.session
+    assert s.store.labeled_count() == 4 and app.image_id == s.image_ids[4]  # imported labels count
+    await s.wait_steps(8, timeout=120)  # the first 5 losses set the reference the offer rule compares with
+    act(app, "predict")
+    await settle(app)
+    assert s.trainer.offering
+    objs = app.canvas.objects
+    assert objs and all(o["source"] == "prelabel" and 0 <= o["score"] <= 1 for o in objs)
+    update(app.panel, {"threshold": 0.0})
+    assert app.canvas.threshold == 0.0 and app.panel.prelabels == len(objs)
+    update(app.panel, {"threshold": 1.0})
+    assert app.panel.prelabels == 0
+    update(app.panel, {"threshold": 0.0})
+    custom(app.panel, {"type": "action", "action": "accept"})
+    assert app.panel.prelabels == 0 and all(o["source"] == "user" for o in app.canvas.objects)
+    act(app, "predict")
+    await settle(app)
+    n_pre = app.panel.prelabels
+    assert n_pre > 0
+    custom(app.panel, {"type": "action", "action": "discard"})
+    assert app.panel.prelabels == 0 and len(app.canvas.objects) == len(objs)
+    await app.close()
+
+
+async def test_segmentation_semantic_switch_and_mask_submission(data_dir, tmp_path) -> None:
+    frames = [data_dir / "membrane" / "image" / f"{i}.png" for i in range(3)]
+    cfg = SessionConfig(trainer=TrainerConfig(offer_min_steps=1, offer_loss_ratio=1.5))
+    app = LiveAnnotator(frames, "segmentation", ["cell"], project=tmp_path / "em", config=cfg, plots=False,
+                        model_options={"input_size": 128, "seed": 0})
+    await settle(app)
+    canvas: LabelCanvas = app.canvas
+    w, h = canvas.image_size
+    crop = np.zeros((40, 50), bool)
+    crop[5:30, 10:45] = True
+    obj = {"id": "u1", "label": 0, "box": [20, 30, 70, 70], "source": "user",
+           "mask": {"x": 20, "y": 30, "w": 50, "h": 40, "rle": memoryview(encode_runs(crop))}}
+    update(canvas, {"objects": [obj]})
+    first = app.image_id
+    act(app, "submit")
+    await settle(app)
+    stored = app.session.annotation(first)
+    assert stored.masks.shape == (1, h, w) and stored.masks.sum() == crop.sum()
+    assert stored.masks[0, 30:70, 20:70].sum() == crop.sum()
+    act(app, "predict")
+    await settle(app)
+    n_instances = sum(o["source"] == "prelabel" for o in canvas.objects)
+    update(app.panel, {"semantic": True})
+    assert canvas.semantic
+    if n_instances:
+        labels = [o["label"] for o in canvas.objects if o["source"] == "prelabel"]
+        assert labels == sorted(set(labels))  # one merged mask per class
+    await app.close()
+
+
+async def test_bbox_widget_adapter(data_dir, tmp_path) -> None:
+    bbox_widget = pytest.importorskip("jupyter_bbox_widget")
+    w = bbox_widget.BBoxWidget()
+    path = data_dir / "bccd" / "JPEGImages" / "BloodImage_00000.jpg"
+    app = LiveAnnotator([path, path.with_name("BloodImage_00001.jpg")], "detection", ["RBC", "WBC", "Platelets"],
+                        project=tmp_path / "bb", canvas=w, plots=False, start=False)
+    await settle(app)
+    assert app.canvas.widget is w and w.image_bytes == path.read_bytes() and w.classes == ["RBC", "WBC", "Platelets"]
+    first = app.image_id
+    w.bboxes = [{"x": 10, "y": 20, "width": 30, "height": 40, "label": "WBC"}]
+    w._handle_custom_msg({"type": "submit"}, [])  # the widget's own Submit button
+    await settle(app)
+    ann = app.session.annotation(first)
+    np.testing.assert_allclose(ann.boxes, [[10, 20, 40, 60]])
+    assert ann.labels.tolist() == [1] and app.image_id != first and w.bboxes == []
+    # Pre-labels become ordinary boxes; Discard removes exactly those.
+    app.canvas.threshold = 0.5
+    app.canvas.set_prelabels(Annotation(640, 480, boxes=[[1, 1, 9, 9], [20, 20, 50, 50]], labels=[0, 2],
+                                        scores=[0.9, 0.3]))
+    w.bboxes = [*w.bboxes, {"x": 100, "y": 100, "width": 10, "height": 10, "label": "RBC"}]
+    assert app.canvas.prelabel_count == 1 and len(w.bboxes) == 2
+    app.canvas.threshold = 0.2
+    assert app.canvas.prelabel_count == 2 and len(w.bboxes) == 3
+    app.canvas.discard_prelabels()
+    assert w.bboxes == [{"x": 100, "y": 100, "width": 10, "height": 10, "label": "RBC"}]
+    w.bboxes = [{"x": 1, "y": 1, "width": 5, "height": 5, "label": ""}]
+    w._handle_custom_msg({"type": "submit"}, [])
+    await settle(app)
+    assert "has no class" in app.panel.error
+    with pytest.raises(ValueError, match="detection project"):
+        BBoxCanvasAdapter(bbox_widget.BBoxWidget(), "segmentation", ["a"])
+    await app.close()
