@@ -119,3 +119,33 @@ def test_training_continues_between_cells_and_kernel_stays_responsive(kernel, tm
     assert time.monotonic() - t0 < 3.0  # at most the sleeping step in flight, not a queue of them
     r = _execute(kc, "await session.close(); print('closed', session.state.phase)", timeout=30)
     assert "closed stopped" in r["stdout"], r
+
+
+def test_live_annotator_starts_from_a_plain_cell_and_keeps_its_panel_live(kernel, tmp_path) -> None:
+    """`app = LiveAnnotator(...)` in an ordinary (not async) cell: training and the panel's throttled
+    refresh run on the kernel's loop between cells, and a button press is handled at once."""
+    kc, _ = kernel
+    r = _execute(kc, f"""
+        from tests.tiny_model import TinyClassifier, two_class_images
+        from livetrain_widgets import Annotation, LiveAnnotator, SessionConfig, TrainerConfig
+        images, labels = two_class_images(8)
+        app = LiveAnnotator(images, "classification", ["left", "right"], project={str(tmp_path / 'app')!r},
+                            model=TinyClassifier(), plots=False,
+                            config=SessionConfig(trainer=TrainerConfig(batch_size=2)))
+        for i, c in zip(app.session.image_ids[:3], labels[:3]):
+            app.session.store.submit(i, Annotation(16, 16, category=c), source="manual", user="t")
+            app.session.trainer.set_sample(i, Annotation(16, 16, category=c))
+        print("created", app.image_id)
+    """)
+    assert r["error"] is None, r["error"]
+    time.sleep(2.0)  # no cell runs: training and the panel refresh must go on
+    r = _execute(kc, "print(app.session.trainer.running, app.panel.step, app.panel.phase, app.image_id)")
+    running, step, phase, image_id = r["stdout"].split()
+    assert running == "True" and int(step) > 10 and phase in ("training", "paused"), r["stdout"]
+    r = _execute(kc, "app._on_action('skip')")
+    assert r["error"] is None, r["error"]
+    time.sleep(0.5)
+    r = _execute(kc, "print(app.image_id)")
+    assert int(r["stdout"]) != int(image_id)
+    r = _execute(kc, "await app.close(); print('closed', app.session.state.phase)", timeout=30)
+    assert "closed stopped" in r["stdout"], r
