@@ -142,14 +142,32 @@ export interface PanelActionMessage {
   action: PanelAction;
 }
 
-/** Traits of a live plot (widgets/plots.py). Series travel as float64 little-endian bytes. */
+/** Traits of a live plot (widgets/plots.py: LivePlot, LossPlot, SamplerPlot, QualityPlot).
+ *
+ * `data` maps series names to float64 little-endian bytes (DataView here); NaN = no value (a gap).
+ * Series of one group have equal lengths. The groups of each kind (docstrings of loss_data,
+ * sampler_data and quality_data say exactly how each is computed):
+ *
+ * - "loss": step, loss, smoothed (one row per step, bucket means when long).
+ * - "sampler": order, seen, target, seen_recent (one row per labeled sample, in the order they joined
+ *   training); batch_step, recent_share, recent_avg, uniform_share (one row per logged batch).
+ * - "quality": order, score, ema, step (one row per judged pre-label), plus per task: correct,
+ *   imprecise, wrong_class, missed, extra (detection, object counts); mean_iou, semantic_miou
+ *   (segmentation); top1, topk, topk_avg (classification).
+ *
+ * An empty `data` (or an empty x series) shows `meta.empty` instead of a chart. */
 export interface PlotModel {
   /** "loss" | "sampler" | "quality" */
   kind: string;
   title: string;
-  /** named series, each float64 LE bytes of equal length within a group (see widgets/plots.py) */
+  /** named series, float64 LE bytes each (see above) */
   data: Record<string, DataView>;
-  /** small JSON extras: plateau periods, class / category names, the current step, ... */
+  /** small JSON extras. All kinds: empty (text shown instead of the chart). "loss": step (last step
+   * trained), paused, plateaus ([start, end, resumed][]: shaded from where the loss stopped improving
+   * to the step training paused at). "sampler": recent, window, samples, batch_size, step, sampler,
+   * empty_batches. "quality": task, judged, ema, score_name, not_offered, categories ([key, name][],
+   * detection, bottom of the stack first), top_k and window (classification). */
   meta: Record<string, unknown>;
+  /** height of the charts in CSS pixels (kinds with two charts split it); title and legends add to it */
   height: number;
 }

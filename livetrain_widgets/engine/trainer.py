@@ -126,6 +126,10 @@ class Trainer:
         self.error: str | None = None
         self.last_loss: float | None = None
         self.losses: deque[float] = deque(maxlen=2000)
+        #: (trainer step, sampler step at the draw, batch keys) of recent successful steps, for plots of
+        #: what the model trained on. A key whose ``entered_step`` (sampler stats) is at most that sampler
+        #: step was in the set when the batch was drawn. Not checkpointed: plots start afresh on resume.
+        self.batch_log: deque[tuple[int, int, list[int]]] = deque(maxlen=2000)
         self._initial_loss: float | None = None
         self._smoothed: float | None = None
         self._step_seconds: deque[float] = deque(maxlen=50)
@@ -165,6 +169,16 @@ class Trainer:
     def save_model(self, folder: Any) -> Any:
         """Export the current weights (consistent: taken at a yield point or between steps)."""
         return self._gate.run_prediction(lambda: self.model.save_pretrained(folder))
+
+    def sampler_stats(self) -> dict[str, Any]:
+        """The sampler's per-sample statistics, read safely while the training thread draws batches."""
+        from .sampler import expected_views
+
+        with self._lock:
+            stats = self.sampler.stats()
+            if not stats.get("target"):
+                stats["target"] = list(expected_views(self.sampler).values())
+        return stats
 
     @property
     def num_samples(self) -> int:
@@ -351,6 +365,8 @@ class Trainer:
         self.error = None
         self.last_loss = r.loss
         self.losses.append(r.loss)
+        # Steps run one at a time, so the sampler has drawn exactly this batch since the last step.
+        self.batch_log.append((r.step, self.sampler.step - 1, list(r.batch)))
         self._step_seconds.append(r.seconds)
         self._smoothed = r.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * r.loss
         if self._initial_loss is None and len(self.losses) >= 5:
