@@ -26,6 +26,12 @@ export function formatQuality(q: number | null, n: number): string {
   return `${Math.round(q * 100)}% (${n} judged)`;
 }
 
+/** Timing marks for the browser tests and benchmarks (the canvas adds when images and pre-labels show). */
+function mark(action: string): void {
+  const g = globalThis as { __livetrainTimings?: object[] };
+  (g.__livetrainTimings ??= []).push({ event: "action", action, source: "panel", t: performance.now() });
+}
+
 const BUTTONS: [PanelAction, string, string][] = [
   ["submit", "Finish & Next", "Save this image's labels, train on them, open the next image (Enter)"],
   ["skip", "Skip", "Open the next image without saving (Space)"],
@@ -58,7 +64,10 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     const b = el("button", `lt-btn lt-btn-${action}`, buttons, label);
     b.title = title;
     b.dataset.action = action;
-    b.addEventListener("click", () => m.send({ type: "action", action }));
+    b.addEventListener("click", () => {
+      mark(action);
+      m.send({ type: "action", action });
+    });
     byAction.set(action, b);
   }
   const trainBtn = el("button", "lt-btn lt-btn-train", buttons);

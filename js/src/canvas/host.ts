@@ -1,0 +1,575 @@
+// One view of a LabelCanvas model: reads the traits, owns the view state (zoom, selection, gesture,
+// undo history), and writes back what the user changed. The drawing is in render.ts, the gestures in
+// tools.ts, the keys in keys.ts, the pixel work in mask.ts / paint.ts.
+
+import type { AnyModel } from "@anywidget/types";
+import type { CanvasAction, CanvasModel, Task } from "../protocol";
+import { type Box, fitView, panBy, type View, zoomAt, zoomLimits } from "./geometry";
+import { History } from "./history";
+import { runCommand } from "./commands";
+import { commandFor, repeatable, type Tool } from "./keys";
+import { fromWire, isVisible, type Obj, pendingCount, sameAsWire, toWire, visibleObjects } from "./objects";
+import { type MaskListener, relabel } from "./paint";
+import { drawScene, MaskCache, Pyramid } from "./render";
+import { Tools, type ToolHost } from "./tools";
+import { Ui } from "./ui";
+
+interface Timing {
+  event: string;
+  t: number;
+  [k: string]: unknown;
+}
+
+/** Timing marks for the browser tests and benchmarks (what happened when, in page time). */
+function timings(): Timing[] {
+  const g = globalThis as { __livetrainTimings?: Timing[] };
+  return (g.__livetrainTimings ??= []);
+}
+
+const TOOLS_OF: Record<Task, Tool[]> = {
+  detection: ["box", "pan"],
+  segmentation: ["box", "brush", "eraser", "polygon", "fill", "pan"],
+  classification: ["pan"],
+};
+
+/** Traits whose changes the view follows. */
+const TRAITS = [
+  "classes", "colors", "image", "image_size", "image_id", "image_name", "objects", "category", "category_scores",
+  "threshold", "label", "selected", "tool", "brush_size", "semantic", "view_only", "message", "height",
+] as const;
+
+export class CanvasHost implements ToolHost {
+  readonly task: Task;
+  tool: Tool;
+  view: View = { scale: 1, ox: 0, oy: 0 };
+  imageSize: [number, number] = [0, 0];
+  objects: readonly Obj[] = [];
+  selected = "";
+  label = 0;
+  brushSize = 12;
+  semantic = false;
+  threshold = 0.3;
+  readonly maskListener: MaskListener;
+
+  private viewOnly = false;
+  private classes: string[] = [];
+  private colors: string[] = [];
+  category = -1;
+  private categoryScores: number[] = [];
+  private imageName = "";
+
+  readonly ui: Ui;
+  private readonly ctx: CanvasRenderingContext2D;
+  private readonly masks = new MaskCache();
+  readonly tools: Tools;
+  private readonly history = new History<readonly Obj[]>(100);
+  private readonly cleanups: (() => void)[] = [];
+
+  private imageId = -1;
+  private imageBytes: unknown = null;
+  private pyramid: Pyramid | null = null;
+  /** the image id the pyramid was decoded for */
+  private pyramidId = -1;
+  private decoding = { cancelled: false };
+  /** the view follows the size of the widget until the user zooms or pans */
+  private fitted = true;
+  private cssW = 0;
+  private cssH = 0;
+  private dpr = 1;
+  private raf = 0;
+  private queued = false;
+  private live: readonly Obj[] | null = null;
+  private draft: { box: Box; label: number } | null = null;
+  prevTool: Tool = "box";
+  private readonly seenImage = new Set<number>();
+  private readonly seenPrelabels = new Set<number>();
+
+  constructor(private readonly model: AnyModel<CanvasModel>, el: HTMLElement, task: Task) {
+    this.task = task;
+    this.tool = task === "detection" ? "box" : task === "segmentation" ? "brush" : "pan";
+    this.ui = new Ui(task, {
+      tool: (t) => this.setTool(t),
+      brushSize: (n) => this.setBrushSize(n),
+      fit: () => this.fit(),
+      undo: () => this.undo(),
+      redo: () => this.redo(),
+      acceptAll: () => runCommand(this, { kind: "acceptAll" }),
+      discardAll: () => runCommand(this, { kind: "discardAll" }),
+      chip: (i) => this.chooseChip(i),
+      classify: (i) => this.classify(i, true),
+      help: () => this.ui.showHelp(),
+    });
+    el.append(this.ui.root);
+    this.ctx = this.ui.canvas.getContext("2d")!;
+    this.tools = new Tools(this);
+    const masks = this.masks;
+    this.maskListener = {
+      replaced: (from, to) => masks.replaced(from, to),
+      painted: (m, r) => masks.painted(m, r),
+    };
+
+    const onChange = () => this.queueReconcile();
+    for (const t of TRAITS) model.on(`change:${t}`, onChange);
+    const onMsg = (msg: unknown) => {
+      const m = msg as { type?: string; message?: unknown };
+      if (m && m.type === "error") this.ui.toast(String(m.message ?? "error"));
+    };
+    model.on("msg:custom", onMsg);
+    this.cleanups.push(() => {
+      for (const t of TRAITS) model.off(`change:${t}`, onChange);
+      model.off("msg:custom", onMsg);
+    });
+
+    this.listen();
+    const ro = new ResizeObserver(() => this.resize());
+    ro.observe(this.ui.stage);
+    this.cleanups.push(() => ro.disconnect());
+    this.reconcile();
+    this.resize();
+  }
+
+  destroy(): void {
+    this.cleanups.forEach((f) => f());
+    if (this.raf) cancelAnimationFrame(this.raf);
+    this.decoding.cancelled = true;
+    this.pyramid?.close();
+    this.masks.clear();
+    this.ui.destroy();
+  }
+
+  // ------------------------------------------------------------------------------ model → view
+  /** Trait changes arrive one `change:x` event at a time; Python's `set_image` changes nine traits
+   * in one message, and they must be read together (the new objects belong to the new image). */
+  private queueReconcile(): void {
+    if (this.queued) return;
+    this.queued = true;
+    queueMicrotask(() => {
+      this.queued = false;
+      this.reconcile();
+    });
+  }
+
+  private reconcile(): void {
+    const m = this.model;
+    this.classes = (m.get("classes") ?? []).map(String);
+    this.colors = m.get("colors") ?? [];
+    this.ui.setClasses(this.classes, this.colors);
+    this.threshold = Number(m.get("threshold") ?? 0.3);
+    this.semantic = !!m.get("semantic");
+    this.viewOnly = !!m.get("view_only");
+    this.label = m.get("label") ?? 0;
+    const tool = m.get("tool") as Tool;
+    this.tool = TOOLS_OF[this.task].includes(tool) ? tool : TOOLS_OF[this.task][0];
+    this.brushSize = Math.max(1, m.get("brush_size") ?? 12);
+    this.category = m.get("category") ?? -1;
+    this.categoryScores = m.get("category_scores") ?? [];
+    this.imageName = m.get("image_name") ?? "";
+    this.ui.setBanner(m.get("message") ?? "");
+
+    const id = m.get("image_id") ?? -1;
+    const size = (m.get("image_size") ?? [0, 0]) as [number, number];
+    const bytes = m.get("image");
+    const wire = m.get("objects");
+    const onError = (e: string) => this.ui.toast(e);
+    if (id !== this.imageId) {
+      // a new image: everything about the previous one goes
+      this.tools.cancel();
+      this.tools.cancelPolygon();
+      this.history.clear();
+      this.masks.clear();
+      this.imageId = id;
+      this.imageSize = [size[0], size[1]];
+      this.objects = fromWire(wire, onError);
+      this.selected = "";
+      this.fitted = true;
+      this.fitNow();
+      this.ui.root.dataset.ready = "0";
+      if (bytes !== this.imageBytes) this.loadImage(bytes);
+      else this.pyramidId = id;
+    } else {
+      if (size[0] !== this.imageSize[0] || size[1] !== this.imageSize[1]) {
+        this.imageSize = [size[0], size[1]];
+        this.fitted = true;
+        this.fitNow();
+      }
+      if (bytes !== this.imageBytes) this.loadImage(bytes);
+      if (!sameAsWire(this.objects, wire)) {
+        // Python replaced the objects (new pre-labels, discard, accept): undo can bring them back
+        this.tools.cancel();
+        this.history.push(this.objects);
+        this.objects = fromWire(wire, onError);
+      }
+    }
+    const sel = m.get("selected") ?? "";
+    this.selected = this.objects.some((o) => o.id === sel) ? sel : "";
+    this.resize(); // the height trait
+    this.updateUi();
+    this.redraw();
+  }
+
+  private loadImage(bytes: unknown): void {
+    this.decoding.cancelled = true;
+    const signal = { cancelled: false };
+    this.decoding = signal;
+    this.imageBytes = bytes;
+    const id = this.imageId;
+    if (!bytes || !(bytes as DataView).byteLength) {
+      this.pyramid?.close();
+      this.pyramid = null;
+      return;
+    }
+    Pyramid.decode(bytes as DataView, signal)
+      .then((p) => {
+        if (signal.cancelled) {
+          p?.close();
+          return;
+        }
+        this.pyramid?.close();
+        this.pyramid = p;
+        this.pyramidId = id;
+        this.redraw();
+      })
+      .catch((e: unknown) => {
+        if (!signal.cancelled) this.ui.toast(`The image could not be decoded (${(e as Error)?.message ?? e})`);
+      });
+  }
+
+  // ------------------------------------------------------------------------------ view → model
+  private sync(keys: Partial<Pick<CanvasModel, "objects" | "selected" | "label" | "tool" | "brush_size" | "category">>): void {
+    for (const [k, v] of Object.entries(keys)) this.model.set(k as keyof CanvasModel, v as never);
+    this.model.save_changes();
+  }
+
+  get editable(): boolean {
+    return !this.viewOnly && this.imageId >= 0;
+  }
+
+  visible(): Obj[] {
+    return visibleObjects(this.objects, this.threshold);
+  }
+
+  commit(objects: Obj[], selected?: string): void {
+    if (!this.editable) return;
+    this.history.push(this.objects);
+    this.setObjects(objects, selected);
+  }
+
+  private setObjects(objects: readonly Obj[], selected?: string): void {
+    this.objects = objects;
+    let sel = selected ?? this.selected;
+    if (!objects.some((o) => o.id === sel && isVisible(o, this.threshold))) sel = "";
+    const changes: Parameters<CanvasHost["sync"]>[0] = { objects: objects.map(toWire) };
+    if (sel !== this.selected) {
+      this.selected = sel;
+      changes.selected = sel;
+    }
+    this.sync(changes);
+    this.updateUi();
+    this.redraw();
+  }
+
+  select(id: string): void {
+    if (id === this.selected) return;
+    this.selected = id;
+    const o = this.objects.find((x) => x.id === id);
+    const changes: Parameters<CanvasHost["sync"]>[0] = { selected: id };
+    // one mask per class: selecting a class's mask makes it the class the brush paints
+    if (o && this.semantic && this.task === "segmentation" && o.label !== this.label && o.label < this.classes.length) {
+      this.label = o.label;
+      changes.label = o.label;
+    }
+    this.sync(changes);
+    this.updateUi();
+    this.redraw();
+  }
+
+  setTool(t: Tool): void {
+    if (!TOOLS_OF[this.task].includes(t)) return;
+    if (t !== "pan") this.prevTool = t;
+    if (t !== "polygon") this.tools.cancelPolygon();
+    if (t === this.tool) return;
+    this.tool = t;
+    this.sync({ tool: t });
+    this.updateUi();
+    this.redraw();
+  }
+
+  setBrushSize(n: number): void {
+    n = Math.max(1, Math.min(500, Math.round(n)));
+    if (n === this.brushSize) return;
+    this.brushSize = n;
+    this.sync({ brush_size: n });
+    this.updateUi();
+    this.redraw();
+  }
+
+  setLabel(i: number): boolean {
+    if (i < 0 || i >= this.classes.length) return false;
+    if (i !== this.label) {
+      this.label = i;
+      this.sync({ label: i });
+    }
+    return true;
+  }
+
+  /** A class chip: the class for new objects, and for the selected one (as in jupyter-bbox-widget). */
+  private chooseChip(i: number): void {
+    if (!this.setLabel(i)) return;
+    if (this.selected && this.editable) this.assign();
+    this.updateUi();
+    this.redraw();
+  }
+
+  assign(): void {
+    if (!this.selected) return;
+    const [W, H] = this.imageSize;
+    const r = relabel(this.objects, this.selected, this.label, this.semantic && this.task === "segmentation", W, H, this.threshold);
+    if (r.objects.every((o, i) => o === this.objects[i]) && r.objects.length === this.objects.length) return;
+    this.commit(r.objects, r.selected);
+  }
+
+  /** Classification: choose a class, and with `submit` move on at once (one-key classification). */
+  classify(i: number, submit: boolean): void {
+    if (i < 0 || i >= this.classes.length || this.viewOnly) return;
+    this.category = i;
+    this.sync({ category: i });
+    this.updateUi();
+    if (submit) this.action("submit");
+  }
+
+  topSuggestion(): number {
+    let best = -1;
+    this.categoryScores.forEach((p, i) => {
+      if (i < this.classes.length && (best < 0 || p > this.categoryScores[best])) best = i;
+    });
+    return best;
+  }
+
+  action(action: CanvasAction): void {
+    if (this.imageId < 0) {
+      this.ui.toast("No image is shown");
+      return;
+    }
+    if (this.tools.busy) return; // finish the drag first
+    timings().push({ event: "action", action, image_id: this.imageId, t: performance.now() });
+    this.model.send({ type: "action", action, image_id: this.imageId });
+  }
+
+  undo(): void {
+    if (this.tools.busy || !this.editable) return;
+    const prev = this.history.undo(this.objects);
+    if (prev) this.setObjects(prev);
+  }
+
+  redo(): void {
+    if (this.tools.busy || !this.editable) return;
+    const next = this.history.redo(this.objects);
+    if (next) this.setObjects(next);
+  }
+
+  // ------------------------------------------------------------------------------------- view
+  setView(v: View): void {
+    this.view = v;
+    this.fitted = false;
+    this.updateZoom();
+    this.redraw();
+  }
+
+  /** The zoom read-outs only: a pan or zoom must not touch the rest of the DOM at every pointer move
+   * (style and layout work per event is what makes panning stutter). */
+  private updateZoom(): void {
+    this.ui.setZoom(this.view.scale);
+    const d = this.ui.root.dataset;
+    d.zoom = this.view.scale.toFixed(4);
+    // screen = image × scale + offset (CSS px from the canvas' corner), for tests that click on objects
+    d.view = [this.view.scale, this.view.ox, this.view.oy].map((v) => +v.toFixed(4)).join(",");
+  }
+
+  private fitNow(): void {
+    this.view = fitView(this.imageSize[0], this.imageSize[1], this.cssW, this.cssH);
+  }
+
+  fit(): void {
+    this.fitted = true;
+    this.fitNow();
+    this.updateUi();
+    this.redraw();
+  }
+
+  zoom(factor: number, sx = this.cssW / 2, sy = this.cssH / 2): void {
+    const fit = fitView(this.imageSize[0], this.imageSize[1], this.cssW, this.cssH);
+    this.setView(zoomAt(this.view, factor, sx, sy, zoomLimits(fit)));
+  }
+
+  private resize(): void {
+    const w = Math.max(0, Math.floor(this.ui.stage.clientWidth));
+    const h = Math.max(120, Number(this.model.get("height")) || 560);
+    const dpr = window.devicePixelRatio || 1;
+    this.ui.stage.style.height = `${h}px`;
+    if (w === this.cssW && h === this.cssH && dpr === this.dpr) return;
+    const c = this.ui.canvas;
+    // keep the image centre where it was when the widget changes size (unless it is fitted)
+    this.view = panBy(this.view, (w - this.cssW) / 2, (h - this.cssH) / 2);
+    this.cssW = w;
+    this.cssH = h;
+    this.dpr = dpr;
+    c.width = Math.max(1, Math.round(w * dpr));
+    c.height = Math.max(1, Math.round(h * dpr));
+    c.style.width = `${w}px`;
+    c.style.height = `${h}px`;
+    if (this.fitted) this.fitNow();
+    this.updateUi();
+    this.redraw();
+  }
+
+  // ------------------------------------------------------------------------------ gestures' API
+  setLive(objects: readonly Obj[] | null): void {
+    this.live = objects;
+    this.redraw();
+  }
+
+  setDraftBox(d: { box: Box; label: number } | null): void {
+    this.draft = d;
+    this.redraw();
+  }
+
+  toast(text: string): void {
+    this.ui.toast(text);
+  }
+
+  redraw(): void {
+    if (!this.raf) this.raf = requestAnimationFrame(this.frame);
+  }
+
+  private readonly frame = (): void => {
+    this.raf = 0;
+    if ((window.devicePixelRatio || 1) !== this.dpr) this.resize(); // browser zoom; sizes come from the ResizeObserver
+    const vis = visibleObjects(this.live ?? this.objects, this.threshold);
+    const hover = this.tools.hover;
+    const brushing = this.task === "segmentation" && (this.tool === "brush" || this.tool === "eraser") && hover && this.editable;
+    const t0 = performance.now();
+    const drewImage = drawScene(this.ctx, {
+      view: this.view,
+      width: this.cssW,
+      height: this.cssH,
+      dpr: this.dpr,
+      task: this.task,
+      imageSize: this.imageSize,
+      pyramid: this.pyramidId === this.imageId ? this.pyramid : null,
+      objects: this.task === "classification" ? [] : vis,
+      selected: this.selected,
+      classes: this.classes,
+      colors: this.colors,
+      draft: this.draft,
+      polygon: this.tools.polygon.length ? { points: this.tools.polygon, cursor: hover, label: this.label } : null,
+      brush: brushing ? { x: hover!.x, y: hover!.y, r: this.brushSize / 2, erase: this.tool === "eraser" } : null,
+    }, this.masks);
+    const g = globalThis as { __livetrainCountFrames?: boolean };
+    const now = performance.now();
+    if (g.__livetrainCountFrames) timings().push({ event: "frame", t: now, draw_ms: now - t0 });
+    if (drewImage) {
+      this.ui.root.dataset.ready = "1";
+      if (!this.seenImage.has(this.imageId)) {
+        this.seenImage.add(this.imageId);
+        timings().push({ event: "image", image_id: this.imageId, t: now });
+      }
+      const n = pendingCount(this.objects, this.threshold);
+      if (n > 0 && !this.seenPrelabels.has(this.imageId)) {
+        this.seenPrelabels.add(this.imageId);
+        timings().push({ event: "prelabels", image_id: this.imageId, t: now, n });
+      }
+    }
+  };
+
+  updateUi(): void {
+    const pending = pendingCount(this.objects, this.threshold);
+    this.ui.update({
+      tool: this.tool,
+      brushSize: this.brushSize,
+      canUndo: this.history.canUndo,
+      canRedo: this.history.canRedo,
+      pending,
+      label: this.label,
+      category: this.category,
+      categoryScores: this.categoryScores,
+      imageName: this.imageName,
+      viewOnly: this.viewOnly,
+    }, this.classes);
+    const d = this.ui.root.dataset;
+    d.imageId = String(this.imageId);
+    d.objects = String(this.visible().length);
+    d.prelabels = String(pending);
+    d.tool = this.tool;
+    this.updateZoom();
+    d.selected = this.selected;
+    d.label = String(this.label);
+    d.category = String(this.category);
+  }
+
+  // ---------------------------------------------------------------------------------- events
+  private on<K extends keyof HTMLElementEventMap>(
+    target: HTMLElement, type: K, f: (e: HTMLElementEventMap[K]) => void, opts?: AddEventListenerOptions,
+  ): void {
+    target.addEventListener(type, f as EventListener, opts);
+    this.cleanups.push(() => target.removeEventListener(type, f as EventListener, opts));
+  }
+
+  private point(e: MouseEvent): { x: number; y: number } {
+    const r = this.ui.canvas.getBoundingClientRect();
+    return { x: e.clientX - r.left, y: e.clientY - r.top };
+  }
+
+  private listen(): void {
+    const canvas = this.ui.canvas;
+    const root = this.ui.root;
+    this.on(canvas, "pointerdown", (e) => {
+      root.focus({ preventScroll: true });
+      if (this.tools.down(this.point(e), e.button, e.altKey)) {
+        try {
+          canvas.setPointerCapture(e.pointerId);
+        } catch {
+          // a synthetic or already released pointer: the gesture still works while over the canvas
+        }
+        e.preventDefault();
+      }
+      this.updateUi();
+    });
+    this.on(canvas, "pointermove", (e) => {
+      const p = this.point(e);
+      this.tools.move(p);
+      if (!this.tools.busy) canvas.style.cursor = this.tools.cursorAt(p);
+    });
+    this.on(canvas, "pointerup", (e) => {
+      this.tools.up(this.point(e));
+      this.updateUi();
+    });
+    this.on(canvas, "pointercancel", () => this.tools.cancel());
+    this.on(canvas, "pointerleave", () => {
+      if (!this.tools.busy) {
+        this.tools.hover = null;
+        this.redraw();
+      }
+    });
+    this.on(canvas, "contextmenu", (e) => e.preventDefault());
+    this.on(canvas, "wheel", (e) => {
+      e.preventDefault();
+      const p = this.point(e);
+      const dy = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
+      this.zoom(Math.exp(-Math.max(-300, Math.min(300, dy)) * 0.002), p.x, p.y);
+    }, { passive: false });
+    this.on(root, "keydown", (e) => this.onKey(e));
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const t = e.target as HTMLElement | null;
+    if (t && t !== this.ui.root && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
+    const cmd = commandFor(e, { task: this.task, polygon: this.tools.polygon.length > 0 });
+    // While the canvas has focus, no key reaches the notebook: its command-mode shortcuts (A, B,
+    // D D, ...) would otherwise edit the notebook under the user.
+    e.stopPropagation();
+    if (!cmd) return;
+    e.preventDefault();
+    if (e.repeat && !repeatable(cmd, this.task)) return;
+    runCommand(this, cmd);
+  }
+}

@@ -1,0 +1,273 @@
+// The DOM around the drawing surface: toolbar, class chips, classification row, banner, toast and
+// the key-map overlay. All user-visible text goes through textContent (class names, image names and
+// messages come from users and kernels, and may contain markup).
+
+import type { Task } from "../protocol";
+import { keyHelp, type Tool } from "./keys";
+import { colorOf } from "./render";
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** A toolbar button. Not focusable: keyboard focus stays on the canvas root, so shortcuts keep
+ * working after a click. */
+function button(label: string, title: string, onClick: () => void, cls = ""): HTMLButtonElement {
+  const b = h("button", `ltc-btn ${cls}`.trim(), label);
+  b.type = "button";
+  b.title = title;
+  b.tabIndex = -1;
+  // a click must not move the focus off the canvas root (the keys would stop working)
+  b.addEventListener("mousedown", (e) => e.preventDefault());
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+export interface UiCallbacks {
+  tool(t: Tool): void;
+  brushSize(n: number): void;
+  fit(): void;
+  undo(): void;
+  redo(): void;
+  acceptAll(): void;
+  discardAll(): void;
+  chip(index: number): void;
+  classify(index: number): void;
+  help(): void;
+}
+
+const TOOL_BUTTONS: Record<Task, [Tool, string, string][]> = {
+  detection: [
+    ["box", "Box", "draw, select, move and resize boxes"],
+    ["pan", "Pan (H)", "drag to move the view"],
+  ],
+  segmentation: [
+    ["box", "Select (S)", "click a mask to select it"],
+    ["brush", "Brush (B)", "paint into the selected mask, or a new one"],
+    ["eraser", "Eraser (E)", "erase from the selected mask, or from every mask under it"],
+    ["polygon", "Polygon (P)", "click vertices; Enter or double-click closes"],
+    ["fill", "Fill (F)", "click inside a hole of the selected mask"],
+    ["pan", "Pan (H)", "drag to move the view"],
+  ],
+  classification: [],
+};
+
+export interface UiState {
+  tool: Tool;
+  brushSize: number;
+  canUndo: boolean;
+  canRedo: boolean;
+  pending: number;
+  label: number;
+  category: number;
+  categoryScores: readonly number[];
+  imageName: string;
+  viewOnly: boolean;
+}
+
+export class Ui {
+  readonly root: HTMLDivElement;
+  readonly stage: HTMLDivElement;
+  readonly canvas: HTMLCanvasElement;
+  private readonly toolBtns = new Map<Tool, HTMLButtonElement>();
+  private readonly brushInput: HTMLInputElement | null = null;
+  private readonly brushValue: HTMLSpanElement | null = null;
+  private readonly zoomLabel: HTMLSpanElement;
+  private readonly undoBtn: HTMLButtonElement;
+  private readonly redoBtn: HTMLButtonElement;
+  private readonly acceptBtn: HTMLButtonElement | null = null;
+  private readonly discardBtn: HTMLButtonElement | null = null;
+  private readonly nameLabel: HTMLSpanElement;
+  private readonly banner: HTMLDivElement;
+  private readonly toastEl: HTMLDivElement;
+  private readonly helpEl: HTMLDivElement;
+  private readonly chipsEl: HTMLDivElement;
+  private readonly suggestEl: HTMLDivElement | null = null;
+  private chipBtns: HTMLButtonElement[] = [];
+  private toastTimer: ReturnType<typeof setTimeout> | undefined;
+  private classesKey = "";
+
+  constructor(readonly task: Task, private readonly cb: UiCallbacks) {
+    this.root = h("div", `ltc-root ltc-${task}`);
+    this.root.tabIndex = 0;
+    // Lumino (JupyterLab, Notebook 7) skips its keyboard shortcuts for events from inside this.
+    this.root.dataset.lmSuppressShortcuts = "true";
+
+    const bar = h("div", "ltc-toolbar");
+    const tools = h("div", "ltc-group");
+    for (const [t, label, title] of TOOL_BUTTONS[task]) {
+      const b = button(label, title, () => cb.tool(t), "ltc-tool");
+      this.toolBtns.set(t, b);
+      tools.append(b);
+    }
+    if (tools.childElementCount) bar.append(tools);
+    if (task === "segmentation") {
+      const g = h("label", "ltc-group ltc-brush", "Size ");
+      g.title = "brush / eraser diameter in image pixels ([ and ])";
+      this.brushInput = h("input", "ltc-range");
+      this.brushInput.type = "range";
+      this.brushInput.min = "1";
+      this.brushInput.max = "200";
+      this.brushInput.addEventListener("input", () => cb.brushSize(Number(this.brushInput!.value)));
+      this.brushInput.addEventListener("change", () => this.root.focus({ preventScroll: true }));
+      this.brushValue = h("span", "ltc-num");
+      g.append(this.brushInput, this.brushValue);
+      bar.append(g);
+    }
+    const view = h("div", "ltc-group");
+    this.zoomLabel = h("span", "ltc-num ltc-zoom");
+    view.append(button("Fit", "fit the image to the view (Home)", cb.fit), this.zoomLabel);
+    bar.append(view);
+    const hist = h("div", "ltc-group");
+    this.undoBtn = button("↶", "undo (Ctrl+Z)", cb.undo);
+    this.redoBtn = button("↷", "redo (Ctrl+Shift+Z)", cb.redo);
+    hist.append(this.undoBtn, this.redoBtn);
+    if (task !== "classification") bar.append(hist); // a class choice is undone by choosing another
+    if (task !== "classification") {
+      const pre = h("div", "ltc-group");
+      this.acceptBtn = button("Accept all (Y)", "accept every shown pre-label as your own", cb.acceptAll, "ltc-accept");
+      this.discardBtn = button("Discard (X)", "remove all pre-labels", cb.discardAll);
+      pre.append(this.acceptBtn, this.discardBtn);
+      bar.append(pre);
+    }
+    this.nameLabel = h("span", "ltc-name");
+    bar.append(this.nameLabel, button("?", "keyboard shortcuts", cb.help, "ltc-help-btn"));
+
+    this.stage = h("div", "ltc-stage");
+    this.canvas = h("canvas", "ltc-canvas");
+    this.banner = h("div", "ltc-banner");
+    this.toastEl = h("div", "ltc-toast");
+    this.toastEl.setAttribute("role", "status");
+    this.helpEl = h("div", "ltc-help");
+    this.stage.append(this.canvas, this.banner, this.toastEl, this.helpEl);
+    this.buildHelp();
+
+    this.chipsEl = h("div", task === "classification" ? "ltc-classes" : "ltc-chips");
+    this.root.append(bar, this.stage);
+    if (task === "classification") {
+      this.suggestEl = h("div", "ltc-suggest");
+      this.root.append(this.suggestEl);
+    }
+    this.root.append(this.chipsEl);
+    // clicks anywhere in the widget give it the keyboard (buttons do not take focus themselves)
+    this.root.addEventListener("click", (e) => {
+      if (!(e.target instanceof HTMLInputElement)) this.root.focus({ preventScroll: true });
+    });
+  }
+
+  private buildHelp(): void {
+    const title = h("div", "ltc-help-title", "Keyboard (click the canvas first)");
+    const table = h("table", "ltc-help-table");
+    for (const [keys, what] of keyHelp(this.task)) {
+      const tr = h("tr", "");
+      tr.append(h("th", "", keys), h("td", "", what));
+      table.append(tr);
+    }
+    const close = button("Close", "close (Esc)", () => this.showHelp(false));
+    this.helpEl.append(title, table, close);
+  }
+
+  showHelp(on?: boolean): void {
+    this.helpEl.classList.toggle("ltc-show", on ?? !this.helpEl.classList.contains("ltc-show"));
+  }
+
+  get helpShown(): boolean {
+    return this.helpEl.classList.contains("ltc-show");
+  }
+
+  /** Class chips (detection / segmentation) or class buttons (classification), with hotkeys. */
+  setClasses(classes: readonly string[], colors: readonly string[]): void {
+    const key = JSON.stringify([classes, colors]);
+    if (key === this.classesKey) return;
+    this.classesKey = key;
+    this.chipsEl.replaceChildren();
+    this.chipBtns = classes.map((name, i) => {
+      const hot = i < 10 ? `${(i + 1) % 10}` : "";
+      const b = button("", hot ? `${name} (key ${hot})` : name, () =>
+        this.task === "classification" ? this.cb.classify(i) : this.cb.chip(i), "ltc-chip");
+      const sw = h("span", "ltc-swatch");
+      sw.style.background = colorOf(colors, i);
+      b.append(sw);
+      if (hot) b.append(h("kbd", "ltc-key", hot));
+      b.append(h("span", "ltc-chip-name", name));
+      b.dataset.index = String(i);
+      this.chipsEl.append(b);
+      return b;
+    });
+  }
+
+  update(s: UiState, classes: readonly string[]): void {
+    for (const [t, b] of this.toolBtns) {
+      b.classList.toggle("ltc-on", t === s.tool);
+      b.disabled = s.viewOnly && t !== "pan" && t !== "box";
+    }
+    if (this.brushInput && this.brushValue) {
+      if (document.activeElement !== this.brushInput) this.brushInput.value = String(s.brushSize);
+      this.brushValue.textContent = `${s.brushSize} px`;
+    }
+    this.undoBtn.disabled = !s.canUndo || s.viewOnly;
+    this.redoBtn.disabled = !s.canRedo || s.viewOnly;
+    if (this.acceptBtn && this.discardBtn) {
+      this.acceptBtn.disabled = this.discardBtn.disabled = s.pending === 0 || s.viewOnly;
+      this.acceptBtn.textContent = s.pending ? `Accept all ${s.pending} (Y)` : "Accept all (Y)";
+    }
+    this.nameLabel.textContent = s.imageName;
+    this.nameLabel.title = s.imageName;
+    const chosen = this.task === "classification" ? s.category : s.label;
+    this.chipBtns.forEach((b, i) => {
+      b.classList.toggle("ltc-on", i === chosen);
+      b.disabled = s.viewOnly && this.task === "classification";
+    });
+    if (this.suggestEl) this.updateSuggestions(s.categoryScores, classes);
+  }
+
+  /** Top-3 class suggestions with percentage bars; the first is the one Enter takes. */
+  private updateSuggestions(scores: readonly number[], classes: readonly string[]): void {
+    const el = this.suggestEl!;
+    el.replaceChildren();
+    const top = scores
+      .map((p, i) => [p, i] as const)
+      .filter(([p]) => Number.isFinite(p))
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, 3);
+    this.chipBtns.forEach((b, i) => b.classList.toggle("ltc-suggested", top.length > 0 && top[0][1] === i));
+    if (!top.length) return;
+    el.append(h("span", "ltc-suggest-title", "Suggested"));
+    top.forEach(([p, i], rank) => {
+      const row = h("div", rank === 0 ? "ltc-sugg ltc-sugg-top" : "ltc-sugg");
+      const bar = h("span", "ltc-bar");
+      const fill = h("span", "ltc-bar-fill");
+      fill.style.width = `${Math.max(0, Math.min(100, p * 100)).toFixed(1)}%`;
+      bar.append(fill);
+      row.append(h("span", "ltc-sugg-name", classes[i] ?? `class ${i}`), bar, h("span", "ltc-num", `${(p * 100).toFixed(0)}%`));
+      row.title = rank === 0 ? "the suggestion: Enter takes it" : "";
+      row.addEventListener("click", () => this.cb.classify(i));
+      el.append(row);
+    });
+  }
+
+  setZoom(scale: number): void {
+    const text = `${Math.round(scale * 100)}%`;
+    if (this.zoomLabel.textContent !== text) this.zoomLabel.textContent = text;
+  }
+
+  setBanner(text: string): void {
+    this.banner.textContent = text;
+    this.banner.classList.toggle("ltc-show", !!text);
+  }
+
+  toast(text: string, ms = 4000): void {
+    this.toastEl.textContent = text;
+    this.toastEl.classList.add("ltc-show");
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => this.toastEl.classList.remove("ltc-show"), ms);
+  }
+
+  destroy(): void {
+    clearTimeout(this.toastTimer);
+    this.root.remove();
+  }
+}

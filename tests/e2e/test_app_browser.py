@@ -1,0 +1,255 @@
+"""The whole app in a real JupyterLab and Notebook 7: label with the mouse, watch the model learn.
+
+Each test runs the cells of a notebook in Chromium, draws with the mouse on the canvas (boxes on BCCD
+blood cells, a brush stroke on a membrane slice), presses Finish & Next, labels enough images for
+training to start, and checks that pre-labels appear on a later image and the quality figure changes.
+The Python side is read back through a second client of the page's own kernel. Screenshots go to
+``test-artifacts/<test>/``; timings measured in the browser go to ``timings.json`` beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import (
+    HarnessError,
+    artifacts_for_test,
+    cell_output,
+    open_notebook,
+    run_all,
+    screenshot,
+    wait_for,
+    write_notebook,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("LIVETRAIN_DATA") or REPO.parent / "shared" / "data")
+CLASSES = ["RBC", "WBC", "Platelets"]
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+
+
+def bccd_truth(paths: list[Path]) -> dict[str, Any]:
+    from livetrain_widgets.engine.formats import load_labels
+
+    loaded = load_labels("voc", DATA / "bccd" / "Annotations", paths, CLASSES)
+    return {p.name: loaded.annotations[p.resolve()] for p in paths}
+
+
+class Canvas:
+    """The canvas of a LiveAnnotator output, driven like a person with a mouse would."""
+
+    def __init__(self, page: Any, output: Any) -> None:
+        self.page = page
+        self.root = output.locator(".ltc-root").first
+        self.panel = output.locator(".lt-panel").first
+        self.canvas = self.root.locator("canvas.ltc-canvas").first
+
+    def attr(self, name: str) -> str:
+        return self.root.get_attribute(f"data-{name}") or ""
+
+    def wait_image(self, not_id: str | None = None, timeout: float = 60) -> str:
+        def ready() -> str | None:
+            image_id = self.attr("image-id")
+            ok = self.attr("ready") == "1" and image_id not in ("", "-1") and image_id != not_id
+            return image_id if ok else None
+
+        return wait_for(ready, timeout=timeout, message=lambda: f"no new image (data: {self.attrs()})")
+
+    def attrs(self) -> dict[str, str]:
+        return self.root.evaluate("e => ({...e.dataset})")
+
+    def to_screen(self, x: float, y: float) -> tuple[float, float]:
+        scale, ox, oy = (float(v) for v in self.attr("view").split(","))
+        box = self.canvas.bounding_box()
+        assert box is not None
+        return box["x"] + ox + float(x) * scale, box["y"] + oy + float(y) * scale
+
+    def draw_box(self, box: Any, label: int) -> None:
+        self.root.focus()
+        self.page.keyboard.press(str(label + 1))  # the class hotkey, then drag like jupyter-bbox-widget
+        x0, y0 = self.to_screen(box[0], box[1])
+        x1, y1 = self.to_screen(box[2], box[3])
+        self.page.mouse.move(x0, y0)
+        self.page.mouse.down()
+        self.page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=3)
+        self.page.mouse.move(x1, y1, steps=3)
+        self.page.mouse.up()
+
+    def stroke(self, points: list[tuple[float, float]]) -> None:
+        sx, sy = self.to_screen(*points[0])
+        self.page.mouse.move(sx, sy)
+        self.page.mouse.down()
+        for x, y in points[1:]:
+            self.page.mouse.move(*self.to_screen(x, y), steps=4)
+        self.page.mouse.up()
+
+    def button(self, action: str) -> Any:
+        return self.panel.locator(f"button[data-action='{action}']")
+
+    def timings(self) -> list[dict[str, Any]]:
+        return self.page.evaluate("() => globalThis.__livetrainTimings || []")
+
+
+def app_cell(setup: str) -> list[str]:
+    return [
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "from pathlib import Path\n"
+        "from livetrain_widgets import LiveAnnotator, SessionConfig, TrainerConfig\n" + setup,
+        "app",
+    ]
+
+
+def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """From the canvas' marks: Finish & Next → next image drawn, and → its pre-labels drawn (ms)."""
+    out: dict[str, list[float]] = {"next_image_ms": [], "prelabels_ms": []}
+    for n, mark in enumerate(timings):
+        if mark.get("event") != "action" or mark.get("action") != "submit":
+            continue
+        later = timings[n + 1 :]
+        image = next((m for m in later if m.get("event") == "image"), None)
+        if image is None:
+            continue
+        out["next_image_ms"].append(image["t"] - mark["t"])
+        pre = next((m for m in later if m.get("event") == "prelabels" and m.get("image_id") == image["image_id"]),
+                   None)
+        nxt = next((m for m in later if m.get("event") == "action"), None)
+        if pre is not None and (nxt is None or pre["t"] < nxt["t"]):
+            out["prelabels_ms"].append(pre["t"] - mark["t"])
+    return out
+
+
+def notebook_in(server: Any, name: str) -> Path:
+    return server.root / name / "notebook.ipynb"
+
+
+def test_detection_with_the_mouse_until_prelabels_appear(page, lab_server, console_log) -> None:
+    notebook_path = notebook_in(lab_server, "detection")
+    paths = sorted((DATA / "bccd" / "JPEGImages").glob("*.jpg"))[:14]
+    truth = bccd_truth(paths)
+    setup = f"""
+paths = sorted(Path({str(DATA / "bccd" / "JPEGImages")!r}).glob("*.jpg"))[:14]
+# Pre-labels are offered as soon as the loss has clearly fallen: this test is about the UI, not quality.
+cfg = SessionConfig(trainer=TrainerConfig(offer_min_steps=8, offer_loss_ratio=0.9, seed=0), threshold=0.2)
+app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="cells", config=cfg,
+                    model_options={{"input_size": 256, "seed": 0}}, height=480)
+"""
+    write_notebook(notebook_path, app_cell(setup))
+    open_notebook(page, lab_server, notebook_path)
+    run_all(page, lab_server, notebook_path, timeout=180)
+    ui = Canvas(page, cell_output(page, 1))
+    kernel = lab_server.kernel(notebook_path)
+    image_id = ui.wait_image()
+    screenshot(page, "01-first-image")
+
+    seen_prelabels = False
+    quality_before = ui.panel.get_attribute("data-quality")
+    for n in range(12):
+        labeled = n + 1
+        name = kernel.eval("app.session.store.image(app.image_id).name")
+        gt = truth[name]
+        if int(ui.attr("prelabels") or 0) > 0:
+            seen_prelabels = True
+            screenshot(page, f"{n + 2:02d}-prelabels")
+            ui.root.focus()
+            page.keyboard.press("x")  # discard them and draw the truth: the evaluator sees the difference
+            wait_for(lambda: ui.attr("prelabels") == "0", timeout=5)
+        # A few boxes per image, the rarer classes first (a labeler does not need to draw every cell).
+        order = sorted(range(len(gt)), key=lambda i: -int(gt.labels[i]))[:5]
+        for i in order:
+            ui.draw_box(gt.boxes[i], int(gt.labels[i]))
+        count = str(len(order))
+        wait_for(lambda c=count: ui.attr("objects") == c, timeout=5, message=lambda: f"boxes on the canvas: {ui.attrs()}")
+        if n == 0:
+            screenshot(page, "02-drawn")
+            objs = kernel.wait_for("len(app.canvas.objects)", len(order))
+            assert objs == len(order)
+        ui.button("submit").click()
+        image_id = ui.wait_image(not_id=image_id)
+        stored = kernel.eval(f"[b.tolist() for b in app.session.annotation(app.session.store.find_image({name!r}))"
+                             ".boxes]")
+        assert len(stored) == len(order)
+        for got, want in zip(sorted(stored), sorted(gt.boxes[order].tolist()), strict=True):
+            assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 3.0, (got, want)  # px, original image
+        if labeled >= 3 and not seen_prelabels:
+            # give the model the time a person would spend on the next image
+            kernel.wait_for("app.session.trainer.offering", True, timeout=180)
+            if int(ui.attr("prelabels") or 0) == 0:
+                ui.button("predict").click()
+                wait_for(lambda: int(ui.attr("prelabels") or 0) > 0, timeout=30,
+                         message=lambda: f"no pre-labels after Predict: {ui.attrs()}")
+        if seen_prelabels and kernel.eval("app.session.evaluator.ema is not None"):
+            break
+    assert seen_prelabels, "pre-labels never appeared"
+    wait_for(lambda: ui.panel.get_attribute("data-quality") not in ("", quality_before), timeout=15,
+             message="the quality figure did not change")
+    quality = float(ui.panel.get_attribute("data-quality") or "nan")
+    assert 0.0 <= quality <= 1.0
+    assert "%" in ui.panel.locator(".lt-quality").inner_text()
+    screenshot(page, "90-quality")
+    figures = latencies(ui.timings())
+    (artifacts_for_test() / "timings.json").write_text(json.dumps(figures, indent=1))
+    assert figures["next_image_ms"], figures
+    assert not console_log.errors(), console_log.text()
+    kernel.run("import asyncio; await app.close()")
+
+
+def test_membrane_brush_stroke_in_notebook7(page, notebook_server, console_log) -> None:
+    notebook_path = notebook_in(notebook_server, "membrane")
+    em = DATA / "membrane"
+    setup = f"""
+from livetrain_widgets import LiveSession
+frames = [Path({str(em / "image")!r}) / f"{{i}}.png" for i in range(10)]
+cfg = SessionConfig(trainer=TrainerConfig(offer_min_steps=8, offer_loss_ratio=0.95, seed=0))
+session = LiveSession("em", "segmentation", ["cell"], config=cfg, model_options={{"input_size": 192, "seed": 0}})
+# The first slices were labeled before (their binary masks import as class "cell"); label the rest here.
+session.add_images(frames[:4], labels={str(em / "label")!r}, format="masks")
+app = LiveAnnotator(frames[4:], session=session, height=480)
+"""
+    write_notebook(notebook_path, app_cell(setup))
+    open_notebook(page, notebook_server, notebook_path)
+    run_all(page, notebook_server, notebook_path, timeout=180)
+    ui = Canvas(page, cell_output(page, 1))
+    kernel = notebook_server.kernel(notebook_path)
+    image_id = ui.wait_image()
+    for n in range(2):
+        ui.root.focus()
+        page.keyboard.press("b")
+        assert ui.attr("tool") == "brush"
+        for _ in range(4):
+            page.keyboard.press("]")  # a wider brush
+        # Two blobs of "cell" (the bright interiors of the slice): strokes across the image.
+        ui.stroke([(100, 100), (180, 120), (220, 200)])
+        page.keyboard.press("n")  # the next stroke starts a new instance
+        ui.stroke([(350, 300), (420, 380)])
+        wait_for(lambda: ui.attr("objects") == "2", timeout=5, message=lambda: f"{ui.attrs()}")
+        if n == 0:
+            screenshot(page, "01-painted")
+        ui.button("submit").click()
+        image_id = ui.wait_image(not_id=image_id)
+    stored = kernel.eval("[int(m.sum()) for m in app.session.annotation(app.session.image_ids[4]).masks]")
+    assert len(stored) == 2 and all(px > 500 for px in stored), stored
+    kernel.wait_for("app.session.trainer.offering", True, timeout=240)
+    if int(ui.attr("prelabels") or 0) == 0:
+        ui.button("predict").click()
+    try:
+        wait_for(lambda: int(ui.attr("prelabels") or 0) > 0, timeout=30)
+    except HarnessError:
+        screenshot(page, "no-prelabels")
+        raise
+    screenshot(page, "02-prelabel-masks")
+    ui.root.focus()
+    page.keyboard.press("y")  # accept all
+    wait_for(lambda: ui.attr("prelabels") == "0" and int(ui.attr("objects")) > 0, timeout=5)
+    ui.button("submit").click()
+    ui.wait_image(not_id=image_id)
+    kernel.wait_for("app.session.evaluator.ema is not None", True, timeout=15)
+    wait_for(lambda: (ui.panel.get_attribute("data-quality") or "") != "", timeout=15)
+    screenshot(page, "03-after-accept")
+    assert not console_log.errors(), console_log.text()
+    kernel.run("await app.close()")
