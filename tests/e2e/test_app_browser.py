@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from .app_driver import AppView, latencies
 from .harness import (
     HarnessError,
     artifacts_for_test,
@@ -41,61 +42,6 @@ def bccd_truth(paths: list[Path]) -> dict[str, Any]:
     return {p.name: loaded.annotations[p.resolve()] for p in paths}
 
 
-class Canvas:
-    """The canvas of a LiveAnnotator output, driven like a person with a mouse would."""
-
-    def __init__(self, page: Any, output: Any) -> None:
-        self.page = page
-        self.root = output.locator(".ltc-root").first
-        self.panel = output.locator(".lt-panel").first
-        self.canvas = self.root.locator("canvas.ltc-canvas").first
-
-    def attr(self, name: str) -> str:
-        return self.root.get_attribute(f"data-{name}") or ""
-
-    def wait_image(self, not_id: str | None = None, timeout: float = 60) -> str:
-        def ready() -> str | None:
-            image_id = self.attr("image-id")
-            ok = self.attr("ready") == "1" and image_id not in ("", "-1") and image_id != not_id
-            return image_id if ok else None
-
-        return wait_for(ready, timeout=timeout, message=lambda: f"no new image (data: {self.attrs()})")
-
-    def attrs(self) -> dict[str, str]:
-        return self.root.evaluate("e => ({...e.dataset})")
-
-    def to_screen(self, x: float, y: float) -> tuple[float, float]:
-        scale, ox, oy = (float(v) for v in self.attr("view").split(","))
-        box = self.canvas.bounding_box()
-        assert box is not None
-        return box["x"] + ox + float(x) * scale, box["y"] + oy + float(y) * scale
-
-    def draw_box(self, box: Any, label: int) -> None:
-        self.root.focus()
-        self.page.keyboard.press(str(label + 1))  # the class hotkey, then drag like jupyter-bbox-widget
-        x0, y0 = self.to_screen(box[0], box[1])
-        x1, y1 = self.to_screen(box[2], box[3])
-        self.page.mouse.move(x0, y0)
-        self.page.mouse.down()
-        self.page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=3)
-        self.page.mouse.move(x1, y1, steps=3)
-        self.page.mouse.up()
-
-    def stroke(self, points: list[tuple[float, float]]) -> None:
-        sx, sy = self.to_screen(*points[0])
-        self.page.mouse.move(sx, sy)
-        self.page.mouse.down()
-        for x, y in points[1:]:
-            self.page.mouse.move(*self.to_screen(x, y), steps=4)
-        self.page.mouse.up()
-
-    def button(self, action: str) -> Any:
-        return self.panel.locator(f"button[data-action='{action}']")
-
-    def timings(self) -> list[dict[str, Any]]:
-        return self.page.evaluate("() => globalThis.__livetrainTimings || []")
-
-
 def app_cell(setup: str) -> list[str]:
     return [
         "import warnings; warnings.simplefilter('ignore')\n"
@@ -103,25 +49,6 @@ def app_cell(setup: str) -> list[str]:
         "from livetrain_widgets import LiveAnnotator, SessionConfig, TrainerConfig\n" + setup,
         "app",
     ]
-
-
-def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """From the canvas' marks: Finish & Next → next image drawn, and → its pre-labels drawn (ms)."""
-    out: dict[str, list[float]] = {"next_image_ms": [], "prelabels_ms": []}
-    for n, mark in enumerate(timings):
-        if mark.get("event") != "action" or mark.get("action") != "submit":
-            continue
-        later = timings[n + 1 :]
-        image = next((m for m in later if m.get("event") == "image"), None)
-        if image is None:
-            continue
-        out["next_image_ms"].append(image["t"] - mark["t"])
-        pre = next((m for m in later if m.get("event") == "prelabels" and m.get("image_id") == image["image_id"]),
-                   None)
-        nxt = next((m for m in later if m.get("event") == "action"), None)
-        if pre is not None and (nxt is None or pre["t"] < nxt["t"]):
-            out["prelabels_ms"].append(pre["t"] - mark["t"])
-    return out
 
 
 def notebook_in(server: Any, name: str) -> Path:
@@ -142,7 +69,7 @@ app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="cells", config=cfg
     write_notebook(notebook_path, app_cell(setup))
     open_notebook(page, lab_server, notebook_path)
     run_all(page, lab_server, notebook_path, timeout=180)
-    ui = Canvas(page, cell_output(page, 1))
+    ui = AppView(page, cell_output(page, 1))
     kernel = lab_server.kernel(notebook_path)
     image_id = ui.wait_image()
     screenshot(page, "01-first-image")
@@ -164,7 +91,7 @@ app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="cells", config=cfg
         for i in order:
             ui.draw_box(gt.boxes[i], int(gt.labels[i]))
         count = str(len(order))
-        wait_for(lambda c=count: ui.attr("objects") == c, timeout=5, message=lambda: f"boxes on the canvas: {ui.attrs()}")
+        wait_for(lambda c=count: ui.attr("objects") == c, timeout=5, message=lambda: f"canvas: {ui.attrs()}")
         if n == 0:
             screenshot(page, "02-drawn")
             objs = kernel.wait_for("len(app.canvas.objects)", len(order))
@@ -214,7 +141,7 @@ app = LiveAnnotator(frames[4:], session=session, height=480)
     write_notebook(notebook_path, app_cell(setup))
     open_notebook(page, notebook_server, notebook_path)
     run_all(page, notebook_server, notebook_path, timeout=180)
-    ui = Canvas(page, cell_output(page, 1))
+    ui = AppView(page, cell_output(page, 1))
     kernel = notebook_server.kernel(notebook_path)
     image_id = ui.wait_image()
     for n in range(2):
