@@ -122,6 +122,10 @@ app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="cells", config=cfg
     figures = latencies(ui.timings())
     (artifacts_for_test() / "timings.json").write_text(json.dumps(figures, indent=1))
     assert figures["next_image_ms"], figures
+    # Keys pressed on the canvas (digits, X) never reached the notebook: in command mode they would
+    # have turned cell 1 into a heading or cut it.
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    assert cells.count() == 2 and "jp-CodeCell" in (cells.nth(0).get_attribute("class") or "")
     assert not console_log.errors(), console_log.text()
     kernel.run("import asyncio; await app.close()")
 
@@ -180,3 +184,40 @@ app = LiveAnnotator(frames[4:], session=session, height=480)
     screenshot(page, "03-after-accept")
     assert not console_log.errors(), console_log.text()
     kernel.run("await app.close()")
+
+
+def test_a_plain_bbox_widget_as_the_canvas(page, lab_server, console_log) -> None:
+    """jupyter-bbox-widget users keep their widget: its own drawing, class labels and Submit button."""
+    notebook_path = notebook_in(lab_server, "bbox")
+    setup = f"""
+from jupyter_bbox_widget import BBoxWidget
+paths = sorted(Path({str(DATA / "bccd" / "JPEGImages")!r}).glob("*.jpg"))[:3]
+app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="bb", canvas=BBoxWidget(), plots=False, start=False)
+"""
+    write_notebook(notebook_path, app_cell(setup))
+    open_notebook(page, lab_server, notebook_path)
+    run_all(page, lab_server, notebook_path, timeout=120)
+    kernel = lab_server.kernel(notebook_path)
+    out = cell_output(page, 1)
+    img = out.locator(".wrapper img").first
+    wait_for(lambda: img.evaluate("i => i.complete && i.naturalWidth") == 640, timeout=30,
+             message="the BBoxWidget did not show the BCCD image")
+    out.locator(".class-label", has_text="WBC").first.click()
+    box = img.bounding_box()
+    scale = box["width"] / 640
+    page.mouse.move(box["x"] + 100 * scale, box["y"] + 100 * scale)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 150 * scale, box["y"] + 140 * scale, steps=3)
+    page.mouse.move(box["x"] + 200 * scale, box["y"] + 180 * scale, steps=3)
+    page.mouse.up()
+    kernel.wait_for("len(app.canvas.widget.bboxes)", 1, timeout=10)
+    screenshot(page, "01-drawn")
+    first = kernel.eval("app.image_id")
+    out.get_by_role("button", name="Submit").click()
+    kernel.wait_for("app.image_id != " + str(first), True, timeout=20)
+    ann = f"app.session.annotation({first})"
+    stored = kernel.eval(f"[{ann}.boxes.tolist(), {ann}.labels.tolist()]")
+    (x0, y0, x1, y1), label = stored[0][0], stored[1][0]
+    assert label == 1  # WBC
+    assert max(abs(x0 - 100), abs(y0 - 100), abs(x1 - 200), abs(y1 - 180)) < 4, stored
+    assert not console_log.errors(), console_log.text()

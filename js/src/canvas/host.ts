@@ -171,7 +171,8 @@ export class CanvasHost implements ToolHost {
     const bytes = m.get("image");
     const wire = m.get("objects");
     const onError = (e: string) => this.ui.toast(e);
-    if (id !== this.imageId) {
+    const newImage = id !== this.imageId;
+    if (newImage) {
       // a new image: everything about the previous one goes
       this.tools.cancel();
       this.tools.cancelPolygon();
@@ -200,7 +201,8 @@ export class CanvasHost implements ToolHost {
         this.objects = fromWire(wire, onError);
       }
     }
-    const sel = m.get("selected") ?? "";
+    // Ids repeat from image to image ("p0", "s0"): a selection never carries over to a new image.
+    const sel = newImage ? "" : (m.get("selected") ?? "");
     this.selected = this.objects.some((o) => o.id === sel) ? sel : "";
     this.resize(); // the height trait
     this.updateUi();

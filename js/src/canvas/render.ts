@@ -272,10 +272,13 @@ export function drawScene(ctx: CanvasRenderingContext2D, s: Scene, masks: MaskCa
   ctx.font = FONT;
   ctx.textBaseline = "middle";
   const many = s.objects.length > 150;
-  for (const o of s.objects) {
-    if (o.id !== s.selected) drawObject(ctx, s, masks, o, false, many);
+  // every outline before any tag, so no box's line runs through another box's name
+  for (const part of ["outline", "tag"] as const) {
+    for (const o of s.objects) {
+      if (o.id !== s.selected) drawObject(ctx, s, masks, o, false, many, part);
+    }
   }
-  if (sel) drawObject(ctx, s, masks, sel, true, false);
+  if (sel) drawObject(ctx, s, masks, sel, true, false, "all");
 
   if (s.draft) {
     const color = colorOf(s.colors, s.draft.label);
@@ -311,7 +314,10 @@ function screenRect(v: View, b: Box): { x: number; y: number; w: number; h: numb
   return { x: a.x, y: a.y, w: c.x - a.x, h: c.y - a.y };
 }
 
-function drawObject(ctx: CanvasRenderingContext2D, s: Scene, masks: MaskCache, o: Obj, selected: boolean, many: boolean): void {
+function drawObject(
+  ctx: CanvasRenderingContext2D, s: Scene, masks: MaskCache, o: Obj, selected: boolean, many: boolean,
+  part: "outline" | "tag" | "all",
+): void {
   const r = screenRect(s.view, normBox(o.box));
   // off screen (zoomed in on a large image): nothing to draw; the tag sits up to 16 px above
   if (r.x > s.width || r.y > s.height + 16 || r.x + r.w < -200 || r.y + r.h < -16) return;
@@ -320,7 +326,7 @@ function drawObject(ctx: CanvasRenderingContext2D, s: Scene, masks: MaskCache, o
   const isMask = !!o.mask;
   // a user mask shows through its fill; its box would only clutter
   const boxed = !isMask || pending || selected;
-  if (boxed) {
+  if (boxed && part !== "tag") {
     ctx.lineWidth = selected ? 3 : isMask ? 1.5 : 2;
     ctx.strokeStyle = color;
     ctx.setLineDash(pending ? [6, 4] : isMask ? [2, 3] : []);
@@ -328,7 +334,7 @@ function drawObject(ctx: CanvasRenderingContext2D, s: Scene, masks: MaskCache, o
     ctx.setLineDash([]);
   }
   // with hundreds of objects, tags only on those large enough on screen to carry one
-  if (selected || !many || r.w > 40) {
+  if (part !== "outline" && (selected || !many || r.w > 40)) {
     // an unboxed mask's tag sits at its first pixel: semantic masks' boxes all start at the image
     // corner, their pixels do not
     const at = !boxed && o.mask ? toScreen(s.view, masks.firstPixel(o.mask)) : { x: r.x, y: r.y };
