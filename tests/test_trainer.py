@@ -12,7 +12,7 @@ from livetrain_widgets.engine.annotation import Annotation
 from livetrain_widgets.engine.plateau import PlateauConfig
 from livetrain_widgets.engine.trainer import Trainer, TrainerConfig
 
-from .tiny_model import TinyClassifier, two_class_images
+from .tiny_model import TinyClassifier, plateaued_trainer, two_class_images
 
 IMAGES, LABELS = two_class_images(40)
 
@@ -52,19 +52,7 @@ async def test_waits_for_min_labeled_then_trains_and_predicts() -> None:
 
 
 async def test_plateau_pauses_and_new_sample_resumes() -> None:
-    # One image with contradictory labels: the loss cannot fall below ln 2, so it must plateau.
-    torch.manual_seed(0)
-    tr = Trainer(
-        TinyClassifier(), lambda k: IMAGES[0], TrainerConfig(batch_size=4, lr=1e-2),
-        plateau_config=PlateauConfig(window=10, patience=1),
-    )
-    for k in range(4):
-        tr.set_sample(k, Annotation(16, 16, category=k % 2))
-    await tr.start()
-    for _ in range(100):
-        await tr.wait_steps(20, timeout=10)
-        if tr.phase == "paused":
-            break
+    tr = await plateaued_trainer(PlateauConfig(window=10, patience=1), IMAGES[0])
     assert tr.phase == "paused", tr.status()
     assert tr.plateau.plateaued
     step = tr.step

@@ -21,7 +21,6 @@ import traitlets
 from livetrain_widgets import Annotation, LiveSession, SessionConfig, TrainerConfig
 from livetrain_widgets.engine.evaluator import LiveEvaluator
 from livetrain_widgets.engine.plateau import PlateauConfig, PlateauDetector
-from livetrain_widgets.engine.trainer import Trainer
 from livetrain_widgets.widgets._watch import SessionWatcher
 from livetrain_widgets.widgets.plots import (
     DETECTION_CATEGORIES,
@@ -40,7 +39,7 @@ from livetrain_widgets.widgets.plots import (
     trailing_mean,
 )
 
-from .tiny_model import TinyClassifier, two_class_images
+from .tiny_model import TinyClassifier, plateaued_trainer, two_class_images
 
 IMAGES, LABELS = two_class_images(30)
 
@@ -140,18 +139,8 @@ def test_loss_data_over_a_thinned_history_decays_the_average_by_steps_not_record
 
 
 async def test_plateau_periods_follow_the_detectors_events() -> None:
-    # Two labels of one image: the loss cannot fall below ln 2, so the detector must fire.
-    torch.manual_seed(0)
-    images = two_class_images(3)[0]
     cfg = PlateauConfig(window=10, patience=2, check_every=5)
-    tr = Trainer(TinyClassifier(), lambda k: images[0], TrainerConfig(batch_size=4, lr=1e-2), plateau_config=cfg)
-    for k in range(4):
-        tr.set_sample(k, Annotation(16, 16, category=k % 2))
-    await tr.start()
-    for _ in range(100):
-        await tr.wait_steps(20, timeout=10)
-        if tr.phase == "paused":
-            break
+    tr = await plateaued_trainer(cfg)
     assert tr.plateau.plateaued
     fired = [r["step"] for r in tr.plateau.history if r.get("event") == "plateau"]
     assert len(fired) == 1

@@ -76,3 +76,23 @@ def two_class_images(n: int, size: int = 16, seed: int = 0) -> tuple[list[np.nda
         images.append(im)
         labels.append(c)
     return images, labels
+
+
+async def plateaued_trainer(plateau_config: Any, image: np.ndarray | None = None) -> Any:
+    """A started trainer on one image with contradictory labels, run until its plateau detector fires.
+
+    The loss cannot fall below ln 2 there, so a plateau is certain; returns the paused trainer.
+    """
+    from livetrain_widgets.engine.trainer import Trainer, TrainerConfig
+
+    torch.manual_seed(0)
+    img = two_class_images(1)[0][0] if image is None else image
+    tr = Trainer(TinyClassifier(), lambda k: img, TrainerConfig(batch_size=4, lr=1e-2), plateau_config=plateau_config)
+    for k in range(4):
+        tr.set_sample(k, Annotation(16, 16, category=k % 2))
+    await tr.start()
+    for _ in range(100):
+        await tr.wait_steps(20, timeout=10)
+        if tr.phase == "paused":
+            break
+    return tr
