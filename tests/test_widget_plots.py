@@ -1,6 +1,6 @@
 """Live plots in Python: the data computed from a real session, the wire format, and binding.
 
-The front end (js/src/plots/) is tested with vitest and in a real browser; here everything a plot
+The front end (js/src/plots/) is tested with node:test units (js/test) and in a real browser; here everything a plot
 shows is checked against the engine parts it reads (trainer losses, plateau events, sampler stats,
 evaluator history).
 """

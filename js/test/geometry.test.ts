@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, it } from "node:test";
+import { expect } from "expect";
 import {
   adjustBox, type Box, clampBox, fitView, hitTest, type Hittable, moveBox, normBox, resizeBox, toImage, toScreen,
   zoomAt, zoomLimits,

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, it } from "node:test";
+import { expect } from "expect";
 import { commandFor, type KeyContext, type KeyLike, repeatable } from "../src/canvas/keys";
 
 function key(k: string, mods: Partial<KeyLike> = {}): KeyLike {

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, it } from "node:test";
+import { expect } from "expect";
 import rle from "./fixtures/rle.json";
 import {
   decodeRle, emptyMask, encodeRle, fillHole, fillPolygon, growMask, maskFromRows, maskHas, maskToRows, paintDisk,

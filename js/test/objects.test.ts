@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, it } from "node:test";
+import { expect } from "expect";
 import type { WireObject } from "../src/protocol";
 import { decodeRle, encodeRle, maskFromRows } from "../src/canvas/mask";
 import {

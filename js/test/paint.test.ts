@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, it } from "node:test";
+import { expect } from "expect";
 import { maskFromRows, maskHas, maskToRows, type Mask, trimMask } from "../src/canvas/mask";
 import type { Obj } from "../src/canvas/objects";
 import { type EditContext, MaskEdit, relabel } from "../src/canvas/paint";

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { describe, it } from "node:test";
+import { expect } from "expect";
 import { buildSlots, type Live } from "../src/plots/charts";
 import { aligned, decodeAll, toFloat64, toNullable } from "../src/plots/decode";
 import {

@@ -1,4 +1,4 @@
-// Pure data shaping for the live plots: no DOM, no uPlot, so vitest runs it in Node.
+// Pure data shaping for the live plots: no DOM, no uPlot, so the unit tests run it in Node.
 
 /** A stretch of training steps to shade: where the loss stopped improving (`from`) up to the step at
  * which the plateau detector paused training (`to`). `open`: training is still paused there. */
