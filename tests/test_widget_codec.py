@@ -169,3 +169,12 @@ def test_display_image_downscales_large_images_and_names_broken_files(tmp_path) 
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(ImageError, match=r"broken\.jpg"):
         display_image(broken)
+
+
+def test_a_very_large_file_is_reencoded_for_display(data_dir) -> None:
+    forest = data_dir / "deepforest" / "2019_YELL_2_528000_4978000_image_crop2.png"
+    assert forest.stat().st_size > 10 << 20
+    data = display_image(forest)
+    assert len(data) < forest.stat().st_size / 4
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and im.size == (2299, 2472)  # full resolution, smaller bytes

@@ -23,6 +23,9 @@ from ..engine.annotation import Annotation, AnnotationError, masks_to_boxes
 
 #: an image whose longer side exceeds this is downscaled for display (annotations stay in original px)
 MAX_DISPLAY_SIDE = 4096
+#: a file larger than this is re-encoded for display even when the browser could show it as is: a
+#: 15 MB aerial PNG takes longer to send and decode than its 1.5 MB JPEG takes to encode
+PASSTHROUGH_MAX_BYTES = 3 << 20
 #: the most objects one submission may carry (far above any real image; bounds a hostile payload)
 MAX_OBJECTS = 10_000
 
@@ -189,10 +192,10 @@ def _float(value: Any, what: str) -> float:
 def display_image(source: str | Path | np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> bytes:
     """Bytes the browser can decode, at most ``max_side`` on the longer side.
 
-    A JPEG or 8-bit PNG that needs no rotation and no downscaling is sent as the file's own bytes (no
-    re-encoding: the fastest path, and exactly the pixels on disk). Anything else (16-bit, TIFF, CMYK,
-    EXIF-rotated, arrays) is converted the way the model sees it and encoded: JPEG for photographs,
-    PNG when the image is small or greyscale-like enough that JPEG would blur its edges.
+    A JPEG or 8-bit PNG of at most ``PASSTHROUGH_MAX_BYTES`` that needs no rotation and no downscaling
+    is sent as the file's own bytes (no re-encoding: the fastest path, and exactly the pixels on disk).
+    Anything else (16-bit, TIFF, CMYK, EXIF-rotated, very large files, arrays) is converted the way the
+    model sees it and encoded: PNG up to 512×512 pixels (lossless, and small anyway), JPEG above.
     """
     from ..engine.images import load_image
 
@@ -218,6 +221,8 @@ def display_image(source: str | Path | np.ndarray, max_side: int = MAX_DISPLAY_S
 
 def _passthrough(path: Path, max_side: int) -> bytes | None:
     try:
+        if path.stat().st_size > PASSTHROUGH_MAX_BYTES:
+            return None
         with Image.open(path) as im:
             if im.format not in ("JPEG", "PNG") or max(im.size) > max_side:
                 return None
