@@ -168,6 +168,8 @@ def main() -> None:
             "images_with_prelabels": with_prelabels,
             "finish_to_next_image_ms": {"p50": pct(lat["next_image_ms"], 50), "p95": pct(lat["next_image_ms"], 95),
                                         "n": len(lat["next_image_ms"])},
+            "round_trip_ms": {"p50": pct(lat["round_trip_ms"], 50), "p95": pct(lat["round_trip_ms"], 95)},
+            "decode_draw_ms": {"p50": pct(lat["decode_draw_ms"], 50), "p95": pct(lat["decode_draw_ms"], 95)},
             "finish_to_prelabels_ms": {"p50": pct(lat["prelabels_ms"], 50), "p95": pct(lat["prelabels_ms"], 95),
                                        "n": len(lat["prelabels_ms"])},
             "kernel_predict_ms": {"p50": pct(kernel_predict, 50), "p95": pct(kernel_predict, 95)},
@@ -194,6 +196,8 @@ def main() -> None:
         ("images with pre-labels", f"{results['images_with_prelabels']} / {args.images}"),
         ("Finish & Next → next image (p50/p95)", "{p50} / {p95} ms (n={n})".format(
             **results["finish_to_next_image_ms"])),
+        ("  of which kernel round trip (p50/p95)", "{p50} / {p95} ms".format(**results["round_trip_ms"])),
+        ("  of which decoding + drawing (p50/p95)", "{p50} / {p95} ms".format(**results["decode_draw_ms"])),
         ("Finish & Next → pre-labels shown (p50/p95)", "{p50} / {p95} ms (n={n})".format(
             **results["finish_to_prelabels_ms"])),
         ("kernel prediction time (p50/p95)", "{p50} / {p95} ms".format(**results["kernel_predict_ms"])),

@@ -64,8 +64,9 @@ class AppView:
 
 
 def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """From the canvas' marks: Finish & Next → next image drawn, and → its pre-labels drawn (ms)."""
-    out: dict[str, list[float]] = {"next_image_ms": [], "prelabels_ms": []}
+    """From the canvas' marks: Finish & Next → next image drawn, and → its pre-labels drawn (ms); the
+    first split into the kernel's round trip (→ the new image's traits arrived) and decoding + drawing."""
+    out: dict[str, list[float]] = {"next_image_ms": [], "prelabels_ms": [], "round_trip_ms": [], "decode_draw_ms": []}
     for n, mark in enumerate(timings):
         if mark.get("event") != "action" or mark.get("action") != "submit":
             continue
@@ -74,6 +75,11 @@ def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
         if image is None:
             continue
         out["next_image_ms"].append(image["t"] - mark["t"])
+        got = next((m for m in later if m.get("event") == "image_received" and m.get("image_id") == image["image_id"]),
+                   None)
+        if got is not None:
+            out["round_trip_ms"].append(got["t"] - mark["t"])
+            out["decode_draw_ms"].append(image["t"] - got["t"])
         pre = next((m for m in later if m.get("event") == "prelabels" and m.get("image_id") == image["image_id"]),
                    None)
         nxt = next((m for m in later if m.get("event") == "action"), None)

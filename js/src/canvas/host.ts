@@ -173,6 +173,8 @@ export class CanvasHost implements ToolHost {
     const onError = (e: string) => this.ui.toast(e);
     const newImage = id !== this.imageId;
     if (newImage) {
+      // when the kernel's answer arrived, to tell the round trip from decoding and drawing
+      timings().push({ event: "image_received", image_id: id, t: performance.now() });
       // a new image: everything about the previous one goes
       this.tools.cancel();
       this.tools.cancelPolygon();
