@@ -33,15 +33,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.app_driver import AppView, latencies  # noqa: E402
+from tests.e2e.app_driver import AppView, latencies, open_app  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
     JupyterServer,
     cell_output,
     launch_chromium,
-    open_notebook,
-    run_all,
     wait_for,
-    write_notebook,
 )
 
 DATA = Path(os.environ.get("LIVETRAIN_DATA") or REPO.parent / "shared" / "data")
@@ -133,11 +130,7 @@ def main() -> None:
         browser = launch_chromium(pw)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         nb = server.root / "bench.ipynb"
-        write_notebook(nb, cells(args.images))
-        open_notebook(page, server, nb)
-        run_all(page, server, nb, timeout=300)
-        kernel = server.kernel(nb)
-        app = AppView(page, cell_output(page, 1))
+        app, kernel = open_app(page, server, nb, cells(args.images), timeout=300)
         t0 = time.monotonic()
         kernel.wait_for("app.session.trainer.offering", True, timeout=600)
         results["seconds_until_prelabels_offered"] = round(time.monotonic() - t0, 1)

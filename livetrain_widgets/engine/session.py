@@ -454,7 +454,7 @@ class LiveSession:
         labeled = self.trainer.num_samples
         return SessionState(
             phase=t["phase"],
-            message=self._message(t, labeled),
+            message=self._message(t),
             step=t["step"],
             loss=t["loss"],
             smoothed_loss=t["smoothed_loss"],
@@ -470,18 +470,17 @@ class LiveSession:
             last_checkpoint_step=self.last_checkpoint_step,
         )
 
-    def _message(self, t: dict[str, Any], labeled: int) -> str:
+    def _message(self, t: dict[str, Any]) -> str:
         """The status in words a labeler understands."""
         if t["error"]:
             return f"Problem: {t['error']}"
-        need = self.trainer.config.min_labeled - labeled
         phase = t["phase"]
         if phase == "idle":
             return "Not started"
         if phase == "stopped":
             return "Stopped"
-        if need > 0:
-            return f"Label {need} more image{'s' if need > 1 else ''} to start"
+        if self.trainer.labels_needed:
+            return labels_needed_message(self.trainer.labels_needed)
         if phase == "paused":
             return "Paused: the loss has plateaued, waiting for new labels"
         if not t["offering"]:
@@ -500,6 +499,11 @@ class LiveSession:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this session is closed; open the project again with LiveSession(...)")
+
+
+def labels_needed_message(n: int) -> str:
+    """The words for a trainer waiting for ``n`` more labeled images."""
+    return f"Label {n} more image{'s' if n > 1 else ''} to start"
 
 
 def _remap_classes(ann: Annotation, remap: dict[int, int]) -> Annotation | None:

@@ -184,6 +184,11 @@ class Trainer:
     def num_samples(self) -> int:
         return len(self._targets)
 
+    @property
+    def labels_needed(self) -> int:
+        """How many more labeled images training waits for (0 once it can start)."""
+        return max(0, self.config.min_labeled - self.num_samples)
+
     # ----------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         if self._task is not None and not self._task.done():

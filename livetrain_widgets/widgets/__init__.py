@@ -6,8 +6,9 @@ here, and nothing in ``livetrain_widgets.engine`` imports this package.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "LiveAnnotator": ".app",
@@ -21,13 +22,8 @@ _EXPORTS = {
 __all__ = ["LabelCanvas", "LiveAnnotator", "LivePanel", "LivePlots", "LossPlot", "QualityPlot", "SamplerPlot"]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy, so that the wire codecs (``_codec``) import without the bundled front end being built.
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Lazy, so that the wire codecs (``_codec``) import without the bundled front end being built.
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

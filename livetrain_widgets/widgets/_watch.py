@@ -17,6 +17,23 @@ from typing import Any
 
 log = logging.getLogger("livetrain_widgets")
 
+def kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop the widgets live on (a Jupyter kernel's), or None outside one.
+
+    Widget callbacks run inside the kernel's loop but not always inside a task of it, so the policy's
+    loop is asked too when no loop is "running" from this frame's point of view.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+    return loop if loop.is_running() else None
+
+
 _WATCHERS: weakref.WeakKeyDictionary[Any, SessionWatcher] = weakref.WeakKeyDictionary()
 
 
@@ -55,16 +72,9 @@ class SessionWatcher:
         called by :meth:`poll_now`."""
         if self._task is not None and not self._task.done():
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            try:
-                loop = asyncio.get_event_loop_policy().get_event_loop()
-            except RuntimeError:
-                return
-            if not loop.is_running():
-                return
-        self._task = loop.create_task(self._run(), name="livetrain-watch")
+        loop = kernel_loop()
+        if loop is not None:
+            self._task = loop.create_task(self._run(), name="livetrain-watch")
 
     def stop(self) -> None:
         if self._task is not None:

@@ -28,6 +28,7 @@ import ipywidgets as widgets
 from ..engine.annotation import Annotation
 from ..engine.session import LiveSession, SessionConfig
 from ._codec import WireError, display_image
+from ._watch import kernel_loop
 from .canvas import LabelCanvas
 from .panel import LivePanel
 
@@ -158,7 +159,11 @@ class LiveAnnotator(widgets.VBox):
             self._spawn(self._locked(work(image_id), image_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        loop = _loop()
+        loop = kernel_loop()
+        if loop is None:
+            coro.close()
+            raise RuntimeError("LiveAnnotator runs on a Jupyter kernel's event loop (or inside asyncio.run); "
+                               "for a plain script, drive a LiveSession instead")
         task = loop.create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -315,13 +320,6 @@ class LiveAnnotator(widgets.VBox):
 
     def _count_prelabels(self, *_: Any) -> None:
         self.panel.prelabels = self.canvas.prelabel_count
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.get_event_loop_policy().get_event_loop()
 
 
 def _as_canvas(canvas: Any, session: LiveSession, height: int) -> Any:

@@ -211,9 +211,8 @@ class LabelCanvas(GuardedWidget):
 
 def _size_of(image: Any) -> tuple[int, int]:
     if isinstance(image, (str, os.PathLike)):
-        from ..engine.images import image_info
+        from ..engine._formats_common import image_size
 
-        info = image_info(Path(image))
-        return info.width, info.height
+        return image_size(Path(image))  # the header only, EXIF rotation applied like load_image
     arr = np.asarray(image)
     return int(arr.shape[1]), int(arr.shape[0])

@@ -72,18 +72,16 @@ class LivePanel(GuardedWidget):
             self._session = None
 
     def refresh(self, session: Any) -> None:
-        """Copy the session's state into the traits (only those that changed are sent)."""
+        """Copy the session's state into the traits (only those that changed are sent).
+
+        A trainer error reaches the person through ``status`` (the session says "Problem: ..." until
+        a good step clears it); ``error`` is for what the app itself refused."""
         s = session.state
         values = {
             "status": s.message, "phase": s.phase, "quality": s.quality, "evaluated": s.evaluated,
             "labeled": s.labeled, "total": s.images, "step": s.step, "loss": s.loss,
             "training": s.phase in ("waiting", "training", "paused"),
         }
-        # A trainer error stays until the next good step clears it; the app's own errors are kept.
-        if s.error and not self.error.startswith("Problem:"):
-            values["error"] = f"Problem: {s.error}"
-        elif not s.error and self.error.startswith("Problem:"):
-            values["error"] = ""
         changed = {k: v for k, v in values.items() if getattr(self, k) != v}
         if changed:
             with self.hold_sync():

@@ -127,10 +127,11 @@ def _evaluator(source: Any) -> LiveEvaluator:
 
 def _waiting_hint(source: Any) -> str:
     """Why nothing trains yet, in a labeler's words ("Label 2 more images to start"), or ""."""
+    from ..engine.session import labels_needed_message
+
     trainer = _trainer(source)
-    need = trainer.config.min_labeled - trainer.num_samples
-    if need > 0:
-        return f"Label {need} more image{'s' if need > 1 else ''} to start"
+    if trainer.labels_needed:
+        return labels_needed_message(trainer.labels_needed)
     if trainer.phase == "idle":
         return "Training has not been started"
     return ""

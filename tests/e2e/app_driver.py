@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .harness import wait_for
+from .harness import JupyterServer, KernelClient, cell_output, open_notebook, run_all, wait_for, write_notebook
 
 
 class AppView:
@@ -88,3 +88,13 @@ def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
+
+
+def open_app(page: Any, server: JupyterServer, path: Any, cells: list[str], *, app_cell: int = 1,
+             timeout: float = 180) -> tuple[AppView, KernelClient]:
+    """Write a notebook of ``cells``, open it, run them all; the app shown by cell ``app_cell`` and a
+    client of the page's kernel."""
+    write_notebook(path, cells)
+    open_notebook(page, server, path)
+    run_all(page, server, path, timeout=timeout)
+    return AppView(page, cell_output(page, app_cell)), server.kernel(path)

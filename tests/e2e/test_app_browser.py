@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .app_driver import AppView, latencies
+from .app_driver import latencies, open_app
 from .harness import (
     HarnessError,
     artifacts_for_test,
@@ -66,11 +66,7 @@ cfg = SessionConfig(trainer=TrainerConfig(offer_min_steps=8, offer_loss_ratio=0.
 app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="cells", config=cfg,
                     model_options={{"input_size": 256, "seed": 0}}, height=480)
 """
-    write_notebook(notebook_path, app_cell(setup))
-    open_notebook(page, lab_server, notebook_path)
-    run_all(page, lab_server, notebook_path, timeout=180)
-    ui = AppView(page, cell_output(page, 1))
-    kernel = lab_server.kernel(notebook_path)
+    ui, kernel = open_app(page, lab_server, notebook_path, app_cell(setup), timeout=180)
     image_id = ui.wait_image()
     screenshot(page, "01-first-image")
 
@@ -142,11 +138,7 @@ session = LiveSession("em", "segmentation", ["cell"], config=cfg, model_options=
 session.add_images(frames[:4], labels={str(em / "label")!r}, format="masks")
 app = LiveAnnotator(frames[4:], session=session, height=480)
 """
-    write_notebook(notebook_path, app_cell(setup))
-    open_notebook(page, notebook_server, notebook_path)
-    run_all(page, notebook_server, notebook_path, timeout=180)
-    ui = AppView(page, cell_output(page, 1))
-    kernel = notebook_server.kernel(notebook_path)
+    ui, kernel = open_app(page, notebook_server, notebook_path, app_cell(setup), timeout=180)
     image_id = ui.wait_image()
     for n in range(2):
         ui.root.focus()

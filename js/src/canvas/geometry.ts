@@ -128,9 +128,6 @@ export interface HitOptions {
   tol?: number;
   /** false for masks: their box has no handles */
   handles?: boolean;
-  /** false: only the corner handles of the selected object resize it, not its edges (a box that was
-   * just drawn: a new drag that starts on its border should draw the neighbouring box) */
-  edges?: boolean;
 }
 
 /** The object under screen point `p`. Callers pass visible objects only, in drawing order.
@@ -147,7 +144,7 @@ export function hitTest(objects: readonly Hittable[], p: Point, v: View, opts: H
       const hp = handlePoint(v, b, hd);
       if (Math.abs(hp.x - p.x) <= tol && Math.abs(hp.y - p.y) <= tol) return { id: sel.id, part: hd };
     }
-    const edge = opts.edges === false ? null : edgeAt(b, p, v, tol);
+    const edge = edgeAt(b, p, v, tol);
     if (edge) return { id: sel.id, part: edge };
   }
   const ip = toImage(v, p);

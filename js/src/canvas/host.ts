@@ -12,19 +12,8 @@ import { fromWire, isVisible, type Obj, pendingCount, sameAsWire, toWire, visibl
 import { type MaskListener, relabel } from "./paint";
 import { drawScene, MaskCache, Pyramid } from "./render";
 import { Tools, type ToolHost } from "./tools";
+import { mark } from "../dom";
 import { Ui } from "./ui";
-
-interface Timing {
-  event: string;
-  t: number;
-  [k: string]: unknown;
-}
-
-/** Timing marks for the browser tests and benchmarks (what happened when, in page time). */
-function timings(): Timing[] {
-  const g = globalThis as { __livetrainTimings?: Timing[] };
-  return (g.__livetrainTimings ??= []);
-}
 
 const TOOLS_OF: Record<Task, Tool[]> = {
   detection: ["box", "pan"],
@@ -174,7 +163,7 @@ export class CanvasHost implements ToolHost {
     const newImage = id !== this.imageId;
     if (newImage) {
       // when the kernel's answer arrived, to tell the round trip from decoding and drawing
-      timings().push({ event: "image_received", image_id: id, t: performance.now() });
+      mark("image_received", { image_id: id });
       // a new image: everything about the previous one goes
       this.tools.cancel();
       this.tools.cancelPolygon();
@@ -355,7 +344,7 @@ export class CanvasHost implements ToolHost {
       return;
     }
     if (this.tools.busy) return; // finish the drag first
-    timings().push({ event: "action", action, image_id: this.imageId, t: performance.now() });
+    mark("action", { action, image_id: this.imageId });
     this.model.send({ type: "action", action, image_id: this.imageId });
   }
 
@@ -462,6 +451,7 @@ export class CanvasHost implements ToolHost {
       pyramid: this.pyramidId === this.imageId ? this.pyramid : null,
       objects: this.task === "classification" ? [] : vis,
       selected: this.selected,
+      handles: this.tools.grabbed === this.selected,
       classes: this.classes,
       colors: this.colors,
       draft: this.draft,
@@ -470,17 +460,17 @@ export class CanvasHost implements ToolHost {
     }, this.masks);
     const g = globalThis as { __livetrainCountFrames?: boolean };
     const now = performance.now();
-    if (g.__livetrainCountFrames) timings().push({ event: "frame", t: now, draw_ms: now - t0 });
+    if (g.__livetrainCountFrames) mark("frame", { t: now, draw_ms: now - t0 });
     if (drewImage) {
       this.ui.root.dataset.ready = "1";
       if (!this.seenImage.has(this.imageId)) {
         this.seenImage.add(this.imageId);
-        timings().push({ event: "image", image_id: this.imageId, t: now });
+        mark("image", { image_id: this.imageId, t: now });
       }
       const n = pendingCount(this.objects, this.threshold);
       if (n > 0 && !this.seenPrelabels.has(this.imageId)) {
         this.seenPrelabels.add(this.imageId);
-        timings().push({ event: "prelabels", image_id: this.imageId, t: now, n });
+        mark("prelabels", { image_id: this.imageId, t: now, n });
       }
     }
   };

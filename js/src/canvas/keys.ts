@@ -231,7 +231,7 @@ export function keyHelp(task: Task): [string, string][] {
   if (task === "detection") {
     return [
       ...common,
-      ["drag", "draw a box (also over other boxes); click a box to pick it up, then drag to move it; drag handles to resize"],
+      ["drag", "draw a box (also over other boxes); click a box to pick it up, then drag it or its handles"],
       ["W A S D (Shift ×10)", "move the selected box"],
       ["Q / E", "narrower / wider"],
       ["F / R", "shorter / taller"],

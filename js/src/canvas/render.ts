@@ -212,6 +212,8 @@ export interface Scene {
   /** visible objects in drawing order */
   objects: readonly Obj[];
   selected: string;
+  /** whether the selected box shows resize handles (only a box picked up by a click can be resized) */
+  handles: boolean;
   classes: readonly string[];
   colors: readonly string[];
   /** box being drawn (image px) and its class */
@@ -340,7 +342,7 @@ function drawObject(
     const at = !boxed && o.mask ? toScreen(s.view, masks.firstPixel(o.mask)) : { x: r.x, y: r.y };
     drawTag(ctx, tagText(o, s.classes), color, at.x, at.y, pending);
   }
-  if (selected && !isMask && s.task === "detection") {
+  if (selected && s.handles && !isMask && s.task === "detection") {
     const b = normBox(o.box);
     for (const hd of HANDLES) {
       const p = handlePoint(s.view, b, hd);

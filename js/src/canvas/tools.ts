@@ -58,9 +58,14 @@ export function hittables(objs: readonly Obj[]): Hittable[] {
 
 export class Tools {
   private g: Gesture | null = null;
-  /** The box a click picked up: only it moves when dragged. A box that was just drawn is selected
-   * (keys act on it) but not picked up, so the next drag, often starting inside it, draws again. */
-  private grabbed = "";
+  /** The box a click picked up: only it moves or resizes when dragged (and shows handles). A box that
+   * was just drawn is selected (keys act on it) but not picked up, so the next drag, which in dense
+   * scenes often starts inside it or on its corner, draws the neighbouring box. */
+  private grabbedId = "";
+
+  get grabbed(): string {
+    return this.grabbedId;
+  }
   /** polygon vertices in image px (segmentation) */
   polygon: Point[] = [];
   /** the pointer in image px while over the canvas (brush outline, polygon rubber band) */
@@ -82,8 +87,7 @@ export class Tools {
     return hitTest(hittables(h.visible()), p, h.view, {
       selected: h.selected,
       tol: 6,
-      handles: h.task === "detection",
-      edges: h.selected === this.grabbed,
+      handles: h.task === "detection" && h.selected === this.grabbedId,
     });
   }
 
@@ -208,12 +212,12 @@ export class Tools {
         const a = toScreen(h.view, g.startImg);
         if (Math.abs(p.x - a.x) < CLICK_SLOP || Math.abs(p.y - a.y) < CLICK_SLOP) {
           h.select(g.clickSelects); // a click: select what is under it, or deselect on empty image
-          this.grabbed = g.clickSelects;
+          this.grabbedId = g.clickSelects;
           break;
         }
         if (!h.editable) break;
         const [objs, o] = addBox(h.objects, [g.startImg.x, g.startImg.y, ip.x, ip.y], h.label, W, H);
-        this.grabbed = "";
+        this.grabbedId = "";
         if (o.box[2] - o.box[0] > 0 && o.box[3] - o.box[1] > 0) h.commit(objs, o.id);
         break;
       }

@@ -4,19 +4,13 @@
 
 import type { Task } from "../protocol";
 import { keyHelp, type Tool } from "./keys";
+import { el } from "../dom";
 import { colorOf } from "./render";
-
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** A toolbar button. Not focusable: keyboard focus stays on the canvas root, so shortcuts keep
  * working after a click. */
 function button(label: string, title: string, onClick: () => void, cls = ""): HTMLButtonElement {
-  const b = h("button", `ltc-btn ${cls}`.trim(), label);
+  const b = el("button", `ltc-btn ${cls}`.trim(), label);
   b.type = "button";
   b.title = title;
   b.tabIndex = -1;
@@ -91,13 +85,13 @@ export class Ui {
   private classesKey = "";
 
   constructor(readonly task: Task, private readonly cb: UiCallbacks) {
-    this.root = h("div", `ltc-root ltc-${task}`);
+    this.root = el("div", `ltc-root ltc-${task}`);
     this.root.tabIndex = 0;
     // Lumino (JupyterLab, Notebook 7) skips its keyboard shortcuts for events from inside this.
     this.root.dataset.lmSuppressShortcuts = "true";
 
-    const bar = h("div", "ltc-toolbar");
-    const tools = h("div", "ltc-group");
+    const bar = el("div", "ltc-toolbar");
+    const tools = el("div", "ltc-group");
     for (const [t, label, title] of TOOL_BUTTONS[task]) {
       const b = button(label, title, () => cb.tool(t), "ltc-tool");
       this.toolBtns.set(t, b);
@@ -105,50 +99,50 @@ export class Ui {
     }
     if (tools.childElementCount) bar.append(tools);
     if (task === "segmentation") {
-      const g = h("label", "ltc-group ltc-brush", "Size ");
+      const g = el("label", "ltc-group ltc-brush", "Size ");
       g.title = "brush / eraser diameter in image pixels ([ and ])";
-      this.brushInput = h("input", "ltc-range");
+      this.brushInput = el("input", "ltc-range");
       this.brushInput.type = "range";
       this.brushInput.min = "1";
       this.brushInput.max = "200";
       this.brushInput.addEventListener("input", () => cb.brushSize(Number(this.brushInput!.value)));
       this.brushInput.addEventListener("change", () => this.root.focus({ preventScroll: true }));
-      this.brushValue = h("span", "ltc-num");
+      this.brushValue = el("span", "ltc-num");
       g.append(this.brushInput, this.brushValue);
       bar.append(g);
     }
-    const view = h("div", "ltc-group");
-    this.zoomLabel = h("span", "ltc-num ltc-zoom");
+    const view = el("div", "ltc-group");
+    this.zoomLabel = el("span", "ltc-num ltc-zoom");
     view.append(button("Fit", "fit the image to the view (Home)", cb.fit), this.zoomLabel);
     bar.append(view);
-    const hist = h("div", "ltc-group");
+    const hist = el("div", "ltc-group");
     this.undoBtn = button("↶", "undo (Ctrl+Z)", cb.undo);
     this.redoBtn = button("↷", "redo (Ctrl+Shift+Z)", cb.redo);
     hist.append(this.undoBtn, this.redoBtn);
     if (task !== "classification") bar.append(hist); // a class choice is undone by choosing another
     if (task !== "classification") {
-      const pre = h("div", "ltc-group");
+      const pre = el("div", "ltc-group");
       this.acceptBtn = button("Accept all (Y)", "accept every shown pre-label as your own", cb.acceptAll, "ltc-accept");
       this.discardBtn = button("Discard (X)", "remove all pre-labels", cb.discardAll);
       pre.append(this.acceptBtn, this.discardBtn);
       bar.append(pre);
     }
-    this.nameLabel = h("span", "ltc-name");
+    this.nameLabel = el("span", "ltc-name");
     bar.append(this.nameLabel, button("?", "keyboard shortcuts", cb.help, "ltc-help-btn"));
 
-    this.stage = h("div", "ltc-stage");
-    this.canvas = h("canvas", "ltc-canvas");
-    this.banner = h("div", "ltc-banner");
-    this.toastEl = h("div", "ltc-toast");
+    this.stage = el("div", "ltc-stage");
+    this.canvas = el("canvas", "ltc-canvas");
+    this.banner = el("div", "ltc-banner");
+    this.toastEl = el("div", "ltc-toast");
     this.toastEl.setAttribute("role", "status");
-    this.helpEl = h("div", "ltc-help");
+    this.helpEl = el("div", "ltc-help");
     this.stage.append(this.canvas, this.banner, this.toastEl, this.helpEl);
     this.buildHelp();
 
-    this.chipsEl = h("div", task === "classification" ? "ltc-classes" : "ltc-chips");
+    this.chipsEl = el("div", task === "classification" ? "ltc-classes" : "ltc-chips");
     this.root.append(bar, this.stage);
     if (task === "classification") {
-      this.suggestEl = h("div", "ltc-suggest");
+      this.suggestEl = el("div", "ltc-suggest");
       this.root.append(this.suggestEl);
     }
     this.root.append(this.chipsEl);
@@ -159,11 +153,11 @@ export class Ui {
   }
 
   private buildHelp(): void {
-    const title = h("div", "ltc-help-title", "Keyboard (click the canvas first)");
-    const table = h("table", "ltc-help-table");
+    const title = el("div", "ltc-help-title", "Keyboard (click the canvas first)");
+    const table = el("table", "ltc-help-table");
     for (const [keys, what] of keyHelp(this.task)) {
-      const tr = h("tr", "");
-      tr.append(h("th", "", keys), h("td", "", what));
+      const tr = el("tr", "");
+      tr.append(el("th", "", keys), el("td", "", what));
       table.append(tr);
     }
     const close = button("Close", "close (Esc)", () => this.showHelp(false));
@@ -188,11 +182,11 @@ export class Ui {
       const hot = i < 10 ? `${(i + 1) % 10}` : "";
       const b = button("", hot ? `${name} (key ${hot})` : name, () =>
         this.task === "classification" ? this.cb.classify(i) : this.cb.chip(i), "ltc-chip");
-      const sw = h("span", "ltc-swatch");
+      const sw = el("span", "ltc-swatch");
       sw.style.background = colorOf(colors, i);
       b.append(sw);
-      if (hot) b.append(h("kbd", "ltc-key", hot));
-      b.append(h("span", "ltc-chip-name", name));
+      if (hot) b.append(el("kbd", "ltc-key", hot));
+      b.append(el("span", "ltc-chip-name", name));
       b.dataset.index = String(i);
       this.chipsEl.append(b);
       return b;
@@ -226,8 +220,8 @@ export class Ui {
 
   /** Top-3 class suggestions with percentage bars; the first is the one Enter takes. */
   private updateSuggestions(scores: readonly number[], classes: readonly string[]): void {
-    const el = this.suggestEl!;
-    el.replaceChildren();
+    const box = this.suggestEl!;
+    box.replaceChildren();
     const top = scores
       .map((p, i) => [p, i] as const)
       .filter(([p]) => Number.isFinite(p))
@@ -235,17 +229,17 @@ export class Ui {
       .slice(0, 3);
     this.chipBtns.forEach((b, i) => b.classList.toggle("ltc-suggested", top.length > 0 && top[0][1] === i));
     if (!top.length) return;
-    el.append(h("span", "ltc-suggest-title", "Suggested"));
+    box.append(el("span", "ltc-suggest-title", "Suggested"));
     top.forEach(([p, i], rank) => {
-      const row = h("div", rank === 0 ? "ltc-sugg ltc-sugg-top" : "ltc-sugg");
-      const bar = h("span", "ltc-bar");
-      const fill = h("span", "ltc-bar-fill");
+      const row = el("div", rank === 0 ? "ltc-sugg ltc-sugg-top" : "ltc-sugg");
+      const bar = el("span", "ltc-bar");
+      const fill = el("span", "ltc-bar-fill");
       fill.style.width = `${Math.max(0, Math.min(100, p * 100)).toFixed(1)}%`;
       bar.append(fill);
-      row.append(h("span", "ltc-sugg-name", classes[i] ?? `class ${i}`), bar, h("span", "ltc-num", `${(p * 100).toFixed(0)}%`));
+      row.append(el("span", "ltc-sugg-name", classes[i] ?? `class ${i}`), bar, el("span", "ltc-num", `${(p * 100).toFixed(0)}%`));
       row.title = rank === 0 ? "the suggestion: Enter takes it" : "";
       row.addEventListener("click", () => this.cb.classify(i));
-      el.append(row);
+      box.append(row);
     });
   }
 

@@ -3,33 +3,15 @@
 // reloaded page or a saved notebook shows the last state; buttons send {type: "action"} messages.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import type { PanelAction, PanelModel } from "../protocol";
+import { mark, put } from "../dom";
 import "./panel.css";
 
 type Model = AnyModel<PanelModel>;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls: string,
-  parent?: HTMLElement,
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = cls;
-  if (text !== undefined) node.textContent = text; // never innerHTML: names come from users
-  parent?.appendChild(node);
-  return node;
-}
 
 /** Quality as a labeler reads it: a percentage, or a dash until the first pre-label was judged. */
 export function formatQuality(q: number | null, n: number): string {
   if (q === null || q === undefined || !Number.isFinite(q)) return "–";
   return `${Math.round(q * 100)}% (${n} judged)`;
-}
-
-/** Timing marks for the browser tests and benchmarks (the canvas adds when images and pre-labels show). */
-function mark(action: string): void {
-  const g = globalThis as { __livetrainTimings?: object[] };
-  (g.__livetrainTimings ??= []).push({ event: "action", action, source: "panel", t: performance.now() });
 }
 
 const BUTTONS: [PanelAction, string, string][] = [
@@ -45,45 +27,45 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
   const m = model as Model;
   root.classList.add("lt-panel");
 
-  const top = el("div", "lt-panel-row lt-panel-top", root);
-  const dot = el("span", "lt-dot", top);
-  const status = el("span", "lt-status", top);
-  const busy = el("span", "lt-busy", top);
-  const qualityBox = el("span", "lt-metric", top);
-  el("span", "lt-metric-label", qualityBox, "Model quality ");
-  const quality = el("strong", "lt-quality", qualityBox);
-  const progressBox = el("span", "lt-metric", top);
-  el("span", "lt-metric-label", progressBox, "Labeled ");
-  const progress = el("strong", "lt-progress", progressBox);
-  const bar = el("span", "lt-bar", progressBox);
-  const barFill = el("span", "lt-bar-fill", bar);
+  const top = put(root, "div", "lt-panel-row lt-panel-top");
+  const dot = put(top, "span", "lt-dot");
+  const status = put(top, "span", "lt-status");
+  const busy = put(top, "span", "lt-busy");
+  const qualityBox = put(top, "span", "lt-metric");
+  put(qualityBox, "span", "lt-metric-label", "Model quality ");
+  const quality = put(qualityBox, "strong", "lt-quality");
+  const progressBox = put(top, "span", "lt-metric");
+  put(progressBox, "span", "lt-metric-label", "Labeled ");
+  const progress = put(progressBox, "strong", "lt-progress");
+  const bar = put(progressBox, "span", "lt-bar");
+  const barFill = put(bar, "span", "lt-bar-fill");
 
-  const buttons = el("div", "lt-panel-row lt-buttons", root);
+  const buttons = put(root, "div", "lt-panel-row lt-buttons");
   const byAction = new Map<PanelAction, HTMLButtonElement>();
   for (const [action, label, title] of BUTTONS) {
-    const b = el("button", `lt-btn lt-btn-${action}`, buttons, label);
+    const b = put(buttons, "button", `lt-btn lt-btn-${action}`, label);
     b.title = title;
     b.dataset.action = action;
     b.addEventListener("click", () => {
-      mark(action);
+      mark("action", { action, source: "panel" });
       m.send({ type: "action", action });
     });
     byAction.set(action, b);
   }
-  const trainBtn = el("button", "lt-btn lt-btn-train", buttons);
+  const trainBtn = put(buttons, "button", "lt-btn lt-btn-train");
   trainBtn.addEventListener("click", () =>
     m.send({ type: "action", action: m.get("training") ? "stop" : "start" }),
   );
 
-  const settings = el("div", "lt-panel-row lt-settings", root);
-  const thrLabel = el("label", "lt-setting lt-threshold", settings);
-  el("span", "", thrLabel, "Confidence threshold ");
-  const thr = el("input", "lt-threshold-input", thrLabel);
+  const settings = put(root, "div", "lt-panel-row lt-settings");
+  const thrLabel = put(settings, "label", "lt-setting lt-threshold");
+  put(thrLabel, "span", "", "Confidence threshold ");
+  const thr = put(thrLabel, "input", "lt-threshold-input");
   thr.type = "range";
   thr.min = "0";
   thr.max = "1";
   thr.step = "0.01";
-  const thrValue = el("span", "lt-threshold-value", thrLabel);
+  const thrValue = put(thrLabel, "span", "lt-threshold-value");
   thr.addEventListener("input", () => {
     thrValue.textContent = Number(thr.value).toFixed(2);
   });
@@ -91,28 +73,29 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     m.set("threshold", Number(thr.value));
     m.save_changes();
   });
-  const semLabel = el("label", "lt-setting lt-semantic", settings);
-  const sem = el("input", "", semLabel);
-  sem.type = "checkbox";
-  el("span", "", semLabel, " Instance masks (off: one mask per class)");
-  sem.addEventListener("change", () => {
-    m.set("semantic", !sem.checked);
-    m.save_changes();
-  });
-  const skipLabel = el("label", "lt-setting lt-skip-labeled", settings);
-  const skip = el("input", "", skipLabel);
-  skip.type = "checkbox";
-  el("span", "", skipLabel, " Don't auto-predict when the image already has labels");
-  skip.addEventListener("change", () => {
-    m.set("skip_predict_if_labeled", skip.checked);
-    m.save_changes();
-  });
+  /** A labelled checkbox that writes `checked` (through `toTrait`) into a boolean trait. */
+  const checkbox = (cls: string, text: string, trait: "semantic" | "skip_predict_if_labeled",
+    toTrait: (checked: boolean) => boolean) => {
+    const label = put(settings, "label", `lt-setting ${cls}`);
+    const input = put(label, "input", "");
+    input.type = "checkbox";
+    put(label, "span", "", ` ${text}`);
+    input.addEventListener("change", () => {
+      m.set(trait, toTrait(input.checked));
+      m.save_changes();
+    });
+    return [label, input] as const;
+  };
+  // shown as "instance masks" (the usual case checked), stored as its opposite, `semantic`
+  const [semLabel, sem] = checkbox("lt-semantic", "Instance masks (off: one mask per class)", "semantic", (c) => !c);
+  const [, skip] = checkbox("lt-skip-labeled", "Don't auto-predict when the image already has labels",
+    "skip_predict_if_labeled", (c) => c);
 
-  const error = el("div", "lt-error", root);
-  const foot = el("div", "lt-panel-row lt-foot", root);
-  const position = el("span", "lt-position", foot);
-  const stats = el("span", "lt-stats", foot);
-  const toast = el("div", "lt-toast", root);
+  const error = put(root, "div", "lt-error");
+  const foot = put(root, "div", "lt-panel-row lt-foot");
+  const position = put(foot, "span", "lt-position");
+  const stats = put(foot, "span", "lt-stats");
+  const toast = put(root, "div", "lt-toast");
   let toastTimer: ReturnType<typeof setTimeout> | undefined;
 
   const update = () => {

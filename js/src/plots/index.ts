@@ -7,6 +7,7 @@
 import type { RenderProps } from "@anywidget/types";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { put } from "../dom";
 import "./plots.css";
 import type { PlotModel } from "../protocol";
 import { buildSlots, type Live, type Meta, type SlotSpec, type Theme } from "./charts";
@@ -14,21 +15,6 @@ import { decodeAll, type Series } from "./decode";
 import { formatValue, lastIndex, splitHeight } from "./shape";
 
 let views = 0;
-
-function div(cls: string, parent?: HTMLElement): HTMLDivElement {
-  const d = document.createElement("div");
-  d.className = cls;
-  parent?.appendChild(d);
-  return d;
-}
-
-function span(cls: string, text: string, parent: HTMLElement): HTMLSpanElement {
-  const s = document.createElement("span");
-  s.className = cls;
-  s.textContent = text;
-  parent.appendChild(s);
-  return s;
-}
 
 /** One chart area: a subtitle, the uPlot chart (or an empty-state message in its place). */
 class Slot {
@@ -41,10 +27,10 @@ class Slot {
   private size = [0, 0];
 
   constructor(parent: HTMLElement) {
-    this.el = div("ltw-plot-slot", parent);
-    this.subtitle = div("ltw-plot-subtitle", this.el);
-    this.host = div("ltw-plot-chart", this.el);
-    this.empty = div("ltw-plot-empty", this.el);
+    this.el = put(parent, "div", "ltw-plot-slot");
+    this.subtitle = put(this.el, "div", "ltw-plot-subtitle");
+    this.host = put(this.el, "div", "ltw-plot-chart");
+    this.empty = put(this.el, "div", "ltw-plot-empty");
   }
 
   update(spec: SlotSpec, width: number, height: number): void {
@@ -108,12 +94,12 @@ class PlotView {
     private readonly model: RenderProps<PlotModel>["model"],
     el: HTMLElement,
   ) {
-    this.root = div("ltw-plot", el);
-    const header = div("ltw-plot-header", this.root);
-    this.title = div("ltw-plot-title", header);
-    this.summary = div("ltw-plot-summary", header);
-    this.key = div("ltw-plot-key", this.root);
-    this.body = div("ltw-plot-body", this.root);
+    this.root = put(el, "div", "ltw-plot");
+    const header = put(this.root, "div", "ltw-plot-header");
+    this.title = put(header, "div", "ltw-plot-title");
+    this.summary = put(header, "div", "ltw-plot-summary");
+    this.key = put(this.root, "div", "ltw-plot-key");
+    this.body = put(this.root, "div", "ltw-plot-body");
     for (const name of ["data", "meta", "title", "height", "kind"])
       model.on(`change:${name}`, this.onChange);
     this.observer = new ResizeObserver(this.onChange);
@@ -177,10 +163,10 @@ class PlotView {
     this.key.replaceChildren();
     this.key.hidden = !showKey;
     if (showKey) {
-      span("ltw-plot-swatch ltw-plot-band", "", this.key);
-      span("", "loss stopped improving", this.key);
-      span("ltw-plot-swatch ltw-plot-pause", "", this.key);
-      span("", "training paused", this.key);
+      put(this.key, "span", "ltw-plot-swatch ltw-plot-band", "");
+      put(this.key, "span", "", "loss stopped improving");
+      put(this.key, "span", "ltw-plot-swatch ltw-plot-pause", "");
+      put(this.key, "span", "", "training paused");
     }
   }
 
