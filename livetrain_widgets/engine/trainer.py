@@ -32,7 +32,7 @@ from ..models.base import LiveModel
 from .annotation import Annotation
 from .gate import ModelGate
 from .plateau import PlateauConfig, PlateauDetector
-from .sampler import FrequencySampler, SamplerConfig
+from .sampler import FrequencySampler, SamplerConfig, UniformSampler
 
 
 @dataclass
@@ -62,7 +62,15 @@ class TrainerConfig:
     rollback_after: int = 3
     #: steps between in-memory snapshots of the last good weights (for rollback)
     snapshot_every: int = 25
+    #: "frequency" (the live-training sampler) or "uniform" (reshuffled epochs, for comparison)
+    sampler: str = "frequency"
+    #: False turns the loss-plateau detector off: training never pauses (for comparison)
+    plateau: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("frequency", "uniform"):
+            raise ValueError(f"sampler must be 'frequency' or 'uniform', got {self.sampler!r}")
 
 
 @dataclass
@@ -101,7 +109,8 @@ class Trainer:
         )
         # float16 needs loss scaling; bfloat16 has float32's range and does not.
         self._scaler = torch.amp.GradScaler("cuda") if self.amp and self._amp_dtype == torch.float16 else None
-        self.sampler = FrequencySampler(sampler_config, seed=cfg.seed)
+        sampler_cls = FrequencySampler if cfg.sampler == "frequency" else UniformSampler
+        self.sampler: FrequencySampler | UniformSampler = sampler_cls(sampler_config, seed=cfg.seed)
         self.plateau = PlateauDetector(plateau_config)
         self._load_image = load_image
         self._quality = quality
@@ -301,6 +310,36 @@ class Trainer:
             self.phase = "stopped" if self._stopping else self.phase
             self._resolve_waiters()
 
+    def run_steps(self, n: int) -> list[StepResult]:
+        """Take up to ``n`` training steps now, in the calling thread, without the asyncio task.
+
+        For scripts and the simulator, which keep time on a virtual clock and need an exact amount of
+        training between two submissions. Stops early, like the task, when fewer than ``min_labeled``
+        samples are set or the plateau detector fires; a failing step is reported in ``error`` and
+        counted against ``n``, exactly as in the task. Refused while the task runs.
+        """
+        if self.running:
+            raise RuntimeError("run_steps() drives training itself; stop() the training task first")
+        done: list[StepResult] = []
+        for _ in range(max(0, int(n))):
+            self.phase = self._next_phase()
+            if self.phase != "training":
+                break
+            try:
+                result = self._train_step()
+            except Exception as exc:
+                self._step_failed(exc)
+                continue
+            self._after_step(result)
+            done.append(result)
+        return done
+
+    def predict_now(self, images: Sequence[np.ndarray]) -> tuple[list[Annotation], int]:
+        """Synchronous :meth:`predict` for scripts that drive training with :meth:`run_steps`."""
+        if self.running:
+            raise RuntimeError("predict_now() is for a trainer without its task; await predict() instead")
+        return self._predict_now(list(images))
+
     # ----------------------------------------------------------------------------- training
     def _autocast(self) -> Any:
         if not self.amp:
@@ -376,7 +415,8 @@ class Trainer:
         self._smoothed = r.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * r.loss
         if self._initial_loss is None and len(self.losses) >= 5:
             self._initial_loss = float(np.mean(list(self.losses)[:5]))
-        self.plateau.update(r.loss)
+        if self.config.plateau:
+            self.plateau.update(r.loss)
         self.offering = self.offering or self._ready_to_offer()
         if self._on_step is not None:
             self._on_step(r)

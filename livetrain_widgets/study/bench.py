@@ -1,0 +1,690 @@
+"""System figures of the live-training engine, measured on a real session.
+
+    livetrain bench --out bench-out/engine
+    livetrain bench --out bench-out/bccd --images $LIVETRAIN_DATA/bccd/JPEGImages \\
+        --labels $LIVETRAIN_DATA/bccd/Annotations --format voc
+
+Without --images it generates a small seeded detection dataset (coloured rectangles, ellipses and rings
+on textured noise, 640x480, labeled with their true boxes), so it runs anywhere. One run, per device:
+
+1. a headless labeling run in file order: predict, submit the true label, let --steps-per-image training
+   steps pass; the live evaluator's score after 5, 10, 20, ... images; training step time;
+2. time from a submission to the end of the first training step that trained on it, in seconds and in
+   steps: for --submissions fresh images submitted at random points inside steps, and for the labeling
+   run's submissions (each right after a step and a prediction);
+3. prediction latency while the trainer trains (probes at random points inside steps) and idle, and
+   their ratio; event-loop lag (delay of a 10 ms asyncio tick) while training;
+4. checkpoint save (the session's own path) and load time, and the checkpoint's size;
+5. peak resident memory of the process (and peak CUDA memory on a GPU).
+
+Runs on the CPU, then on the GPU as well when CUDA is available (--device picks one). Prints a table and
+writes OUT/results.json with the exact configuration; the session's project goes to OUT/project/<device>.
+Ratios measured in the same run are more telling than absolute times on shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..engine.annotation import Annotation
+    from ..engine.session import LiveSession
+    from ..engine.trainer import StepResult
+
+#: Label formats accepted by --format (``engine.formats.FORMATS``; repeated so --help needs no torch).
+FORMATS = ("coco", "voc", "yolo", "masks", "instances", "folders")
+TASKS = ("detection", "segmentation", "classification")
+SYNTHETIC_CLASSES = ("rectangle", "ellipse", "ring")
+#: evaluator score is reported after this many labeled images (those not beyond --labeled)
+SCORE_AT = (5, 10, 20, 40, 60, 100)
+CHECKPOINT_REPEATS = 3
+#: period of the event-loop lag probe (the widgets' messages need the loop about this often)
+LAG_TICK_S = 0.01
+
+
+# ------------------------------------------------------------------------------------------- data
+class BenchData:
+    """What the session is fed: images (paths or arrays), their true labels, classes and task."""
+
+    def __init__(self, images: list[Any], labels: list[Annotation], classes: list[str], task: str,
+                 info: dict[str, Any]) -> None:
+        self.images = images
+        self.labels = labels
+        self.classes = classes
+        self.task = task
+        self.info = info
+
+
+def synthetic_detection(n: int, *, seed: int = 0, size: tuple[int, int] = (480, 640),
+                        objects: tuple[int, int] = (3, 8)) -> tuple[list[np.ndarray], list[Annotation]]:
+    """``n`` RGB images (height, width = ``size``) of shapes on textured noise, with their true boxes.
+
+    Classes are :data:`SYNTHETIC_CLASSES` by index: filled rectangles (reddish), filled ellipses
+    (bluish) and ellipse outlines (greenish). Shapes do not overlap, so every box is fully visible.
+    """
+    from PIL import Image, ImageDraw
+
+    from ..engine.annotation import Annotation
+
+    h, w = size
+    rng = np.random.default_rng(seed)
+    base = np.array([[200, 60, 50], [50, 80, 210], [60, 190, 70]], np.float64)
+    images, labels = [], []
+    for _ in range(n):
+        # Smooth blotches plus pixel noise: a background the model must learn to ignore, not a flat colour.
+        coarse = Image.fromarray((rng.random((h // 40 + 2, w // 40 + 2, 3)) * 255).astype(np.uint8))
+        bg = np.asarray(coarse.resize((w, h), Image.BICUBIC), np.float64) * 0.5 + 60
+        bg += rng.normal(0, 14, (h, w, 3))
+        img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        boxes: list[list[int]] = []
+        cls: list[int] = []
+        for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
+            for _attempt in range(50):
+                bw, bh = int(rng.integers(24, 100)), int(rng.integers(24, 100))
+                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+                box = [x0, y0, x0 + bw, y0 + bh]
+                if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1] for b in boxes):
+                    break
+            else:
+                continue
+            c = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
+            colour = tuple(int(v) for v in np.clip(base[c] + rng.normal(0, 20, 3), 0, 255))
+            # PIL shapes cover pixels x0..x1 inclusive; the box's pixel edges end one further.
+            shape = [x0, y0, x0 + bw - 1, y0 + bh - 1]
+            if c == 0:
+                draw.rectangle(shape, fill=colour)
+            elif c == 1:
+                draw.ellipse(shape, fill=colour)
+            else:
+                draw.ellipse(shape, outline=colour, width=max(3, min(bw, bh) // 8))
+            boxes.append(box)
+            cls.append(c)
+        images.append(np.asarray(img))
+        labels.append(Annotation(w, h, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(cls, np.int64)))
+    return images, labels
+
+
+def _synthetic_data(n: int, seed: int) -> BenchData:
+    images, labels = synthetic_detection(n, seed=seed)
+    info = {"source": "synthetic", "seed": seed, "images": n, "image_size": list(images[0].shape[:2]),
+            "objects": int(sum(len(a) for a in labels))}
+    return BenchData(images, labels, list(SYNTHETIC_CLASSES), "detection", info)
+
+
+def _folder_data(images: str | os.PathLike[str], labels: str | os.PathLike[str] | None, fmt: str,
+                 task: str | None, classes: Sequence[str] | None, n: int) -> BenchData:
+    from ..engine.formats import load_labels
+    from ..engine.images import list_images
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown label format {fmt!r}; expected one of {FORMATS}")
+    paths = list_images(images)
+    loaded = load_labels(fmt, labels, paths, classes or None)
+    # File order, labeled images only: the true label is what the simulated person submits.
+    chosen = [p for p in paths if p.resolve() in loaded.annotations][:n]
+    task = task or {"masks": "segmentation", "instances": "segmentation", "folders": "classification"}.get(
+        fmt, "detection")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    anns = [loaded.annotations[p.resolve()] for p in chosen]
+    from ..engine.images import image_info
+
+    first = image_info(chosen[0]) if chosen else None
+    info = {"source": "folder", "images_dir": str(Path(images).resolve()),
+            "labels": None if labels is None else str(Path(labels).resolve()), "format": fmt,
+            "images_found": len(paths), "images_labeled": len(loaded.annotations), "images": len(chosen),
+            "label_errors": len(loaded.errors),
+            "image_size": None if first is None else [first.height, first.width],
+            "objects": int(sum(len(a) for a in anns))}
+    return BenchData(list(chosen), anns, list(loaded.classes), task, info)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _pct(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, np.float64), q)) if len(values) else None
+
+
+def _spread(values: Sequence[float]) -> dict[str, Any]:
+    return {"p50": _pct(values, 50), "p95": _pct(values, 95), "n": len(values)}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def _cpu_name() -> str | None:
+    # platform.processor() is empty on most Linux systems; /proc/cpuinfo names the model.
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB elsewhere
+
+
+def _folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def _bar(progress: bool, total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr, leave=False)
+
+
+async def _loop_lag(stop: asyncio.Event, out: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t0 = loop.time()
+        await asyncio.sleep(LAG_TICK_S)
+        out.append(max(0.0, loop.time() - t0 - LAG_TICK_S))
+
+
+class _StepLog:
+    """Completion time and batch of every training step, from the trainer's ``on_step`` hook.
+
+    ``LiveSession`` passes no ``on_step`` of its own; chaining onto whatever is there keeps the engine's
+    behaviour unchanged. The hook runs on the event loop right after the step is appended to
+    ``trainer.batch_log``, so its timestamp is when the step's batch became part of the model.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.records: list[tuple[float, StepResult]] = []
+        self._trainer = trainer
+        self._previous = trainer._on_step
+        trainer._on_step = self
+
+    def __call__(self, result: StepResult) -> None:
+        self.records.append((time.perf_counter(), result))
+        if self._previous is not None:
+            self._previous(result)
+
+    def detach(self) -> None:
+        self._trainer._on_step = self._previous
+
+    def first_with(self, key: int, after_step: int) -> tuple[float, int] | None:
+        for t, r in self.records:
+            if r.step > after_step and key in r.batch:
+                return t, r.step
+        return None
+
+
+# ------------------------------------------------------------------------------------ one device
+async def _timed_submit(session: LiveSession, image_id: int, label: Annotation) -> dict[str, Any]:
+    trainer = session.trainer
+    # Only submissions that a running trainer can take at once measure the engine; the ones before
+    # min_labeled wait for training to start at all.
+    training = (trainer.running and trainer.num_samples >= trainer.config.min_labeled
+                and not trainer.plateau.plateaued)
+    step0 = trainer.step
+    t0 = time.perf_counter()
+    await session.submit(image_id, label)
+    return {"image_id": image_id, "t": t0, "step": step0, "training": training}
+
+
+def _submit_figures(submitted: list[dict[str, Any]], steps: _StepLog) -> dict[str, Any]:
+    """Time and steps from each submission to the end of the first step that trained on it.
+
+    ``steps`` 1 means the next step to finish; a submission during a step usually needs 2, since the
+    step in flight drew its batch before the sample existed.
+    """
+    rows = []
+    for s in submitted:
+        hit = steps.first_with(s["image_id"], s["step"])
+        rows.append({"image_id": s["image_id"], "step": s["step"], "training": s["training"],
+                     "seconds": None if hit is None else hit[0] - s["t"],
+                     "steps": None if hit is None else hit[1] - s["step"]})
+    measured = [r for r in rows if r["training"] and r["seconds"] is not None]
+    secs = [r["seconds"] for r in measured]
+    nsteps = [r["steps"] for r in measured]
+    return {
+        "seconds": {"p50": _pct(secs, 50), "max": max(secs) if secs else None},
+        "steps": {"p50": _pct(nsteps, 50), "max": max(nsteps) if nsteps else None},
+        "n": len(measured),
+        "not_seen": sum(1 for r in rows if r["training"] and r["seconds"] is None),
+        "per_submission": rows,
+    }
+
+
+async def _bench_device(device: str, data: BenchData, project: Path, *, labeled: int, steps_per_image: int,
+                        submissions: int, probes: int, seed: int, input_size: int | None, batch_size: int | None,
+                        progress: bool) -> dict[str, Any]:
+    """Every figure for one device; the CPU and GPU runs are this same code."""
+    import torch
+
+    from ..engine.checkpoint import latest_checkpoint, load_checkpoint
+    from ..engine.session import LiveSession, SessionConfig
+    from ..engine.trainer import TrainerConfig
+    from ..models._preprocess import target_size
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    tcfg = TrainerConfig(seed=seed, device=device)
+    if batch_size is not None:
+        tcfg.batch_size = batch_size
+    options: dict[str, Any] = {"seed": seed}
+    if input_size is not None:
+        options["input_size"] = input_size
+    session = LiveSession(project, data.task, data.classes, config=SessionConfig(trainer=tcfg),
+                          model_options=options)
+    trainer = session.trainer
+    try:
+        ids = session.add_images(data.images)
+        if len(ids) != len(data.images):
+            raise RuntimeError(f"only {len(ids)} of {len(data.images)} images could be added")
+        # labeling run, then fresh submissions, then one never-labeled image for the prediction probes
+        label_ids, sub_ids, probe_id = ids[:labeled], ids[labeled:labeled + submissions], ids[-1]
+        truth = dict(zip(ids, data.labels, strict=True))
+        steps = _StepLog(trainer)
+        await session.start()
+
+        # ---- 1: headless labeling run in file order
+        per_image: list[dict[str, Any]] = []
+        scores_at: dict[str, dict[str, Any]] = {}
+        label_subs: list[dict[str, Any]] = []
+        t_label = time.perf_counter()
+        with _bar(progress, len(label_ids), f"{device}: labeling run") as bar:
+            for n, image_id in enumerate(label_ids, start=1):
+                pred = await session.predict(image_id)
+                label_subs.append(await _timed_submit(session, image_id, truth[image_id]))
+                rec = session.evaluator.history[-1] if session.evaluator.history else None
+                per_image.append({"n": n, "step": pred.step, "offered": pred.offered,
+                                  "predict_s": pred.seconds, "score": None if rec is None else rec.get("score"),
+                                  "pred_boxes": len(pred.annotation), "true_boxes": len(truth[image_id])})
+                if n in SCORE_AT:
+                    scores_at[str(n)] = {"ema": session.evaluator.ema, "last": per_image[-1]["score"],
+                                         "mean_last5": _mean([r["score"] for r in per_image[-5:]])}
+                await session.wait_steps(steps_per_image, timeout=600)
+                bar.update()
+        labeling = {"images": len(label_ids), "steps_per_image": steps_per_image,
+                    "seconds": time.perf_counter() - t_label, "final_step": trainer.step,
+                    "predict_session_s": _spread([r["predict_s"] for r in per_image]),
+                    "submit_to_batch": {**_submit_figures(label_subs, steps), "phase": "after a step + a prediction"},
+                    "scores_at": scores_at, "per_image": per_image}
+
+        # ---- 2: fresh submissions at random points inside steps, as a person's clicks fall (in the
+        # labeling run each one follows a step boundary plus a prediction: a fixed phase)
+        stop = asyncio.Event()
+        lags: list[float] = []
+        lag_task = asyncio.create_task(_loop_lag(stop, lags))
+        step_median = statistics.median([r.seconds for _, r in steps.records]) if steps.records else 0.2
+        rng = random.Random(seed)
+        fresh: list[dict[str, Any]] = []
+        with _bar(progress, len(sub_ids), f"{device}: submissions") as bar:
+            for image_id in sub_ids:
+                await asyncio.sleep(rng.uniform(0.0, step_median))
+                fresh.append(await _timed_submit(session, image_id, truth[image_id]))
+                for _ in range(8):  # it lands within two steps; the slack allows for failing ones
+                    if steps.first_with(image_id, fresh[-1]["step"]) is not None:
+                        break
+                    await session.wait_steps(1, timeout=600)
+                bar.update()
+
+        # ---- 3: prediction latency and loop lag while training
+        image = session.image(probe_id)
+        trainer.plateau.reset()  # a pause would turn "while training" probes into idle ones
+        busy: list[float] = []
+        busy_training = 0
+        with _bar(progress, probes, f"{device}: predictions while training") as bar:
+            for _ in range(probes):
+                # A delay spread over a whole step lands the probe at a random point inside one.
+                await asyncio.sleep(rng.uniform(0.05, 0.05 + step_median))
+                busy_training += trainer.phase == "training"
+                t0 = time.perf_counter()
+                await trainer.predict([image])
+                busy.append(time.perf_counter() - t0)
+                bar.update()
+        stop.set()
+        await lag_task
+
+        # ---- 4a: a checkpoint requested while training waits for the step in flight
+        save_busy = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            await session.checkpoint()
+            save_busy.append(time.perf_counter() - t0)
+        step_times = [r.seconds for _, r in steps.records]
+        await session.stop()
+        steps.detach()
+
+        idle: list[float] = []
+        with _bar(progress, probes, f"{device}: predictions idle") as bar:
+            for _ in range(probes):
+                t0 = time.perf_counter()
+                await trainer.predict([image])
+                idle.append(time.perf_counter() - t0)
+                bar.update()
+
+        # ---- 4b: checkpoint save and load with the trainer stopped: the cost of the write itself
+        save_idle, load = [], []
+        ckpt_dir = session.project / "checkpoints"
+        for _ in range(CHECKPOINT_REPEATS):
+            t0 = time.perf_counter()
+            await session.checkpoint()
+            save_idle.append(time.perf_counter() - t0)
+        state: dict[str, Any] = {}
+        for _ in range(CHECKPOINT_REPEATS):
+            t0 = time.perf_counter()
+            path = latest_checkpoint(ckpt_dir)
+            state = load_checkpoint(path) if path is not None else {}
+            load.append(time.perf_counter() - t0)
+        loads = bool(state) and int(state["step"]) == trainer.step and set(state["model"]) == set(
+            trainer.model.state_dict())
+
+        first = session.image(label_ids[0])
+        net_in = target_size(first.shape[0], first.shape[1], trainer.model.input_size) if hasattr(
+            trainer.model, "input_size") else None
+        b50, b95, i50, i95 = _pct(busy, 50), _pct(busy, 95), _pct(idle, 50), _pct(idle, 95)
+        result = {
+            "device": str(trainer.device),
+            "device_name": torch.cuda.get_device_name(trainer.device) if cuda else _cpu_name(),
+            "setup": {"image_size": list(first.shape[:2]), "input_size": getattr(trainer.model, "input_size", None),
+                      "network_input": None if net_in is None else list(net_in), "batch_size": tcfg.batch_size,
+                      "torch_threads": torch.get_num_threads(), "amp": trainer.amp,
+                      "model": type(trainer.model).__name__, "classes": data.classes, "task": data.task},
+            "step_s": {"median": statistics.median(step_times) if step_times else None,
+                       "p95": _pct(step_times, 95), "n": len(step_times),
+                       "first": step_times[0] if step_times else None},
+            "predict_s": {"idle": _spread(idle),
+                          "training": {**_spread(busy), "while_training": busy_training},
+                          "ratio": {"p50": _ratio(b50, i50), "p95": _ratio(b95, i95)}},
+            "loop_lag_s": {**_spread(lags), "max": max(lags) if lags else None, "tick": LAG_TICK_S},
+            "submit_to_batch": {**_submit_figures(fresh, steps), "phase": "random point inside a step"},
+            "checkpoint": {"save_s": {"median": statistics.median(save_idle), "n": len(save_idle)},
+                           "save_while_training_s": {"median": statistics.median(save_busy), "n": len(save_busy)},
+                           "load_s": {"median": statistics.median(load), "n": len(load)},
+                           "size_mb": _folder_mb(path) if path is not None else None,
+                           "step": int(state["step"]) if state else None, "loads": loads},
+            "labeling": labeling,
+            # a failing step or checkpoint is skipped by the engine; its message makes the figures suspect
+            "trainer_error": trainer.error,
+        }
+    finally:
+        await session.close()
+    result["memory"] = {"peak_rss_mb": _peak_rss_mb(), "rss_is_process_peak": True,
+                        "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
+    result["seconds"] = time.perf_counter() - t_start
+    return result
+
+
+# ------------------------------------------------------------------------------------------- API
+def _environment() -> dict[str, Any]:
+    import torch
+
+    from .. import __version__
+
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "livetrain_widgets": __version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "processor": _cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": affinity,
+        "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available(),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        # Another process training on the same cores shows here; absolute times are noisy then.
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _devices(device: str | None) -> tuple[list[str], dict[str, str | None]]:
+    import torch
+
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or None (both where CUDA is present), got {device!r}")
+    have_cuda = torch.cuda.is_available()
+    if device == "cuda" and not have_cuda:
+        raise ValueError("device='cuda' was asked for, but torch.cuda.is_available() is False")
+    why_no_gpu = (
+        "not asked for (device='cpu')" if device == "cpu"
+        else None if have_cuda
+        else f"torch.cuda.is_available() is False (torch {torch.__version__}"
+             + (", a CPU-only build)" if torch.version.cuda is None else ", no usable CUDA device)")
+    )
+    reasons = {"cpu": "not asked for (device='cuda')" if device == "cuda" else None, "gpu": why_no_gpu}
+    return [d for d, key in (("cpu", "cpu"), ("cuda", "gpu")) if reasons[key] is None], reasons
+
+
+async def run_bench_async(
+    out: str | os.PathLike[str],
+    *,
+    images: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    format: str | None = None,
+    task: str | None = None,
+    classes: Sequence[str] | None = None,
+    labeled: int = 20,
+    steps_per_image: int = 15,
+    submissions: int = 5,
+    probes: int = 40,
+    seed: int = 0,
+    device: str | None = None,
+    input_size: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`run_bench` on the running event loop (``await`` it in a notebook)."""
+    if labeled < 2:
+        raise ValueError("labeled must be at least 2 (training starts at two labeled images)")
+    if steps_per_image < 1 or probes < 1 or submissions < 0:
+        raise ValueError("steps_per_image and probes must be at least 1, submissions at least 0")
+    if images is None and task not in (None, "detection"):
+        raise ValueError(f"the synthetic data is for detection; give --images/--labels for task {task!r}")
+    if images is not None and format is None:
+        raise ValueError("say which format the labels are in: format='voc' | 'coco' | 'yolo' | ...")
+    if images is not None and labels is None and format != "folders":
+        raise ValueError(f"the {format!r} format needs labels (a file or folder)")
+    arguments = {"out": str(out), "images": None if images is None else str(images),
+                 "labels": None if labels is None else str(labels), "format": format, "task": task,
+                 "classes": None if classes is None else list(classes), "labeled": labeled,
+                 "steps_per_image": steps_per_image, "submissions": submissions, "probes": probes, "seed": seed,
+                 "device": device, "input_size": input_size, "batch_size": batch_size}
+    devices, reasons = _devices(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    project_root = out / "project"
+    if project_root.exists():
+        shutil.rmtree(project_root)
+
+    n = labeled + submissions + 1  # the last image is never labeled: the prediction probes run on it
+    data = (_synthetic_data(n, seed) if images is None
+            else _folder_data(images, labels, format or "", task, classes, n))
+    if len(data.images) < 3:
+        raise ValueError(f"found {len(data.images)} labeled images; at least 3 are needed")
+    # A small folder: the labeling run keeps its images first, the fresh submissions get the rest.
+    labeled = min(labeled, len(data.images) - 1)
+    submissions = min(submissions, len(data.images) - 1 - labeled)
+    data.images, data.labels = data.images[:labeled + submissions] + data.images[-1:], \
+        data.labels[:labeled + submissions] + data.labels[-1:]
+    data.info.update(labeled=labeled, submissions=submissions)
+
+    results: dict[str, Any] = {"config": {"arguments": arguments, "environment": _environment()},
+                               "data": data.info, "cpu": None, "gpu": None,
+                               "cpu_reason": reasons["cpu"], "gpu_reason": reasons["gpu"]}
+    for dev in devices:
+        results["cpu" if dev == "cpu" else "gpu"] = await _bench_device(
+            dev, data, project_root / dev, labeled=labeled, steps_per_image=steps_per_image,
+            submissions=submissions, probes=probes, seed=seed, input_size=input_size, batch_size=batch_size,
+            progress=progress)
+    results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(
+        os, "getloadavg") else None
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def run_bench(out: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
+    """Measure the system figures (see the module docstring); writes ``out/results.json`` and returns it.
+
+    Keyword arguments mirror the command line: ``images``, ``labels``, ``format``, ``task``, ``classes``,
+    ``labeled``, ``steps_per_image``, ``submissions``, ``probes``, ``seed``, ``device`` ("cpu", "cuda", or None for the
+    CPU plus the GPU where there is one), ``input_size``, ``batch_size``, ``progress``.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_bench_async(out, **kwargs))
+    # Called from a running loop (a notebook cell): give the benchmark a loop of its own in a thread.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(run_bench_async(out, **kwargs))
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="livetrain-bench")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+# --------------------------------------------------------------------------------------- report
+def _f(x: float | None, scale: float = 1.0, nd: int = 0) -> str:
+    return "n/a" if x is None else f"{x * scale:.{nd}f}"
+
+
+def _submit_cell(sb: dict[str, Any]) -> str:
+    return (f"{_f(sb['seconds']['p50'], nd=2)} / {_f(sb['seconds']['max'], nd=2)} s, "
+            f"{_f(sb['steps']['p50'], nd=1)} / {_f(sb['steps']['max'])} steps (n={sb['n']})")
+
+
+def _device_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    s, p, lag, sb, ck, lab = r["setup"], r["predict_s"], r["loop_lag_s"], r["submit_to_batch"], r["checkpoint"], \
+        r["labeling"]
+    ms = 1000.0
+    net = "x".join(str(v) for v in reversed(s["network_input"])) if s["network_input"] else "n/a"
+    rows = [
+        ("device", r["device"] + (f" ({r['device_name']})" if r.get("device_name") else "")),
+        ("image / network input (WxH)", f"{s['image_size'][1]}x{s['image_size'][0]} / {net}"),
+        ("batch size / torch threads / amp", f"{s['batch_size']} / {s['torch_threads']} / {s['amp']}"),
+        ("training step median / p95 (n)",
+         f"{_f(r['step_s']['median'], ms)} / {_f(r['step_s']['p95'], ms)} ms ({r['step_s']['n']})"),
+        ("prediction idle p50 / p95", f"{_f(p['idle']['p50'], ms)} / {_f(p['idle']['p95'], ms)} ms"),
+        ("prediction while training p50 / p95",
+         f"{_f(p['training']['p50'], ms)} / {_f(p['training']['p95'], ms)} ms"),
+        ("ratio training/idle p50 / p95", f"{_f(p['ratio']['p50'], nd=2)} / {_f(p['ratio']['p95'], nd=2)}"),
+        ("event-loop lag p50 / p95 / max",
+         f"{_f(lag['p50'], ms, 1)} / {_f(lag['p95'], ms, 1)} / {_f(lag['max'], ms, 1)} ms"),
+        ("submission -> first batch p50 / max", _submit_cell(sb)),
+        ("  same, labeling run (after step + predict)", _submit_cell(lab["submit_to_batch"])),
+        ("checkpoint save / load (size)",
+         f"{_f(ck['save_s']['median'], ms)} / {_f(ck['load_s']['median'], ms)} ms ({_f(ck['size_mb'], nd=1)} MB)"),
+        ("checkpoint save while training", f"{_f(ck['save_while_training_s']['median'], ms)} ms"),
+        ("peak RSS (process)", f"{_f(r['memory']['peak_rss_mb'])} MB"),
+    ]
+    if r.get("trainer_error"):
+        rows.append(("trainer error (figures suspect)", r["trainer_error"]))
+    if r["memory"]["cuda_max_allocated_mb"] is not None:
+        rows.append(("peak CUDA memory allocated", f"{_f(r['memory']['cuda_max_allocated_mb'])} MB"))
+    rows.append(("labeling run", f"{lab['images']} images x {lab['steps_per_image']} steps, "
+                 f"{_f(lab['seconds'])} s, final step {lab['final_step']}"))
+    for n, sc in lab["scores_at"].items():
+        rows.append((f"evaluator after {n} images: EMA / mean last 5",
+                     f"{_f(sc['ema'], nd=2)} / {_f(sc['mean_last5'], nd=2)}"))
+    return rows
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The aligned text table ``livetrain bench`` prints (one value column per device run)."""
+    runs = [(name.upper(), results[name]) for name in ("cpu", "gpu") if results.get(name)]
+    columns = [dict(_device_rows(r)) for _, r in runs]
+    labels: list[str] = []
+    for col in columns:
+        labels += [k for k in col if k not in labels]
+    header = ["figure", *[name for name, _ in runs]]
+    body = [[label, *[col.get(label, "") for col in columns]] for label in labels]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths), *[line(row) for row in body]]
+    d = results["data"]
+    src = "synthetic shapes" if d["source"] == "synthetic" else f"{d['images_dir']} ({d['format']})"
+    out.append(f"data: {src}, {d['labeled']} labeled + {d['submissions']} submitted + 1 probe image")
+    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
+        if results.get(key) is None:
+            out.append(f"{name}: not run: {results.get(f'{key}_reason')}")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``livetrain bench``."""
+    parser.add_argument("--out", required=True, help="output folder (results.json, project/)")
+    g = parser.add_argument_group("data (default: a synthetic detection set generated in memory)")
+    g.add_argument("--images", help="folder of images (used in sorted file order)")
+    g.add_argument("--labels", help="labels file or folder for --images")
+    g.add_argument("--format", choices=FORMATS, help="label format of --labels")
+    g.add_argument("--task", choices=TASKS, help="default: from --format (detection for boxes)")
+    g.add_argument("--classes", help="comma-separated class names that come first, e.g. RBC,WBC,Platelets")
+    r = parser.add_argument_group("run")
+    r.add_argument("--labeled", type=int, default=20, help="images labeled in the labeling run (default 20)")
+    r.add_argument("--steps-per-image", type=int, default=15,
+                   help="training steps between two submissions (default 15)")
+    r.add_argument("--submissions", type=int, default=5,
+                   help="fresh images submitted at random points inside steps (default 5)")
+    r.add_argument("--probes", type=int, default=40, help="prediction probes, busy and idle each (default 40)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", choices=("cpu", "cuda"),
+                   help="only this device (default: the CPU, and the GPU as well where CUDA is available)")
+    r.add_argument("--input-size", type=int, help="longer image side the model sees (default: the model's)")
+    r.add_argument("--batch-size", type=int, help="training batch size (default: TrainerConfig's)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``livetrain bench``: measure, print the table, write OUT/results.json."""
+    if args.images is None and (args.labels is not None or args.format is not None):
+        print("livetrain bench: --labels and --format need --images", file=sys.stderr)
+        return 2
+    if args.images is not None and (args.format is None or (args.labels is None and args.format != "folders")):
+        print("livetrain bench: --images needs --labels and --format", file=sys.stderr)
+        return 2
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    try:
+        results = run_bench(
+            args.out, images=args.images, labels=args.labels, format=args.format, task=args.task,
+            classes=classes, labeled=args.labeled, steps_per_image=args.steps_per_image,
+            submissions=args.submissions, probes=args.probes,
+            seed=args.seed, device=args.device, input_size=args.input_size, batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"livetrain bench: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0

@@ -1,0 +1,81 @@
+"""PNG plots of a study (matplotlib, headless): the four views of the technical report's comparison.
+
+1. progress against calendar days (retrain pauses show as flat steps);
+2. progress against working hours;
+3. labeling speed (images per hour, moving average) against working hours;
+4. labeling speed against images labeled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display in a kernel or CI; must precede pyplot
+import matplotlib.pyplot as plt
+import numpy as np
+
+_STYLE = {"manual": ("#7f7f7f", "-"), "static": ("#9467bd", "-"), "hitl": ("#ff7f0e", "-"),
+          "live": ("#1f77b4", "-")}
+
+
+def _style(name: str, kind: str) -> dict[str, Any]:
+    color, ls = _STYLE.get(name, _STYLE.get(kind, ("#333333", "-")))
+    if name != kind:  # variants of a kind: same family colour is confusing; let matplotlib pick, dashed
+        return {"linestyle": "--", "linewidth": 1.4}
+    return {"color": color, "linestyle": ls, "linewidth": 2.0}
+
+
+def speed_series(records: list[dict[str, Any]], window: int) -> np.ndarray:
+    """Images per hour over the last ``window`` images (fewer at the start)."""
+    secs = np.array([r["seconds"] for r in records], np.float64)
+    out = np.empty(len(secs))
+    for i in range(len(secs)):
+        w = secs[max(0, i - window + 1): i + 1]
+        out[i] = 3600.0 / max(float(w.mean()), 1e-9)
+    return out
+
+
+def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    window = int(results["config"].get("speed_window", 10))
+    title = f"{results['dataset']['task']}, {results['dataset']['walk']} images"
+    views = [
+        ("progress_calendar.png", "calendar days (6-hour working days, retrain pauses included)",
+         "labeled (%)", lambda r: ([x["calendar_days"] for x in r], None)),
+        ("progress_hours.png", "working hours", "labeled (%)", lambda r: ([x["work_hours"] for x in r], None)),
+        ("speed_hours.png", "working hours", f"images per hour (last {window})",
+         lambda r: ([x["work_hours"] for x in r], speed_series(r, window))),
+        ("speed_images.png", "images labeled", f"images per hour (last {window})",
+         lambda r: ([x["i"] for x in r], speed_series(r, window))),
+    ]
+    paths = []
+    for fname, xlabel, ylabel, series in views:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        for name, res in results["strategies"].items():
+            recs = res["records"]
+            if not recs:
+                continue
+            x, y = series(recs)
+            if y is None:
+                y = 100.0 * np.arange(1, len(recs) + 1) / len(recs)
+            # start at the origin for the progress views
+            if y is not None and "progress" in fname:
+                x, y = [0.0, *x], [0.0, *y]
+            ax.plot(x, y, label=name, **_style(name, res["strategy"]["kind"]))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / fname
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+__all__ = ["speed_series", "study_plots"]

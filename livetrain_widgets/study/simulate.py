@@ -1,0 +1,625 @@
+"""Simulated-annotator study: how many working hours and calendar days a labeling project takes with
+live training, batch human-in-the-loop retraining (hitl), a static model, or no model (manual).
+
+Every figure comes from real predictions of the real engine on real labeled data; only the person is
+simulated. They walk the dataset in a seeded order, receive each strategy's pre-labels, correct them to
+the ground truth and are charged by a documented cost model (``livetrain_widgets.study.costs``;
+override any cost with ``--cost NAME=SECONDS``). Human time is a virtual clock: the live trainer gets
+``--steps-per-image`` training steps while each image is labeled (or ``--compute-ratio`` steps per
+simulated human second), and those steps train on the labels submitted *before* that image, as in a
+real session.
+
+Strategies (repeat ``--strategy``; options after a colon, comma-separated):
+  manual                 no model
+  static[:k=K]           the embedded model trained once on the first K images, then frozen
+  static:model=NAME,k=0  a zero-shot model (e.g. a Grounding DINO folder) that never trains
+  hitl[:at=A/B/C]        retrained from the pretrained weights at milestones (default: 2%, 10%, 20% and
+                         50% of the walk, the 200/1,000/2,000/5,000-of-10,000 schedule); each retrain is
+                         a calendar pause (--hitl-pause-days) during which nobody labels
+  live                   the engine: continuous training between submissions
+  live:uniform           ... with uniformly reshuffled epochs instead of the frequency sampler
+  live:noplateau         ... with the loss-plateau detector off (training never pauses)
+  live:offer=N           ... pre-labels offered from image N on (the engine's own rule otherwise)
+  live:steps=K           ... with K steps per image
+
+Outputs: ``OUT/results.json`` (configuration, machine, costs with their sources, per-strategy summary,
+every per-image record, held-out scores, the offline reference), four plots (progress against calendar
+days and working hours, labeling speed against working hours and images labeled) and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.annotation import Annotation
+from ..engine.evaluator import EvaluatorConfig, LiveEvaluator, offline_metrics
+from ..engine.formats import FORMATS
+from ..engine.plateau import PlateauConfig
+from ..engine.trainer import Trainer, TrainerConfig
+from .costs import SOURCES, CostModel
+from .dataset import Item, StudyData, load_study_data
+
+STRATEGY_KINDS = ("manual", "static", "hitl", "live")
+
+
+# --------------------------------------------------------------------------------- configuration
+@dataclass
+class Strategy:
+    """One way of labeling, parsed from ``kind[:option,option=value,...]``."""
+
+    name: str
+    kind: str
+    sampler: str = "frequency"
+    plateau: bool = True
+    offer_from: int | None = None
+    steps: int | None = None
+    k: int | None = None
+    at: list[int] | None = None
+    model: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Strategy:
+        kind, _, opts = text.strip().partition(":")
+        if kind not in STRATEGY_KINDS:
+            raise ValueError(f"unknown strategy {kind!r}; expected one of {', '.join(STRATEGY_KINDS)}")
+        s = cls(name=text.strip(), kind=kind)
+        for opt in filter(None, (o.strip() for o in opts.split(","))):
+            key, eq, value = opt.partition("=")
+            try:
+                if (kind, key, eq) == ("live", "uniform", ""):
+                    s.sampler = "uniform"
+                elif (kind, key, eq) == ("live", "noplateau", ""):
+                    s.plateau = False
+                elif (kind, key) == ("live", "offer") and eq:
+                    s.offer_from = int(value)
+                elif (kind, key) == ("live", "steps") and eq:
+                    s.steps = int(value)
+                elif (kind, key) == ("static", "k") and eq:
+                    s.k = int(value)
+                elif (kind, key) == ("static", "model") and eq:
+                    s.model = value
+                elif (kind, key) == ("hitl", "at") and eq:
+                    s.at = sorted({int(v) for v in value.split("/") if v})
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"strategy {text!r}: option {opt!r} is not understood (see --help)") from None
+        return s
+
+
+@dataclass
+class StudyConfig:
+    """Everything a study run depends on; written into results.json."""
+
+    seed: int = 0
+    #: training steps while one image is labeled (live); None when ``compute_ratio`` is used
+    steps_per_image: int | None = 20
+    #: training steps per simulated human second (live), instead of a fixed count per image
+    compute_ratio: float | None = None
+    max_steps_per_image: int | None = 400
+    #: pre-labels below this confidence are not shown (the app's default)
+    threshold: float = 0.3
+    hitl_pause_days: float = 1.0
+    workday_hours: float = 6.0
+    #: retrains and the offline reference train until the plateau detector fires, at most this long
+    offline_max_steps: int = 1500
+    offline_min_steps: int = 200
+    #: images labeled at which each model strategy is also scored on the held-out set
+    eval_at: list[int] = field(default_factory=lambda: [10, 20, 50, 100])
+    model: str = "embedded"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    lr: float = 1e-3
+    batch_size: int = 4
+    min_labeled: int = 2
+    plateau_window: int = 100
+    #: images in the moving window of the labeling-speed plots
+    speed_window: int = 10
+    #: the final live model is compared with one trained offline on the same labels
+    offline_reference: bool = True
+
+
+def _default_milestones(n: int) -> list[int]:
+    """200/1,000/2,000/5,000 of 10,000 images, scaled to the walk (at least 2 labels before a retrain)."""
+    return sorted({max(2, round(f * n)) for f in (0.02, 0.1, 0.2, 0.5) if max(2, round(f * n)) < n})
+
+
+# -------------------------------------------------------------------------------------- engine
+class _Engine:
+    """The engine's trainer and live evaluator, driven synchronously on the study's virtual clock."""
+
+    def __init__(self, data: StudyData, cfg: StudyConfig, *, sampler: str = "frequency", plateau: bool = True,
+                 model: str | None = None, seed: int = 0) -> None:
+        from ..models import create_model
+
+        self.data = data
+        self.items: dict[int, Item] = {}
+        options = dict(cfg.model_options)
+        if data.task == "segmentation" and _semantic(data):
+            options.setdefault("semantic", True)
+        spec = model or cfg.model
+        if spec == "embedded":
+            options.setdefault("seed", seed)
+        net = create_model(spec, data.task, data.classes, **options)
+        self.evaluator = LiveEvaluator(data.task, len(data.classes),
+                                       EvaluatorConfig(semantic=bool(options.get("semantic"))))
+        tcfg = TrainerConfig(min_labeled=cfg.min_labeled, batch_size=cfg.batch_size, lr=cfg.lr, device="cpu"
+                             if os.environ.get("LIVETRAIN_STUDY_CPU") else None, sampler=sampler, plateau=plateau,
+                             seed=seed, checkpoint_every_s=float("inf"))
+        self.trainer = Trainer(net, lambda k: self.items[k].load(), tcfg,
+                               plateau_config=PlateauConfig(window=cfg.plateau_window),
+                               quality=lambda: self.evaluator.ema)
+        self.train_seconds = 0.0
+
+    def add(self, key: int, item: Item) -> None:
+        self.items[key] = item
+        self.trainer.set_sample(key, item.target)
+
+    def train(self, n: int) -> int:
+        t0 = time.perf_counter()
+        done = self.trainer.run_steps(n)
+        self.train_seconds += time.perf_counter() - t0
+        return len(done)
+
+    def predict(self, item: Item) -> tuple[Annotation, int]:
+        (pred,), step = self.trainer.predict_now([item.load()])
+        return pred, step
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
+def _semantic(data: StudyData) -> bool:
+    """A segmentation dataset with at most one mask per class in every image reads as semantic."""
+    items = data.walk + data.holdout
+    return all(len(set(i.target.labels.tolist())) == len(i.target) for i in items) and any(
+        len(i.target) for i in items)
+
+
+def train_offline(data: StudyData, items: Sequence[Item], cfg: StudyConfig, seed: int,
+                  progress: Callable[[int], None] | None = None) -> tuple[_Engine, dict[str, Any]]:
+    """A fresh model trained on ``items`` until the plateau detector fires (between the min and max steps)."""
+    eng = _Engine(data, cfg, seed=seed)
+    for key, item in enumerate(items):
+        eng.add(key, item)
+    steps = failed = 0
+    while steps < cfg.offline_max_steps:
+        chunk = min(50, cfg.offline_max_steps - steps)
+        n = eng.train(chunk)
+        steps += n
+        if progress:
+            progress(n)
+        if eng.trainer.plateau.plateaued:
+            if steps >= cfg.offline_min_steps:
+                break
+            eng.trainer.plateau.reset("minimum steps not reached")
+        elif n < chunk:  # failing steps (each reported by the trainer); do not loop on them forever
+            failed += chunk - n
+            if failed > 20:
+                eng.close()
+                raise RuntimeError(f"offline training keeps failing: {eng.trainer.error}")
+    return eng, {"steps": steps, "seconds": round(eng.train_seconds, 2), "images": len(items),
+                 "plateaued": eng.trainer.plateau.plateaued}
+
+
+def score_heldout(eng: _Engine, data: StudyData, cfg: StudyConfig) -> dict[str, Any]:
+    """Held-out metrics of the engine's current weights (mAP@0.5 / mIoU / accuracy as the headline)."""
+    preds = []
+    for item in data.holdout:
+        pred, _ = eng.predict(item)
+        # Masks: score what is shown (class maps count every pixel); boxes and classes: everything, ranked.
+        preds.append(pred.filter(cfg.threshold) if data.task == "segmentation" else pred)
+    m = offline_metrics(data.task, preds, [i.target for i in data.holdout], len(data.classes))
+    return {**_round(m), "headline": _headline(data, m), "step": eng.trainer.step}
+
+
+def _headline(data: StudyData, m: dict[str, Any]) -> float:
+    if data.task == "classification":
+        return float(m["accuracy"])
+    if data.task == "segmentation" and _semantic(data):
+        return float(m["miou"])
+    return float(m["map50"])
+
+
+def headline_name(data: StudyData) -> str:
+    if data.task == "classification":
+        return "accuracy"
+    return "mIoU" if data.task == "segmentation" and _semantic(data) else "mAP@0.5"
+
+
+def _round(x: Any, nd: int = 4) -> Any:
+    if isinstance(x, float):
+        return round(x, nd)
+    if isinstance(x, dict):
+        return {k: _round(v, nd) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round(v, nd) for v in x]
+    return x
+
+
+# ------------------------------------------------------------------------------------ strategies
+def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: CostModel,
+                 *, progress: bool = True) -> dict[str, Any]:
+    """Walk the dataset once with one strategy; per-image records and the summary."""
+    from tqdm.auto import tqdm
+
+    task, n = data.task, len(data.walk)
+    kind = strategy.kind
+    eng: _Engine | None = None
+    if kind == "live":
+        eng = _Engine(data, cfg, sampler=strategy.sampler, plateau=strategy.plateau, seed=cfg.seed)
+    elif kind == "static" and strategy.model and (strategy.k or 0) == 0:
+        eng = _Engine(data, cfg, model=strategy.model, seed=cfg.seed)  # zero-shot: never trains
+    milestones = (strategy.at or _default_milestones(n)) if kind == "hitl" else []
+    static_k = (strategy.k if strategy.k is not None else max(cfg.min_labeled, round(0.1 * n))) \
+        if kind == "static" else None
+    steps_fixed = strategy.steps if strategy.steps is not None else cfg.steps_per_image
+    records: list[dict[str, Any]] = []
+    retrains: list[dict[str, Any]] = []
+    evals: dict[str, Any] = {}
+    work_s = pause_days = 0.0
+    carry = 0.0
+    t_start = time.perf_counter()
+    bar = tqdm(total=n, desc=f"{strategy.name:<16}", unit="img", disable=not progress, leave=False)
+    for i, item in enumerate(data.walk):
+        gt = item.target
+        shown: Annotation | None = None
+        step = None
+        offered = False
+        if eng is not None:
+            raw, step = eng.predict(item)
+            shown = raw.filter(cfg.threshold)
+            if kind == "live":
+                # Silent predictions are judged too (as in a session): the evaluator's score is part of the
+                # engine's rule for when pre-labels start to be offered.
+                eng.evaluator.evaluate(i, shown, gt, step=step)
+                if strategy.offer_from is None:
+                    offered = eng.trainer.offering
+                else:
+                    offered = i + 1 >= strategy.offer_from and eng.trainer.num_samples >= cfg.min_labeled
+            else:
+                offered = True
+        seconds, counts = costs.charge(shown if offered else None, gt, task)
+        manual_s = costs.manual(gt, task)
+        steps_taken = 0
+        if kind == "live" and eng is not None:
+            # Training runs while this image is labeled, on the labels submitted before it.
+            if cfg.compute_ratio is not None and strategy.steps is None:
+                carry += cfg.compute_ratio * seconds
+                want = int(carry)
+                carry -= want
+            else:
+                want = int(steps_fixed or 0)
+            if cfg.max_steps_per_image is not None:
+                want = min(want, cfg.max_steps_per_image)
+            steps_taken = eng.train(want)
+            eng.add(i, item)
+        work_s += seconds
+        labeled = i + 1
+        if kind == "hitl" and labeled in milestones:
+            t0 = time.perf_counter()
+            if eng is not None:
+                eng.close()
+            eng, info = train_offline(data, data.walk[:labeled], cfg, cfg.seed)
+            pause_days += cfg.hitl_pause_days
+            retrains.append({"after_images": labeled, **info, "wall_s": round(time.perf_counter() - t0, 1)})
+        if kind == "static" and static_k is not None and labeled == static_k and eng is None:
+            eng, info = train_offline(data, data.walk[:labeled], cfg, cfg.seed)
+            retrains.append({"after_images": labeled, **info})
+        records.append({
+            "i": labeled, "name": item.name, "offered": bool(offered), "seconds": round(seconds, 3),
+            "manual_seconds": round(manual_s, 3), "counts": counts, "objects": len(gt) if task != "classification"
+            else None, "shown": None if shown is None or not offered or task == "classification" else len(shown),
+            "model_step": step, "steps_trained": steps_taken,
+            "work_hours": round(work_s / 3600, 5),
+            "calendar_days": round(work_s / 3600 / cfg.workday_hours + pause_days, 5),
+        })
+        if eng is not None and labeled in cfg.eval_at and data.holdout:
+            evals[str(labeled)] = score_heldout(eng, data, cfg)
+        bar.update(1)
+    bar.close()
+    final = score_heldout(eng, data, cfg) if eng is not None and data.holdout else None
+    out = {
+        "strategy": asdict(strategy),
+        "summary": _summary(records, cfg, final, eng, pause_days),
+        "heldout": final,
+        "heldout_at": evals,
+        "retrains": retrains,
+        "records": records,
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    if kind == "live" and eng is not None:
+        out["evaluator"] = eng.evaluator.summary()
+        out["plateau_pauses"] = sum(1 for h in eng.trainer.plateau.history if h.get("event") == "plateau")
+        out["step_seconds_median"] = round(float(np.median(eng.trainer._step_seconds)), 4) \
+            if eng.trainer._step_seconds else None
+        out["_engine"] = eng  # the caller may train an offline reference on the same labels; popped there
+    elif eng is not None:
+        eng.close()
+    return out
+
+
+def _summary(records: list[dict[str, Any]], cfg: StudyConfig, final: dict[str, Any] | None,
+             eng: _Engine | None, pause_days: float) -> dict[str, Any]:
+    secs = [r["seconds"] for r in records]
+    manual = [r["manual_seconds"] for r in records]
+    totals: dict[str, int] = {}
+    for r in records:
+        for k, v in r["counts"].items():
+            totals[k] = totals.get(k, 0) + int(v)
+    first_saving = next((r["i"] for r in records if r["offered"] and r["seconds"] < r["manual_seconds"]), None)
+    # "Pays off from": the first image after which pre-labels never again cost more, over the next 5.
+    sustained = None
+    for j, r in enumerate(records):
+        window = records[j:j + 5]
+        if r["offered"] and len(window) == 5 and sum(w["seconds"] for w in window) < sum(
+                w["manual_seconds"] for w in window):
+            sustained = r["i"]
+            break
+    hours = sum(secs) / 3600
+    return {
+        "images": len(records),
+        "work_hours": round(hours, 4),
+        "calendar_days": round(records[-1]["calendar_days"], 3) if records else 0.0,
+        "calendar_days_whole": math.ceil(records[-1]["calendar_days"] - 1e-9) if records else 0,
+        "pause_days": pause_days,
+        "manual_hours_same_images": round(sum(manual) / 3600, 4),
+        "seconds_per_image": round(float(np.mean(secs)), 2) if secs else None,
+        "seconds_per_image_last_10": round(float(np.mean(secs[-10:])), 2) if secs else None,
+        "offered_images": sum(r["offered"] for r in records),
+        "first_saving_image": first_saving,
+        "saves_from_image": sustained,
+        "corrections": totals,
+        "heldout": None if final is None else final["headline"],
+        "training_steps": None if eng is None else eng.trainer.step,
+    }
+
+
+# ------------------------------------------------------------------------------------- the study
+def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig | None = None,
+              costs: CostModel | None = None, *, out: str | os.PathLike[str] | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Run every strategy on ``data``; write ``results.json`` and the plots under ``out`` when given."""
+    cfg = cfg or StudyConfig()
+    costs = (costs or CostModel()).calibrated([i.target for i in data.walk], data.task)
+    if cfg.steps_per_image is None and cfg.compute_ratio is None:
+        raise ValueError("give steps_per_image or compute_ratio")
+    names = [s.name for s in strategies]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each strategy once, got {names}")
+    results: dict[str, Any] = {
+        "config": asdict(cfg), "costs": costs.as_dict(), "cost_sources": SOURCES,
+        "dataset": data.summary(), "metric": headline_name(data), "machine": machine_info(),
+        "strategies": {},
+    }
+    t0 = time.perf_counter()
+    for strat in strategies:
+        res = run_strategy(data, strat, cfg, costs, progress=progress)
+        eng = res.pop("_engine", None)
+        if eng is not None:
+            if cfg.offline_reference and "offline" not in results and data.holdout:
+                results["offline"] = _offline_reference(data, cfg)
+            eng.close()
+        results["strategies"][strat.name] = res
+        if out is not None:  # partial results survive an interrupted study
+            _write(results, Path(out))
+    _relate(results)
+    results["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    if out is not None:
+        _write(results, Path(out))
+        results["plots"] = write_plots(results, Path(out))
+        _write(results, Path(out))
+    return results
+
+
+def _offline_reference(data: StudyData, cfg: StudyConfig) -> dict[str, Any]:
+    """The same model trained offline to convergence on every label of the walk."""
+    eng, info = train_offline(data, data.walk, cfg, cfg.seed)
+    try:
+        return {**info, "heldout": score_heldout(eng, data, cfg)}
+    finally:
+        eng.close()
+
+
+def _relate(results: dict[str, Any]) -> None:
+    """Ratios against manual, hitl and the offline reference; ablation deltas against plain ``live``."""
+    strat = results["strategies"]
+
+    def first(kind: str) -> dict[str, Any] | None:  # "hitl" or its first variant, e.g. "hitl:at=5/10"
+        return strat.get(kind) or next((r for r in strat.values() if r["strategy"]["kind"] == kind), None)
+
+    manual, hitl = first("manual"), first("hitl")
+    offline = results.get("offline", {}).get("heldout", {}) or {}
+    for res in strat.values():
+        s = res["summary"]
+        if manual:
+            s["hours_vs_manual"] = round(s["work_hours"] / max(manual["summary"]["work_hours"], 1e-9), 4)
+        if hitl:
+            s["hours_vs_hitl"] = round(s["work_hours"] / max(hitl["summary"]["work_hours"], 1e-9), 4)
+        if s.get("heldout") is not None and offline.get("headline"):
+            s["heldout_vs_offline"] = round(s["heldout"] / offline["headline"], 4)
+    base = strat.get("live")
+    if base is None:
+        return
+    ablations = {}
+    for name, res in strat.items():
+        if name == "live" or res["strategy"]["kind"] != "live":
+            continue
+        a, b = res["summary"], base["summary"]
+        ablations[name] = {
+            "work_hours_delta": round(a["work_hours"] - b["work_hours"], 4),
+            "work_hours_ratio": round(a["work_hours"] / max(b["work_hours"], 1e-9), 4),
+            "heldout_delta": None if a["heldout"] is None or b["heldout"] is None
+            else round(a["heldout"] - b["heldout"], 4),
+            "training_steps_delta": (a["training_steps"] or 0) - (b["training_steps"] or 0),
+            "first_saving_image": [b["first_saving_image"], a["first_saving_image"]],
+        }
+    results["ablations"] = ablations
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
+    os.replace(tmp, out / "results.json")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_plots(results: dict[str, Any], out: Path) -> list[str]:
+    """The four plots as PNG (needs matplotlib: ``pip install livetrain-widgets[study]``)."""
+    try:
+        from .plots import study_plots
+    except ImportError as exc:  # matplotlib missing: the figures are in results.json all the same
+        print(f"plots skipped ({exc}); pip install 'livetrain-widgets[study]' for PNG plots", file=sys.stderr)
+        return []
+    return [str(p) for p in study_plots(results, out)]
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The short table printed at the end of a run."""
+    metric = results["metric"]
+    head = ["strategy", "images", "hours", "days", "vs manual", "vs hitl", "saves from", metric, "/offline"]
+    rows = [head]
+    f = lambda v, nd=2: "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for name, res in results["strategies"].items():
+        s = res["summary"]
+        rows.append([name, str(s["images"]), f(s["work_hours"]), f(s["calendar_days"], 1),
+                     f(s.get("hours_vs_manual")), f(s.get("hours_vs_hitl")), f(s["saves_from_image"]),
+                     f(s["heldout"], 3), f(s.get("heldout_vs_offline"))])
+    off = results.get("offline")
+    if off:
+        rows.append(["offline (ref.)", str(off["images"]), "-", "-", "-", "-", "-",
+                     f(off["heldout"]["headline"], 3), "1.00"])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+    lines = ["  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, a in results.get("ablations", {}).items():
+        delta = "-" if a["heldout_delta"] is None else f"{a['heldout_delta']:+.3f}"
+        lines.append(f"ablation {name} vs live: hours x{a['work_hours_ratio']:.3f}, {metric} {delta}, "
+                     f"training steps {a['training_steps_delta']:+d}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, choices=("detection", "segmentation", "classification"))
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--labels", required=True, help="label file or folder")
+    p.add_argument("--format", required=True, choices=[f for f in FORMATS if f != "folders"])
+    p.add_argument("--classes", help="comma-separated class names (default: those the labels bring)")
+    p.add_argument("--strategy", action="append", help="repeat; see above (default: live, hitl, static, manual)")
+    p.add_argument("--limit", type=int, help="label at most N images")
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps-per-image", type=int, help="live training steps while one image is labeled (20)")
+    g.add_argument("--compute-ratio", type=float,
+                   help="live training steps per simulated human second; 'auto' is not offered: measure "
+                        "with `livetrain bench` and pass 1/step_seconds for real time")
+    p.add_argument("--max-steps-per-image", type=int, default=400)
+    p.add_argument("--tile", type=int, help="cut images larger than this into tiles of this size")
+    p.add_argument("--crops", action="store_true",
+                   help="with --task classification: one image per box of a box dataset, its class the label")
+    p.add_argument("--merge-classes", metavar="NAME", help="put every object in one class of this name")
+    p.add_argument("--holdout", type=float, default=0.2, help="fraction of images held out for scoring")
+    p.add_argument("--holdout-max", type=int, default=60)
+    p.add_argument("--threshold", type=float, default=0.3, help="confidence threshold of shown pre-labels")
+    p.add_argument("--hitl-pause-days", type=float, default=1.0)
+    p.add_argument("--workday-hours", type=float, default=6.0)
+    p.add_argument("--eval-at", default="10,20,50,100", help="held-out scores after these many images")
+    p.add_argument("--offline-max-steps", type=int, default=1500,
+                   help="hitl/static retrains and the offline reference train until the loss plateaus, at most this")
+    p.add_argument("--offline-min-steps", type=int, default=200)
+    p.add_argument("--plateau-window", type=int, default=100, help="loss-plateau detector window (steps)")
+    p.add_argument("--no-offline", action="store_true", help="skip the offline reference model")
+    p.add_argument("--model", default="embedded", help="'embedded', a saved model folder or a Hub name")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. input_size=256 (repeat)")
+    p.add_argument("--cost", action="append", default=[], metavar="NAME=SECONDS",
+                   help="override a cost of the cost model, e.g. box_draw_s=10 (repeat)")
+    p.add_argument("--out", required=True, help="output folder: results.json and the plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _kv(pairs: Sequence[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"{what} {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.crops and args.task != "classification":
+            raise ValueError("--crops makes a classification dataset of object crops: use --task classification")
+        strategies = [Strategy.parse(s) for s in (args.strategy or ["live", "hitl", "static", "manual"])]
+        costs = CostModel.from_overrides(_kv(args.cost, "--cost"))
+        data = load_study_data(
+            args.task, args.images, args.labels, args.format,
+            classes=args.classes.split(",") if args.classes else None, tile=args.tile, crops=args.crops,
+            holdout=args.holdout, holdout_max=args.holdout_max, limit=args.limit, seed=args.seed,
+            merge_classes=args.merge_classes,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"livetrain simulate: {exc}", file=sys.stderr)
+        return 2
+    cfg = StudyConfig(
+        seed=args.seed,
+        steps_per_image=None if args.compute_ratio is not None else (args.steps_per_image or 20),
+        compute_ratio=args.compute_ratio, max_steps_per_image=args.max_steps_per_image,
+        threshold=args.threshold, hitl_pause_days=args.hitl_pause_days, workday_hours=args.workday_hours,
+        offline_max_steps=args.offline_max_steps, offline_min_steps=min(args.offline_min_steps, args.offline_max_steps),
+        eval_at=[int(v) for v in args.eval_at.split(",") if v], model=args.model,
+        model_options=_kv(args.model_option, "--model-option"), offline_reference=not args.no_offline,
+        plateau_window=args.plateau_window,
+    )
+    compute = (f"{cfg.steps_per_image} steps per image" if cfg.compute_ratio is None
+               else f"{cfg.compute_ratio} steps per human second")
+    print(f"{data.task}: {len(data.walk)} images to label, {len(data.holdout)} held out, classes "
+          f"{data.classes}; live training: {compute}", file=sys.stderr)
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    results = run_study(data, strategies, cfg, costs, out=args.out, progress=not args.quiet)
+    print(format_table(results))
+    plots = ", ".join(Path(p).name for p in results.get("plots", []))
+    print(f"results: {Path(args.out) / 'results.json'}" + (f"; plots: {plots}" if plots else ""))
+    return 0
+
+
+__all__ = ["CostModel", "Strategy", "StudyConfig", "format_table", "run_strategy", "run_study", "train_offline"]

@@ -1,0 +1,183 @@
+"""`livetrain simulate`: strategy parsing, tiling, the synchronous trainer API it drives, and quick
+end-to-end runs of the command on real data (small --limit, small model input)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livetrain_widgets import Annotation
+from livetrain_widgets.cli import main as cli
+from livetrain_widgets.study.dataset import crop_annotation, tile_windows
+from livetrain_widgets.study.simulate import Strategy, _default_milestones
+from tests.tiny_model import TinyClassifier, two_class_images
+
+DATA = Path(os.environ.get("LIVETRAIN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+needs_data = pytest.mark.skipif(not (DATA / "bccd").is_dir(), reason="shared data folder not found")
+
+
+def test_strategy_options_parse_and_bad_ones_are_named() -> None:
+    s = Strategy.parse("live:uniform,noplateau,offer=5,steps=7")
+    assert (s.kind, s.sampler, s.plateau, s.offer_from, s.steps) == ("live", "uniform", False, 5, 7)
+    assert Strategy.parse("hitl:at=20/5/10").at == [5, 10, 20]
+    assert Strategy.parse("static:k=0,model=/tmp/m").model == "/tmp/m"
+    with pytest.raises(ValueError, match="unknown strategy 'auto'"):
+        Strategy.parse("auto")
+    with pytest.raises(ValueError, match="option 'uniform'"):
+        Strategy.parse("hitl:uniform")
+
+
+def test_hitl_milestones_scale_the_reports_schedule() -> None:
+    assert _default_milestones(10_000) == [200, 1000, 2000, 5000]
+    assert _default_milestones(100) == [2, 10, 20, 50]
+    assert _default_milestones(12) == [2, 6]
+
+
+def test_tiles_cover_the_image_and_keep_mostly_visible_objects() -> None:
+    wins = tile_windows(1000, 450, 400)
+    assert {(x, y) for x, y, _, _ in wins} == {(0, 0), (400, 0), (600, 0), (0, 50), (400, 50), (600, 50)}
+    assert all((w, h) == (400, 400) for *_, w, h in wins)
+    assert tile_windows(300, 200, 400) == [(0, 0, 300, 200)]
+    ann = Annotation(1000, 450, [[390, 10, 420, 40], [380, 100, 430, 140], [10, 10, 50, 50]], [0, 1, 0])
+    tile = crop_annotation(ann, 400, 0, 400, 400)
+    # box 0 has 2/3 inside -> kept (clipped); box 1 has 3/5 -> kept; box 2 is outside
+    np.testing.assert_allclose(tile.boxes, [[0, 10, 20, 40], [0, 100, 30, 140]])
+    assert tile.labels.tolist() == [0, 1]
+    # at x=410 box 0 shows 1/3 and box 1 2/5 of itself: both left out
+    assert len(crop_annotation(ann, 410, 0, 400, 400)) == 0
+
+
+def test_masks_are_cropped_with_the_tile() -> None:
+    m = np.zeros((2, 20, 30), bool)
+    m[0, 2:6, 8:12] = True  # fully in the tile x>=5
+    m[1, 2:6, 0:8] = True  # 3/8 in it: dropped
+    ann = Annotation.from_masks(m, [0, 0])
+    t = crop_annotation(ann, 5, 0, 20, 20)
+    assert len(t) == 1 and t.masks.shape == (1, 20, 20) and t.masks.sum() == 16
+    np.testing.assert_allclose(t.boxes, [[3, 2, 7, 6]])
+
+
+def test_run_steps_trains_synchronously_and_stops_at_a_plateau() -> None:
+    from livetrain_widgets.engine.plateau import PlateauConfig
+    from livetrain_widgets.engine.trainer import Trainer, TrainerConfig
+
+    images, labels = two_class_images(6)
+    targets = [Annotation(16, 16, category=c) for c in labels]
+    tr = Trainer(TinyClassifier(), lambda k: images[k], TrainerConfig(batch_size=2),
+                 plateau_config=PlateauConfig(window=5, patience=1, threshold=10.0, noise_z=0))
+    assert tr.run_steps(5) == []  # no samples yet: nothing to train on
+    tr.set_sample(0, targets[0])
+    tr.set_sample(1, targets[1])
+    first = tr.run_steps(3)
+    assert [r.step for r in first] == [1, 2, 3] and tr.step == 3
+    # a 10x improvement per window is demanded: the detector fires at its first check (10 valid losses)
+    rest = tr.run_steps(100)
+    assert tr.plateau.plateaued and tr.step == 10 and len(rest) == 7
+    assert tr.run_steps(5) == []
+    preds, step = tr.predict_now([images[2]])
+    assert step == 10 and preds[0].category_scores is not None
+    tr.close()
+
+
+def test_uniform_sampler_and_no_plateau_options() -> None:
+    from livetrain_widgets.engine.sampler import UniformSampler
+    from livetrain_widgets.engine.trainer import Trainer, TrainerConfig
+
+    images, labels = two_class_images(4)
+    targets = [Annotation(16, 16, category=c) for c in labels]
+    tr = Trainer(TinyClassifier(), lambda k: images[k], TrainerConfig(batch_size=2, sampler="uniform", plateau=False))
+    assert isinstance(tr.sampler, UniformSampler)
+    for k in range(4):
+        tr.set_sample(k, targets[k])
+    assert len(tr.run_steps(30)) == 30 and not tr.plateau.plateaued and tr.plateau.step == 0
+    tr.close()
+    with pytest.raises(ValueError, match="sampler must be"):
+        TrainerConfig(sampler="random")
+
+
+def _run(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "out"
+    assert cli(["simulate", *args, "--out", str(out), "--quiet"]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+@needs_data
+@pytest.mark.slow
+def test_simulate_bccd_quick_all_strategies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bccd = DATA / "bccd"
+    res = _run(tmp_path, "--task", "detection", "--images", str(bccd / "JPEGImages"), "--labels",
+               str(bccd / "Annotations"), "--format", "voc", "--limit", "6", "--holdout-max", "3",
+               "--steps-per-image", "2", "--offline-max-steps", "6", "--eval-at", "4",
+               "--model-option", "input_size=160", "--strategy", "live", "--strategy", "hitl:at=3",
+               "--strategy", "static:k=3", "--strategy", "manual", "--strategy", "live:uniform,offer=3")
+    table = capsys.readouterr().out
+    for name in ("live", "hitl", "static", "manual", "offline (ref.)", "ablation live:uniform,offer=3"):
+        assert name in table
+    strat = res["strategies"]
+    assert set(strat) == {"live", "hitl:at=3", "static:k=3", "manual", "live:uniform,offer=3"}
+    man = strat["manual"]
+    # manual: nothing offered, every image charged exactly the cost model's manual time
+    assert all(not r["offered"] and r["seconds"] == r["manual_seconds"] for r in man["records"])
+    assert man["summary"]["hours_vs_manual"] == 1.0 and man["heldout"] is None
+    expected = sum(5.0 + 7.0 * r["objects"] for r in man["records"]) / 3600
+    assert man["summary"]["work_hours"] == pytest.approx(expected, abs=1e-3)
+    # hitl: one retrain after 3 images = one calendar day of pause, pre-labels from image 4 on
+    hitl = strat["hitl:at=3"]
+    assert [r["after_images"] for r in hitl["retrains"]] == [3] and hitl["summary"]["pause_days"] == 1.0
+    assert [r["offered"] for r in hitl["records"]] == [False] * 3 + [True] * 3
+    assert hitl["records"][-1]["calendar_days"] == pytest.approx(hitl["records"][-1]["work_hours"] / 6 + 1, 1e-3)
+    # live: 2 steps while each image from the 3rd is labeled (training needs 2 labels), on the labels before it
+    live = strat["live"]
+    assert [r["steps_trained"] for r in live["records"]] == [0, 0, 2, 2, 2, 2]
+    assert live["summary"]["training_steps"] == 8
+    assert [r["model_step"] for r in live["records"]] == [0, 0, 0, 2, 4, 6]
+    assert "4" in live["heldout_at"] and 0.0 <= live["heldout"]["map50"] <= 1.0
+    forced = strat["live:uniform,offer=3"]
+    assert [r["offered"] for r in forced["records"]] == [False, False, True, True, True, True]
+    assert "live:uniform,offer=3" in res["ablations"]
+    assert res["offline"]["steps"] == 6 and "heldout_vs_offline" in live["summary"]
+    assert res["costs"]["box_draw_s"] == 7.0 and "Papadopoulos" in res["cost_sources"]["box_draw_s"]
+    for p in ("progress_calendar.png", "progress_hours.png", "speed_hours.png", "speed_images.png"):
+        assert (tmp_path / "out" / p).stat().st_size > 5000
+
+
+@needs_data
+@pytest.mark.slow
+def test_simulate_masks_and_classes_quick(tmp_path: Path) -> None:
+    mem = DATA / "membrane"
+    res = _run(tmp_path / "m", "--task", "segmentation", "--images", str(mem / "image"), "--labels",
+               str(mem / "label"), "--format", "masks", "--limit", "4", "--holdout-max", "2",
+               "--steps-per-image", "1", "--no-offline", "--model-option", "input_size=128",
+               "--strategy", "live", "--strategy", "manual", "--cost", "mask_draw_s=100")
+    assert res["metric"] == "mIoU" and res["costs"]["mask_draw_s"] == 100
+    assert all(r["seconds"] == 130.0 for r in res["strategies"]["manual"]["records"])  # 30 s + 1 mask
+    nuc = DATA / "nuclei"
+    res = _run(tmp_path / "n", "--task", "segmentation", "--images", str(nuc / "img2d.tif"), "--labels",
+               str(nuc / "mask2d.tif"), "--format", "instances", "--tile", "128", "--limit", "3",
+               "--steps-per-image", "1", "--no-offline", "--model-option", "input_size=128",
+               "--strategy", "live", "--strategy", "manual")
+    assert res["metric"] == "mAP@0.5" and res["dataset"]["walk"] == 3
+    # calibrated: a manual tile costs 210 s on average over the walk
+    man = [r["seconds"] for r in res["strategies"]["manual"]["records"]]
+    assert np.mean(man) == pytest.approx(210.0, abs=0.01)
+    bccd = DATA / "bccd"
+    res = _run(tmp_path / "c", "--task", "classification", "--crops", "--images", str(bccd / "JPEGImages"),
+               "--labels", str(bccd / "Annotations"), "--format", "voc", "--limit", "5", "--holdout-max", "4",
+               "--steps-per-image", "1", "--no-offline", "--model-option", "input_size=64",
+               "--strategy", "live:offer=3", "--strategy", "manual")
+    assert res["dataset"]["task"] == "classification" and res["metric"] == "accuracy"
+    kinds = res["strategies"]["live:offer=3"]["summary"]["corrections"]
+    assert sum(kinds.values()) == 5 and set(kinds) == {"confirmed", "picked", "chosen"}
+
+
+def test_bad_arguments_give_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli(["simulate", "--task", "detection", "--images", str(tmp_path), "--labels", str(tmp_path),
+                "--format", "voc", "--out", str(tmp_path / "o")])
+    assert code == 2 and "no images found" in capsys.readouterr().err
+    code = cli(["simulate", "--task", "detection", "--images", str(tmp_path), "--labels", str(tmp_path),
+                "--format", "voc", "--strategy", "live:fast", "--out", str(tmp_path / "o")])
+    assert code == 2 and "option 'fast'" in capsys.readouterr().err
