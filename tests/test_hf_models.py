@@ -399,3 +399,24 @@ def test_canvas_mapping_round_trips_boxes_and_masks() -> None:
         # a flip moves boxes with the pixels
         _, flipped = flip(np.zeros((h, w, 3), np.uint8), ann)
         np.testing.assert_allclose(flipped.boxes, Annotation.from_masks(flipped.masks, [1]).boxes)
+
+
+def test_zero_shot_static_strategy_of_the_study(checkpoints: Callable[[str], str]) -> None:
+    """`livetrain simulate --strategy static:model=FOLDER,k=0`: a Grounding DINO prompted with the class
+    names pre-labels every image from the first one and never trains (random weights here: the code path,
+    not the quality)."""
+    from livetrain_widgets.study.dataset import Item, StudyData
+    from livetrain_widgets.study.simulate import Strategy, StudyConfig, run_study
+
+    items = []
+    for seed in range(4):
+        img, ann = _sample("detection", seed)
+        items.append(Item(f"s{seed}", lambda img=img: img, ann))
+    data = StudyData("detection", list(CLASSES), items[:3], items[3:])
+    cfg = StudyConfig(eval_at=[], offline_reference=False, threshold=0.0)
+    res = run_study(data, [Strategy.parse(f"static:model={checkpoints('grounding_dino')},k=0"),
+                           Strategy.parse("manual")], cfg, progress=False)
+    zs = res["strategies"][f"static:model={checkpoints('grounding_dino')},k=0"]
+    assert [r["offered"] for r in zs["records"]] == [True, True, True]
+    assert {r["model_step"] for r in zs["records"]} == {0} and zs["retrains"] == []
+    assert zs["heldout"] is not None and zs["summary"]["training_steps"] == 0

@@ -167,9 +167,15 @@ def test_simulate_masks_and_classes_quick(tmp_path: Path) -> None:
     bccd = DATA / "bccd"
     res = _run(tmp_path / "c", "--task", "classification", "--crops", "--images", str(bccd / "JPEGImages"),
                "--labels", str(bccd / "Annotations"), "--format", "voc", "--limit", "5", "--holdout-max", "4",
-               "--steps-per-image", "1", "--no-offline", "--model-option", "input_size=64",
-               "--strategy", "live:offer=3", "--strategy", "manual")
+               "--compute-ratio", "auto", "--max-steps-per-image", "3", "--no-offline",
+               "--model-option", "input_size=64", "--strategy", "live:offer=3", "--strategy", "manual")
     assert res["dataset"]["task"] == "classification" and res["metric"] == "accuracy"
+    # real-time training: the ratio is the inverse of the step time measured first, capped per image
+    cfg = res["config"]
+    assert cfg["measured_step_seconds"] > 0 and cfg["steps_per_image"] is None
+    assert cfg["compute_ratio"] == pytest.approx(1 / cfg["measured_step_seconds"], rel=1e-3)
+    trained = [r["steps_trained"] for r in res["strategies"]["live:offer=3"]["records"]]
+    assert trained[:2] == [0, 0] and all(0 <= t <= 3 for t in trained) and sum(trained) > 0
     kinds = res["strategies"]["live:offer=3"]["summary"]["corrections"]
     assert sum(kinds.values()) == 5 and set(kinds) == {"confirmed", "picked", "chosen"}
 

@@ -21,11 +21,15 @@ _STYLE = {"manual": ("#7f7f7f", "-"), "static": ("#9467bd", "-"), "hitl": ("#ff7
           "live": ("#1f77b4", "-")}
 
 
-def _style(name: str, kind: str) -> dict[str, Any]:
-    color, ls = _STYLE.get(name, _STYLE.get(kind, ("#333333", "-")))
-    if name != kind:  # variants of a kind: same family colour is confusing; let matplotlib pick, dashed
-        return {"linestyle": "--", "linewidth": 1.4}
-    return {"color": color, "linestyle": ls, "linewidth": 2.0}
+#: variants (ablations such as "live:uniform") get colours no base strategy uses, dashed
+_VARIANTS = ("#17becf", "#2ca02c", "#d62728", "#e377c2", "#8c564b", "#bcbd22")
+
+
+def _style(name: str, kind: str, variant: int) -> dict[str, Any]:
+    if name in _STYLE:
+        color, ls = _STYLE[name]
+        return {"color": color, "linestyle": ls, "linewidth": 2.0}
+    return {"color": _VARIANTS[variant % len(_VARIANTS)], "linestyle": "--", "linewidth": 1.4}
 
 
 def speed_series(records: list[dict[str, Any]], window: int) -> np.ndarray:
@@ -54,6 +58,7 @@ def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
     paths = []
     for fname, xlabel, ylabel, series in views:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        variants = 0
         for name, res in results["strategies"].items():
             recs = res["records"]
             if not recs:
@@ -64,7 +69,8 @@ def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
             # start at the origin for the progress views
             if y is not None and "progress" in fname:
                 x, y = [0.0, *x], [0.0, *y]
-            ax.plot(x, y, label=name, **_style(name, res["strategy"]["kind"]))
+            ax.plot(x, y, label=name, **_style(name, res["strategy"]["kind"], variants))
+            variants += name not in _STYLE
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)

@@ -108,6 +108,8 @@ class StudyConfig:
     steps_per_image: int | None = 20
     #: training steps per simulated human second (live), instead of a fixed count per image
     compute_ratio: float | None = None
+    #: the step time ``--compute-ratio auto`` measured (the ratio is its inverse: real-time training)
+    measured_step_seconds: float | None = None
     max_steps_per_image: int | None = 400
     #: pre-labels below this confidence are not shown (the app's default)
     threshold: float = 0.3
@@ -189,7 +191,9 @@ def _semantic(data: StudyData) -> bool:
 
 def train_offline(data: StudyData, items: Sequence[Item], cfg: StudyConfig, seed: int,
                   progress: Callable[[int], None] | None = None) -> tuple[_Engine, dict[str, Any]]:
-    """A fresh model trained on ``items`` until the plateau detector fires (between the min and max steps)."""
+    """A fresh model trained on ``items`` until the plateau detector fires (between the min and max steps).
+
+    ``progress`` is called with the number of steps after each chunk of training."""
     eng = _Engine(data, cfg, seed=seed)
     for key, item in enumerate(items):
         eng.add(key, item)
@@ -311,11 +315,11 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             t0 = time.perf_counter()
             if eng is not None:
                 eng.close()
-            eng, info = train_offline(data, data.walk[:labeled], cfg, cfg.seed)
+            eng, info = _train_with_bar(data, data.walk[:labeled], cfg, f"hitl retrain @{labeled}", progress)
             pause_days += cfg.hitl_pause_days
             retrains.append({"after_images": labeled, **info, "wall_s": round(time.perf_counter() - t0, 1)})
         if kind == "static" and static_k is not None and labeled == static_k and eng is None:
-            eng, info = train_offline(data, data.walk[:labeled], cfg, cfg.seed)
+            eng, info = _train_with_bar(data, data.walk[:labeled], cfg, f"static train @{labeled}", progress)
             retrains.append({"after_images": labeled, **info})
         records.append({
             "i": labeled, "name": item.name, "offered": bool(offered), "seconds": round(seconds, 3),
@@ -409,7 +413,7 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         eng = res.pop("_engine", None)
         if eng is not None:
             if cfg.offline_reference and "offline" not in results and data.holdout:
-                results["offline"] = _offline_reference(data, cfg)
+                results["offline"] = _offline_reference(data, cfg, progress)
             eng.close()
         results["strategies"][strat.name] = res
         if out is not None:  # partial results survive an interrupted study
@@ -423,9 +427,18 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
     return results
 
 
-def _offline_reference(data: StudyData, cfg: StudyConfig) -> dict[str, Any]:
+def _train_with_bar(data: StudyData, items: Sequence[Item], cfg: StudyConfig, desc: str,
+                    progress: bool) -> tuple[_Engine, dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=cfg.offline_max_steps, desc=f"{desc:<16}", unit="step", disable=not progress,
+              leave=False) as bar:
+        return train_offline(data, items, cfg, cfg.seed, progress=bar.update)
+
+
+def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """The same model trained offline to convergence on every label of the walk."""
-    eng, info = train_offline(data, data.walk, cfg, cfg.seed)
+    eng, info = _train_with_bar(data, data.walk, cfg, "offline reference", progress)
     try:
         return {**info, "heldout": score_heldout(eng, data, cfg)}
     finally:
@@ -543,9 +556,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps-per-image", type=int, help="live training steps while one image is labeled (20)")
-    g.add_argument("--compute-ratio", type=float,
-                   help="live training steps per simulated human second; 'auto' is not offered: measure "
-                        "with `livetrain bench` and pass 1/step_seconds for real time")
+    g.add_argument("--compute-ratio", type=_ratio, metavar="R|auto",
+                   help="live training steps per simulated human second; 'auto' measures this machine's "
+                        "step time first and trains in real time (1 / step seconds)")
     p.add_argument("--max-steps-per-image", type=int, default=400)
     p.add_argument("--tile", type=int, help="cut images larger than this into tiles of this size")
     p.add_argument("--crops", action="store_true",
@@ -569,6 +582,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a cost of the cost model, e.g. box_draw_s=10 (repeat)")
     p.add_argument("--out", required=True, help="output folder: results.json and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _ratio(text: str) -> float | str:
+    if text == "auto":
+        return text
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("the compute ratio must be positive")
+    return value
+
+
+def measure_step_seconds(data: StudyData, cfg: StudyConfig, steps: int = 6) -> float:
+    """Median seconds of a training step of the study's model on the first images (warm-up excluded)."""
+    eng = _Engine(data, cfg, seed=cfg.seed)
+    try:
+        for key, item in enumerate(data.walk[: max(cfg.min_labeled, cfg.batch_size)]):
+            eng.add(key, item)
+        eng.train(2)  # first steps pay for allocations and caches
+        done = eng.trainer.run_steps(steps)
+        if not done:
+            raise RuntimeError(f"could not measure a training step: {eng.trainer.error}")
+        return float(np.median([r.seconds for r in done]))
+    finally:
+        eng.close()
 
 
 def _kv(pairs: Sequence[str], what: str) -> dict[str, Any]:
@@ -602,13 +639,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = StudyConfig(
         seed=args.seed,
         steps_per_image=None if args.compute_ratio is not None else (args.steps_per_image or 20),
-        compute_ratio=args.compute_ratio, max_steps_per_image=args.max_steps_per_image,
+        compute_ratio=None if args.compute_ratio == "auto" else args.compute_ratio,
+        max_steps_per_image=args.max_steps_per_image,
         threshold=args.threshold, hitl_pause_days=args.hitl_pause_days, workday_hours=args.workday_hours,
-        offline_max_steps=args.offline_max_steps, offline_min_steps=min(args.offline_min_steps, args.offline_max_steps),
+        offline_max_steps=args.offline_max_steps,
+        offline_min_steps=min(args.offline_min_steps, args.offline_max_steps),
         eval_at=[int(v) for v in args.eval_at.split(",") if v], model=args.model,
         model_options=_kv(args.model_option, "--model-option"), offline_reference=not args.no_offline,
         plateau_window=args.plateau_window,
     )
+    if args.compute_ratio == "auto":
+        step_s = measure_step_seconds(data, cfg)
+        cfg.compute_ratio = round(1.0 / step_s, 4)
+        cfg.measured_step_seconds = round(step_s, 4)
     compute = (f"{cfg.steps_per_image} steps per image" if cfg.compute_ratio is None
                else f"{cfg.compute_ratio} steps per human second")
     print(f"{data.task}: {len(data.walk)} images to label, {len(data.holdout)} held out, classes "

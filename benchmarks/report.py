@@ -1,0 +1,85 @@
+"""Markdown tables of a study's results (what BENCHMARKS.md shows), from the results.json files.
+
+    python benchmarks/report.py benchmarks/results > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def strategy_table(res: dict[str, Any]) -> str:
+    metric = res["metric"]
+    rows = [f"| strategy | working hours | calendar days | vs manual | vs hitl | first image that saved time | "
+            f"held-out {metric} | vs offline |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in res["strategies"].items():
+        s = r["summary"]
+        rows.append(f"| {name} | {_f(s['work_hours'])} | {_f(s['calendar_days'])} | {_f(s.get('hours_vs_manual'))} "
+                    f"| {_f(s.get('hours_vs_hitl'))} | {_f(s['first_saving_image'])} | {_f(s['heldout'], 3)} "
+                    f"| {_f(s.get('heldout_vs_offline'))} |")
+    off = res.get("offline")
+    if off:
+        rows.append(f"| offline reference ({off['images']} images, {off['steps']} steps) | – | – | – | – | – | "
+                    f"{_f(off['heldout']['headline'], 3)} | 1.00 |")
+    return "\n".join(rows)
+
+
+def corrections_table(res: dict[str, Any]) -> str:
+    kinds: list[str] = []
+    for r in res["strategies"].values():
+        for k in r["summary"]["corrections"]:
+            if k not in kinds:
+                kinds.append(k)
+    rows = ["| strategy | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for name, r in res["strategies"].items():
+        c = r["summary"]["corrections"]
+        rows.append(f"| {name} | " + " | ".join(str(c.get(k, 0)) for k in kinds) + " |")
+    return "\n".join(rows)
+
+
+def heldout_table(res: dict[str, Any]) -> str:
+    points = sorted({int(n) for r in res["strategies"].values() for n in r["heldout_at"]})
+    if not points:
+        return ""
+    rows = ["| strategy | " + " | ".join(f"after {n}" for n in points) + " |", "|---" * (len(points) + 1) + "|"]
+    for name, r in res["strategies"].items():
+        if r["heldout_at"]:
+            rows.append(f"| {name} | " + " | ".join(_f(r["heldout_at"].get(str(n), {}).get("headline"), 3)
+                                                     for n in points) + " |")
+    return "\n".join(rows)
+
+
+def ablation_table(res: dict[str, Any]) -> str:
+    if not res.get("ablations"):
+        return ""
+    metric = res["metric"]
+    rows = [f"| variant (vs live) | working hours | Δ held-out {metric} | Δ training steps | first image that "
+            "saved time (live → variant) |", "|---|---|---|---|---|"]
+    for name, a in res["ablations"].items():
+        rows.append(f"| {name} | ×{a['work_hours_ratio']:.3f} | {_f(a['heldout_delta'], 3)} | "
+                    f"{a['training_steps_delta']:+d} | {a['first_saving_image'][0]} → {a['first_saving_image'][1]} |")
+    return "\n".join(rows)
+
+
+def main(root: str) -> None:
+    for path in sorted(Path(root).glob("*/results.json")):
+        res = json.loads(path.read_text())
+        d = res["dataset"]
+        print(f"### {path.parent.name}: {d['task']}, {d['walk']} images labeled, {d['holdout']} held out\n")
+        for table in (strategy_table(res), corrections_table(res), heldout_table(res), ablation_table(res)):
+            if table:
+                print(table + "\n")
+        print(f"wall time {res.get('wall_seconds', 0) / 60:.1f} min\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")
