@@ -37,7 +37,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -413,7 +413,7 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         eng = res.pop("_engine", None)
         if eng is not None:
             if cfg.offline_reference and "offline" not in results and data.holdout:
-                results["offline"] = _offline_reference(data, cfg, progress)
+                results["offline"] = _offline_reference(data, cfg, progress, at_least=eng.trainer.step)
             eng.close()
         results["strategies"][strat.name] = res
         if out is not None:  # partial results survive an interrupted study
@@ -436,9 +436,14 @@ def _train_with_bar(data: StudyData, items: Sequence[Item], cfg: StudyConfig, de
         return train_offline(data, items, cfg, cfg.seed, progress=bar.update)
 
 
-def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
-    """The same model trained offline to convergence on every label of the walk."""
-    eng, info = _train_with_bar(data, data.walk, cfg, "offline reference", progress)
+def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True,
+                       at_least: int = 0) -> dict[str, Any]:
+    """The same model trained offline to convergence on every label of the walk.
+
+    Its step budget is never below the live model's own step count (``at_least``), so a live/offline
+    ratio above 1 cannot come from an offline model that was simply cut short."""
+    budget = replace(cfg, offline_max_steps=max(cfg.offline_max_steps, at_least))
+    eng, info = _train_with_bar(data, data.walk, budget, "offline reference", progress)
     try:
         return {**info, "heldout": score_heldout(eng, data, cfg)}
     finally:
