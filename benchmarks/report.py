@@ -65,7 +65,8 @@ def ablation_table(res: dict[str, Any]) -> str:
     rows = [f"| variant (vs live) | working hours | Δ held-out {metric} | Δ training steps | first image that "
             "saved time (live → variant) |", "|---|---|---|---|---|"]
     for name, a in res["ablations"].items():
-        rows.append(f"| {name} | ×{a['work_hours_ratio']:.3f} | {_f(a['heldout_delta'], 3)} | "
+        delta = "–" if a["heldout_delta"] is None else f"{a['heldout_delta']:+.3f}"
+        rows.append(f"| {name} | ×{a['work_hours_ratio']:.3f} | {delta} | "
                     f"{a['training_steps_delta']:+d} | {a['first_saving_image'][0]} → {a['first_saving_image'][1]} |")
     return "\n".join(rows)
 
