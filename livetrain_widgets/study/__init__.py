@@ -26,7 +26,7 @@ _EXPORTS = {
     "Strategy": ".simulate",
     "StudyConfig": ".simulate",
     "run_study": ".simulate",
-    "format_table": ".simulate",
+    "format_table": ".results",
     "run_bench": ".bench",
 }
 __all__ = [
@@ -45,4 +45,5 @@ if TYPE_CHECKING:
     from .bench import run_bench
     from .costs import CostModel
     from .dataset import StudyData, load_study_data
-    from .simulate import Strategy, StudyConfig, format_table, run_study
+    from .results import format_table
+    from .simulate import Strategy, StudyConfig, run_study

@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
-import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -43,15 +40,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..engine.annotation import TASKS
+from ..engine.formats import FORMATS  # neither imports torch: --help stays fast
+from .dataset import SYNTHETIC_CLASSES, synthetic_detection
+from .results import cpu_name, environment, write_results
+
 if TYPE_CHECKING:
     from ..engine.annotation import Annotation
     from ..engine.session import LiveSession
     from ..engine.trainer import StepResult
 
-#: Label formats accepted by --format (``engine.formats.FORMATS``; repeated so --help needs no torch).
-FORMATS = ("coco", "voc", "yolo", "masks", "instances", "folders")
-TASKS = ("detection", "segmentation", "classification")
-SYNTHETIC_CLASSES = ("rectangle", "ellipse", "ring")
 #: evaluator score is reported after this many labeled images (those not beyond --labeled)
 SCORE_AT = (5, 10, 20, 40, 60, 100)
 CHECKPOINT_REPEATS = 3
@@ -70,56 +68,6 @@ class BenchData:
         self.classes = classes
         self.task = task
         self.info = info
-
-
-def synthetic_detection(n: int, *, seed: int = 0, size: tuple[int, int] = (480, 640),
-                        objects: tuple[int, int] = (3, 8)) -> tuple[list[np.ndarray], list[Annotation]]:
-    """``n`` RGB images (height, width = ``size``) of shapes on textured noise, with their true boxes.
-
-    Classes are :data:`SYNTHETIC_CLASSES` by index: filled rectangles (reddish), filled ellipses
-    (bluish) and ellipse outlines (greenish). Shapes do not overlap, so every box is fully visible.
-    """
-    from PIL import Image, ImageDraw
-
-    from ..engine.annotation import Annotation
-
-    h, w = size
-    rng = np.random.default_rng(seed)
-    base = np.array([[200, 60, 50], [50, 80, 210], [60, 190, 70]], np.float64)
-    images, labels = [], []
-    for _ in range(n):
-        # Smooth blotches plus pixel noise: a background the model must learn to ignore, not a flat colour.
-        coarse = Image.fromarray((rng.random((h // 40 + 2, w // 40 + 2, 3)) * 255).astype(np.uint8))
-        bg = np.asarray(coarse.resize((w, h), Image.BICUBIC), np.float64) * 0.5 + 60
-        bg += rng.normal(0, 14, (h, w, 3))
-        img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-        draw = ImageDraw.Draw(img)
-        boxes: list[list[int]] = []
-        cls: list[int] = []
-        for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
-            for _attempt in range(50):
-                bw, bh = int(rng.integers(24, 100)), int(rng.integers(24, 100))
-                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-                box = [x0, y0, x0 + bw, y0 + bh]
-                if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1] for b in boxes):
-                    break
-            else:
-                continue
-            c = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
-            colour = tuple(int(v) for v in np.clip(base[c] + rng.normal(0, 20, 3), 0, 255))
-            # PIL shapes cover pixels x0..x1 inclusive; the box's pixel edges end one further.
-            shape = [x0, y0, x0 + bw - 1, y0 + bh - 1]
-            if c == 0:
-                draw.rectangle(shape, fill=colour)
-            elif c == 1:
-                draw.ellipse(shape, fill=colour)
-            else:
-                draw.ellipse(shape, outline=colour, width=max(3, min(bw, bh) // 8))
-            boxes.append(box)
-            cls.append(c)
-        images.append(np.asarray(img))
-        labels.append(Annotation(w, h, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(cls, np.int64)))
-    return images, labels
 
 
 def _synthetic_data(n: int, seed: int) -> BenchData:
@@ -173,17 +121,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _mean(values: Sequence[float | None]) -> float | None:
     v = [x for x in values if x is not None]
     return float(np.mean(v)) if v else None
-
-
-def _cpu_name() -> str | None:
-    # platform.processor() is empty on most Linux systems; /proc/cpuinfo names the model.
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _peak_rss_mb() -> float:
@@ -409,7 +346,7 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
         b50, b95, i50, i95 = _pct(busy, 50), _pct(busy, 95), _pct(idle, 50), _pct(idle, 95)
         result = {
             "device": str(trainer.device),
-            "device_name": torch.cuda.get_device_name(trainer.device) if cuda else _cpu_name(),
+            "device_name": torch.cuda.get_device_name(trainer.device) if cuda else cpu_name(),
             "setup": {"image_size": list(first.shape[:2]), "input_size": getattr(trainer.model, "input_size", None),
                       "network_input": None if net_in is None else list(net_in), "batch_size": tcfg.batch_size,
                       "torch_threads": torch.get_num_threads(), "amp": trainer.amp,
@@ -440,23 +377,6 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
 
 
 # ------------------------------------------------------------------------------------------- API
-def _environment() -> dict[str, Any]:
-    import torch
-
-    from .. import __version__
-
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "livetrain_widgets": __version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-        "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "processor": _cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": affinity,
-        "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available(),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        # Another process training on the same cores shows here; absolute times are noisy then.
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def _devices(device: str | None) -> tuple[list[str], dict[str, str | None]]:
     import torch
 
@@ -528,7 +448,7 @@ async def run_bench_async(
         data.labels[:labeled + submissions] + data.labels[-1:]
     data.info.update(labeled=labeled, submissions=submissions)
 
-    results: dict[str, Any] = {"config": {"arguments": arguments, "environment": _environment()},
+    results: dict[str, Any] = {"config": {"arguments": arguments, "environment": environment()},
                                "data": data.info, "cpu": None, "gpu": None,
                                "cpu_reason": reasons["cpu"], "gpu_reason": reasons["gpu"]}
     for dev in devices:
@@ -538,7 +458,7 @@ async def run_bench_async(
             progress=progress)
     results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(
         os, "getloadavg") else None
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_results(results, out)
     return results
 
 

@@ -40,6 +40,13 @@ class StudyData:
     holdout: list[Item]
     notes: list[str] = field(default_factory=list)
 
+    @functools.cached_property
+    def semantic(self) -> bool:
+        """Segmentation with at most one mask per class in every image: read as semantic (class maps)."""
+        items = self.walk + self.holdout
+        return self.task == "segmentation" and any(len(i.target) for i in items) and all(
+            len(set(i.target.labels.tolist())) == len(i.target) for i in items)
+
     def summary(self) -> dict[str, object]:
         objects = [len(i.target) for i in self.walk]
         return {
@@ -200,4 +207,57 @@ def _memo(fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
     return functools.lru_cache(maxsize=1)(fn)
 
 
-__all__ = ["Item", "StudyData", "crop_annotation", "load_study_data", "tile_windows"]
+#: classes of :func:`synthetic_detection`, by index
+SYNTHETIC_CLASSES = ("rectangle", "ellipse", "ring")
+
+
+def synthetic_detection(n: int, *, seed: int = 0, size: tuple[int, int] = (480, 640),
+                        objects: tuple[int, int] = (3, 8)) -> tuple[list[np.ndarray], list[Annotation]]:
+    """``n`` RGB images (height, width = ``size``) of shapes on textured noise, with their true boxes.
+
+    Classes are :data:`SYNTHETIC_CLASSES` by index: filled rectangles (reddish), filled ellipses
+    (bluish) and ellipse outlines (greenish). Shapes do not overlap, so every box is fully visible.
+    """
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    rng = np.random.default_rng(seed)
+    base = np.array([[200, 60, 50], [50, 80, 210], [60, 190, 70]], np.float64)
+    images, labels = [], []
+    for _ in range(n):
+        # Smooth blotches plus pixel noise: a background the model must learn to ignore, not a flat colour.
+        coarse = Image.fromarray((rng.random((h // 40 + 2, w // 40 + 2, 3)) * 255).astype(np.uint8))
+        bg = np.asarray(coarse.resize((w, h), Image.BICUBIC), np.float64) * 0.5 + 60
+        bg += rng.normal(0, 14, (h, w, 3))
+        img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        boxes: list[list[int]] = []
+        cls: list[int] = []
+        for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
+            for _attempt in range(50):
+                bw, bh = int(rng.integers(24, 100)), int(rng.integers(24, 100))
+                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+                box = [x0, y0, x0 + bw, y0 + bh]
+                if all(box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1] for b in boxes):
+                    break
+            else:
+                continue
+            c = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
+            colour = tuple(int(v) for v in np.clip(base[c] + rng.normal(0, 20, 3), 0, 255))
+            # PIL shapes cover pixels x0..x1 inclusive; the box's pixel edges end one further.
+            shape = [x0, y0, x0 + bw - 1, y0 + bh - 1]
+            if c == 0:
+                draw.rectangle(shape, fill=colour)
+            elif c == 1:
+                draw.ellipse(shape, fill=colour)
+            else:
+                draw.ellipse(shape, outline=colour, width=max(3, min(bw, bh) // 8))
+            boxes.append(box)
+            cls.append(c)
+        images.append(np.asarray(img))
+        labels.append(Annotation(w, h, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(cls, np.int64)))
+    return images, labels
+
+
+__all__ = ["SYNTHETIC_CLASSES", "Item", "StudyData", "crop_annotation", "load_study_data", "synthetic_detection",
+           "tile_windows"]

@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +49,7 @@ from ..engine.plateau import PlateauConfig
 from ..engine.trainer import Trainer, TrainerConfig
 from .costs import SOURCES, CostModel
 from .dataset import Item, StudyData, load_study_data
+from .results import environment, format_table, relate, write_plots, write_results
 
 STRATEGY_KINDS = ("manual", "static", "hitl", "live")
 
@@ -148,7 +148,7 @@ class _Engine:
         self.data = data
         self.items: dict[int, Item] = {}
         options = dict(cfg.model_options)
-        if data.task == "segmentation" and _semantic(data):
+        if data.semantic:
             options.setdefault("semantic", True)
         spec = model or cfg.model
         if spec == "embedded":
@@ -156,9 +156,8 @@ class _Engine:
         net = create_model(spec, data.task, data.classes, **options)
         self.evaluator = LiveEvaluator(data.task, len(data.classes),
                                        EvaluatorConfig(semantic=bool(options.get("semantic"))))
-        tcfg = TrainerConfig(min_labeled=cfg.min_labeled, batch_size=cfg.batch_size, lr=cfg.lr, device="cpu"
-                             if os.environ.get("LIVETRAIN_STUDY_CPU") else None, sampler=sampler, plateau=plateau,
-                             seed=seed, checkpoint_every_s=float("inf"))
+        tcfg = TrainerConfig(min_labeled=cfg.min_labeled, batch_size=cfg.batch_size, lr=cfg.lr, sampler=sampler,
+                             plateau=plateau, seed=seed, checkpoint_every_s=float("inf"))
         self.trainer = Trainer(net, lambda k: self.items[k].load(), tcfg,
                                plateau_config=PlateauConfig(window=cfg.plateau_window),
                                quality=lambda: self.evaluator.ema)
@@ -180,13 +179,6 @@ class _Engine:
 
     def close(self) -> None:
         self.trainer.close()
-
-
-def _semantic(data: StudyData) -> bool:
-    """A segmentation dataset with at most one mask per class in every image reads as semantic."""
-    items = data.walk + data.holdout
-    return all(len(set(i.target.labels.tolist())) == len(i.target) for i in items) and any(
-        len(i.target) for i in items)
 
 
 def train_offline(data: StudyData, items: Sequence[Item], cfg: StudyConfig, seed: int,
@@ -231,7 +223,7 @@ def score_heldout(eng: _Engine, data: StudyData, cfg: StudyConfig) -> dict[str, 
 def _headline(data: StudyData, m: dict[str, Any]) -> float:
     if data.task == "classification":
         return float(m["accuracy"])
-    if data.task == "segmentation" and _semantic(data):
+    if data.semantic:
         return float(m["miou"])
     return float(m["map50"])
 
@@ -239,7 +231,7 @@ def _headline(data: StudyData, m: dict[str, Any]) -> float:
 def headline_name(data: StudyData) -> str:
     if data.task == "classification":
         return "accuracy"
-    return "mIoU" if data.task == "segmentation" and _semantic(data) else "mAP@0.5"
+    return "mIoU" if data.semantic else "mAP@0.5"
 
 
 def _round(x: Any, nd: int = 4) -> Any:
@@ -346,8 +338,7 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
     if kind == "live" and eng is not None:
         out["evaluator"] = eng.evaluator.summary()
         out["plateau_pauses"] = sum(1 for h in eng.trainer.plateau.history if h.get("event") == "plateau")
-        out["step_seconds_median"] = round(float(np.median(eng.trainer._step_seconds)), 4) \
-            if eng.trainer._step_seconds else None
+        out["step_seconds_median"] = eng.trainer.status()["step_seconds"]
         out["_engine"] = eng  # the caller may train an offline reference on the same labels; popped there
     elif eng is not None:
         eng.close()
@@ -404,7 +395,7 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         raise ValueError(f"each strategy once, got {names}")
     results: dict[str, Any] = {
         "config": asdict(cfg), "costs": costs.as_dict(), "cost_sources": SOURCES,
-        "dataset": data.summary(), "metric": headline_name(data), "machine": machine_info(),
+        "dataset": data.summary(), "metric": headline_name(data), "machine": environment(),
         "strategies": {},
     }
     t0 = time.perf_counter()
@@ -417,13 +408,13 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
             eng.close()
         results["strategies"][strat.name] = res
         if out is not None:  # partial results survive an interrupted study
-            _write(results, Path(out))
-    _relate(results)
+            write_results(results, Path(out))
+    relate(results)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
     if out is not None:
-        _write(results, Path(out))
+        write_results(results, Path(out))
         results["plots"] = write_plots(results, Path(out))
-        _write(results, Path(out))
+        write_results(results, Path(out))
     return results
 
 
@@ -448,105 +439,6 @@ def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True,
         return {**info, "heldout": score_heldout(eng, data, cfg)}
     finally:
         eng.close()
-
-
-def _relate(results: dict[str, Any]) -> None:
-    """Ratios against manual, hitl and the offline reference; ablation deltas against plain ``live``."""
-    strat = results["strategies"]
-
-    def first(kind: str) -> dict[str, Any] | None:  # "hitl" or its first variant, e.g. "hitl:at=5/10"
-        return strat.get(kind) or next((r for r in strat.values() if r["strategy"]["kind"] == kind), None)
-
-    manual, hitl = first("manual"), first("hitl")
-    offline = results.get("offline", {}).get("heldout", {}) or {}
-    for res in strat.values():
-        s = res["summary"]
-        if manual:
-            s["hours_vs_manual"] = round(s["work_hours"] / max(manual["summary"]["work_hours"], 1e-9), 4)
-        if hitl:
-            s["hours_vs_hitl"] = round(s["work_hours"] / max(hitl["summary"]["work_hours"], 1e-9), 4)
-        if s.get("heldout") is not None and offline.get("headline"):
-            s["heldout_vs_offline"] = round(s["heldout"] / offline["headline"], 4)
-    base = strat.get("live")
-    if base is None:
-        return
-    ablations = {}
-    for name, res in strat.items():
-        if name == "live" or res["strategy"]["kind"] != "live":
-            continue
-        a, b = res["summary"], base["summary"]
-        ablations[name] = {
-            "work_hours_delta": round(a["work_hours"] - b["work_hours"], 4),
-            "work_hours_ratio": round(a["work_hours"] / max(b["work_hours"], 1e-9), 4),
-            "heldout_delta": None if a["heldout"] is None or b["heldout"] is None
-            else round(a["heldout"] - b["heldout"], 4),
-            "training_steps_delta": (a["training_steps"] or 0) - (b["training_steps"] or 0),
-            "first_saving_image": [b["first_saving_image"], a["first_saving_image"]],
-        }
-    results["ablations"] = ablations
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    return {
-        "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def _write(results: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
-    os.replace(tmp, out / "results.json")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def write_plots(results: dict[str, Any], out: Path) -> list[str]:
-    """The four plots as PNG (needs matplotlib: ``pip install livetrain-widgets[study]``)."""
-    try:
-        from .plots import study_plots
-    except ImportError as exc:  # matplotlib missing: the figures are in results.json all the same
-        print(f"plots skipped ({exc}); pip install 'livetrain-widgets[study]' for PNG plots", file=sys.stderr)
-        return []
-    return [str(p) for p in study_plots(results, out)]
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """The short table printed at the end of a run."""
-    metric = results["metric"]
-    head = ["strategy", "images", "hours", "days", "vs manual", "vs hitl", "saves from", metric, "/offline"]
-    rows = [head]
-    f = lambda v, nd=2: "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))  # noqa: E731
-    for name, res in results["strategies"].items():
-        s = res["summary"]
-        rows.append([name, str(s["images"]), f(s["work_hours"]), f(s["calendar_days"], 1),
-                     f(s.get("hours_vs_manual")), f(s.get("hours_vs_hitl")), f(s["saves_from_image"]),
-                     f(s["heldout"], 3), f(s.get("heldout_vs_offline"))])
-    off = results.get("offline")
-    if off:
-        rows.append(["offline (ref.)", str(off["images"]), "-", "-", "-", "-", "-",
-                     f(off["heldout"]["headline"], 3), "1.00"])
-    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
-    lines = ["  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths, strict=True)))
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    for name, a in results.get("ablations", {}).items():
-        delta = "-" if a["heldout_delta"] is None else f"{a['heldout_delta']:+.3f}"
-        lines.append(f"ablation {name} vs live: hours x{a['work_hours_ratio']:.3f}, {metric} {delta}, "
-                     f"training steps {a['training_steps_delta']:+d}")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------- CLI

@@ -1,0 +1,135 @@
+"""What both commands write: the machine's description, results.json (atomically), the study's
+ratios and ablation deltas, its table and its plots."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def environment() -> dict[str, Any]:
+    """Versions, CPU, threads, CUDA and the load average when a run starts (written into results.json)."""
+    import torch
+
+    from .. import __version__
+
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "livetrain_widgets": __version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "processor": cpu_name(), "cpu_count": os.cpu_count(), "cpus_usable": affinity,
+        "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available(),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        # Another process training on the same cores shows here; absolute times are noisy then.
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def cpu_name() -> str | None:
+    # platform.processor() is empty on most Linux systems; /proc/cpuinfo names the model.
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
+    os.replace(tmp, out / "results.json")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_plots(results: dict[str, Any], out: Path) -> list[str]:
+    """The four plots as PNG (needs matplotlib: ``pip install livetrain-widgets[study]``)."""
+    try:
+        from .plots import study_plots
+    except ImportError as exc:  # matplotlib missing: the figures are in results.json all the same
+        print(f"plots skipped ({exc}); pip install 'livetrain-widgets[study]' for PNG plots", file=sys.stderr)
+        return []
+    return [str(p) for p in study_plots(results, out)]
+
+
+def relate(results: dict[str, Any]) -> None:
+    """Ratios against manual, hitl and the offline reference; ablation deltas against plain ``live``."""
+    strat = results["strategies"]
+
+    def first(kind: str) -> dict[str, Any] | None:  # "hitl" or its first variant, e.g. "hitl:at=5/10"
+        return strat.get(kind) or next((r for r in strat.values() if r["strategy"]["kind"] == kind), None)
+
+    manual, hitl = first("manual"), first("hitl")
+    offline = results.get("offline", {}).get("heldout", {}) or {}
+    for res in strat.values():
+        s = res["summary"]
+        if manual:
+            s["hours_vs_manual"] = round(s["work_hours"] / max(manual["summary"]["work_hours"], 1e-9), 4)
+        if hitl:
+            s["hours_vs_hitl"] = round(s["work_hours"] / max(hitl["summary"]["work_hours"], 1e-9), 4)
+        if s.get("heldout") is not None and offline.get("headline"):
+            s["heldout_vs_offline"] = round(s["heldout"] / offline["headline"], 4)
+    base = strat.get("live")
+    if base is None:
+        return
+    ablations = {}
+    for name, res in strat.items():
+        if name == "live" or res["strategy"]["kind"] != "live":
+            continue
+        a, b = res["summary"], base["summary"]
+        ablations[name] = {
+            "work_hours_delta": round(a["work_hours"] - b["work_hours"], 4),
+            "work_hours_ratio": round(a["work_hours"] / max(b["work_hours"], 1e-9), 4),
+            "heldout_delta": None if a["heldout"] is None or b["heldout"] is None
+            else round(a["heldout"] - b["heldout"], 4),
+            "training_steps_delta": (a["training_steps"] or 0) - (b["training_steps"] or 0),
+            "first_saving_image": [b["first_saving_image"], a["first_saving_image"]],
+        }
+    results["ablations"] = ablations
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The short table printed at the end of a run."""
+    metric = results["metric"]
+    head = ["strategy", "images", "hours", "days", "vs manual", "vs hitl", "saves from", metric, "/offline"]
+    rows = [head]
+    f = lambda v, nd=2: "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for name, res in results["strategies"].items():
+        s = res["summary"]
+        rows.append([name, str(s["images"]), f(s["work_hours"]), f(s["calendar_days"], 1),
+                     f(s.get("hours_vs_manual")), f(s.get("hours_vs_hitl")), f(s["saves_from_image"]),
+                     f(s["heldout"], 3), f(s.get("heldout_vs_offline"))])
+    off = results.get("offline")
+    if off:
+        rows.append(["offline (ref.)", str(off["images"]), "-", "-", "-", "-", "-",
+                     f(off["heldout"]["headline"], 3), "1.00"])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+    lines = ["  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, a in results.get("ablations", {}).items():
+        delta = "-" if a["heldout_delta"] is None else f"{a['heldout_delta']:+.3f}"
+        lines.append(f"ablation {name} vs live: hours x{a['work_hours_ratio']:.3f}, {metric} {delta}, "
+                     f"training steps {a['training_steps_delta']:+d}")
+    return "\n".join(lines)
+
+
+__all__ = ["cpu_name", "environment", "format_table", "relate", "write_plots", "write_results"]
