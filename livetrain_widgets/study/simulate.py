@@ -22,6 +22,8 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   live:offer=N           ... pre-labels offered from image N on (the engine's own rule otherwise)
   live:steps=K           ... with K steps per image
 
+``--mode stream`` runs the correction mode's protocol instead (see ``livetrain_widgets.study.stream``).
+
 Outputs: ``OUT/results.json`` (configuration, machine, costs with their sources, per-strategy summary,
 every per-image record, held-out scores, the offline reference), four plots (progress against calendar
 days and working hours, labeling speed against working hours and images labeled) and a table on stdout.
@@ -443,10 +445,14 @@ def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True,
 
 # ----------------------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("dataset", "stream"), default="dataset",
+                   help="dataset: label a dataset with each strategy (default); stream: the correction mode's "
+                        "protocol, corrections with and without the LoRA adapter")
     p.add_argument("--task", required=True, choices=("detection", "segmentation", "classification"))
-    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively), or an IDX file")
     p.add_argument("--labels", required=True, help="label file or folder")
-    p.add_argument("--format", required=True, choices=[f for f in FORMATS if f != "folders"])
+    p.add_argument("--format", required=True, choices=[*(f for f in FORMATS if f != "folders"), "idx"],
+                   help="idx: MNIST-family files (stream mode, classification)")
     p.add_argument("--classes", help="comma-separated class names (default: those the labels bring)")
     p.add_argument("--strategy", action="append", help="repeat; see above (default: live, hitl, static, manual)")
     p.add_argument("--limit", type=int, help="label at most N images")
@@ -479,6 +485,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a cost of the cost model, e.g. box_draw_s=10 (repeat)")
     p.add_argument("--out", required=True, help="output folder: results.json and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from . import stream
+
+    stream.add_arguments(p)
 
 
 def _ratio(text: str) -> float | str:
@@ -519,6 +528,13 @@ def _kv(pairs: Sequence[str], what: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode == "stream":
+        from . import stream
+
+        return stream.run(args, _kv)
+    if args.format == "idx":
+        print("livetrain simulate: --format idx is for --mode stream", file=sys.stderr)
+        return 2
     try:
         if args.crops and args.task != "classification":
             raise ValueError("--crops makes a classification dataset of object crops: use --task classification")
