@@ -14,7 +14,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-ENTRIES = ("canvas.js", "panel.js", "plots.js")
+ENTRIES = ("canvas.js", "panel.js", "plots.js", "stream.js")
 
 
 class JSBuildHook(BuildHookInterface):

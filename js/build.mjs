@@ -13,6 +13,7 @@ const options = {
     canvas: path.join(here, "src/canvas/index.ts"),
     panel: path.join(here, "src/panel/index.ts"),
     plots: path.join(here, "src/plots/index.ts"),
+    stream: path.join(here, "src/stream/index.ts"),
   },
   outdir: path.join(here, "../livetrain_widgets/static"),
   bundle: true,

@@ -24,17 +24,22 @@ _EXPORTS = {
     "SessionConfig": ".engine.session",
     "SessionState": ".engine.session",
     "TrainerConfig": ".engine.trainer",
+    "StreamSession": ".engine.stream",
     "LiveModel": ".models",
     "create_model": ".models",
     "load_model": ".models",
+    "AdapterConfig": ".models.stream",
+    "create_stream_model": ".models.stream",
     # The Jupyter front (imports anywidget; the engine above does not).
     "LiveAnnotator": ".widgets.app",
     "LabelCanvas": ".widgets.canvas",
     "LivePanel": ".widgets.panel",
     "LivePlots": ".widgets.plots",
+    "StreamAnnotator": ".widgets.stream",
 }
 
 __all__ = [
+    "AdapterConfig",
     "Annotation",
     "AnnotationError",
     "ImageError",
@@ -47,9 +52,12 @@ __all__ = [
     "Prediction",
     "SessionConfig",
     "SessionState",
+    "StreamAnnotator",
+    "StreamSession",
     "TrainerConfig",
     "__version__",
     "create_model",
+    "create_stream_model",
     "load_image",
     "load_model",
 ]
@@ -66,9 +74,12 @@ if TYPE_CHECKING:
     from .engine.annotation import Annotation, AnnotationError
     from .engine.images import ImageError, load_image
     from .engine.session import LiveSession, Prediction, SessionConfig, SessionState
+    from .engine.stream import StreamSession
     from .engine.trainer import TrainerConfig
     from .models import LiveModel, create_model, load_model
+    from .models.stream import AdapterConfig, create_stream_model
     from .widgets.app import LiveAnnotator
     from .widgets.canvas import LabelCanvas
     from .widgets.panel import LivePanel
     from .widgets.plots import LivePlots
+    from .widgets.stream import StreamAnnotator

@@ -67,7 +67,7 @@ export interface CanvasModel {
   label: number;
   /** id of the selected object, "" = none */
   selected: string;
-  /** "box" | "brush" | "eraser" | "polygon" | "fill" | "pan" */
+  /** "box" | "brush" | "eraser" | "polygon" | "fill" | "pan" | "click" (only while `click_tool`) */
   tool: string;
   /** brush / eraser diameter in original image pixels */
   brush_size: number;
@@ -78,6 +78,8 @@ export interface CanvasModel {
   message: string;
   /** height of the drawing area in CSS pixels */
   height: number;
+  /** segmentation: the kernel answers click messages, so the click tool is offered (correction mode) */
+  click_tool: boolean;
 }
 
 /** Custom messages the canvas sends. `image_id` is the image the user was looking at. */
@@ -88,10 +90,32 @@ export interface ActionMessage {
   image_id: number;
 }
 
-/** Python's reply when a message was refused (malformed, stale, or failed). */
+/** The click tool's request: a correction click in original image pixels (positive adds to the class
+ * `label`, negative removes). The canvas does not edit: the kernel answers by replacing `objects`,
+ * then replies `done` (or `error`) with the same `id`. */
+export interface ClickMessage {
+  type: "click";
+  /** unique per view ("<view token>-<n>"), at most 64 characters */
+  id: string;
+  image_id: number;
+  x: number;
+  y: number;
+  positive: boolean;
+  label: number;
+}
+
+/** Python's answer to a request that carried an id (a click, a strip button). */
+export interface DoneMessage {
+  type: "done";
+  id: string | number;
+}
+
+/** Python's reply when a message was refused (malformed, stale, or failed); `id` is the request's,
+ * when it had a valid one. */
 export interface ErrorMessage {
   type: "error";
   message: string;
+  id?: string | number | null;
 }
 
 /** Traits of `LivePanel` (widgets/panel.py). */
@@ -170,4 +194,57 @@ export interface PlotModel {
   meta: Record<string, unknown>;
   /** height of the charts in CSS pixels (kinds with two charts split it); title and legends add to it */
   height: number;
+}
+
+/** Traits of `StreamStrip` (widgets/stream.py): the correction mode's filmstrip, counters and buttons. */
+export interface StripModel {
+  task: Task;
+  names: string[];
+  /** one small JPEG per frame (empty until made) */
+  thumbs: DataView[];
+  /** per frame: "" (to do) | "accepted" | "corrected" */
+  marks: string[];
+  /** the frame being corrected; the number of frames once the stream is done */
+  current: number;
+  /** a done frame shown for a look back, -1 = none */
+  viewing: number;
+  /** StreamSession.stats(): frames, done, corrections, full_corrections, clicks, accepted, updates,
+   * last_update_seconds, mean_update_seconds, last_update_epochs, adapter_parameters, adapt, adapter_name */
+  stats: StreamStats;
+  /** clicks made in this stream, and on the current frame */
+  clicks: number;
+  frame_clicks: number;
+  /** "" | "training" (an adapter update runs) | "predicting" | "saving" */
+  busy: string;
+  message: string;
+  error: string;
+  /** where Save adapter writes */
+  adapter_dir: string;
+}
+
+export interface StreamStats {
+  frames?: number;
+  done?: number;
+  corrections?: number;
+  full_corrections?: number;
+  clicks?: number;
+  accepted?: number;
+  updates?: number;
+  last_update_seconds?: number | null;
+  mean_update_seconds?: number | null;
+  last_update_epochs?: number | null;
+  adapter_parameters?: number;
+  adapt?: boolean;
+  adapter_name?: string | null;
+}
+
+export type StripAction = "accept" | "reset" | "save" | "view";
+/** A strip button. `frame`: the current frame as the view saw it (accept); `index`: the frame to show
+ * (view). Answered by a DoneMessage or an ErrorMessage with the same id. */
+export interface StripMessage {
+  type: "action";
+  action: StripAction;
+  id: string;
+  frame?: number;
+  index?: number;
 }

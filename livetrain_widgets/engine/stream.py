@@ -316,9 +316,21 @@ class StreamSession:
         t0 = time.perf_counter()
         losses: list[float] = []
         best, since_best, stopped, fit = float("inf"), 0, "epochs", 0.0
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
             self.model.train()
-            loss = self.model.loss(cur.encoded, prompt, target)
+            loss, seen_fit = self.model.loss_and_fit(cur.encoded, prompt, target)
+            if seen_fit is None:
+                self.model.eval()
+                with torch.no_grad():
+                    seen_fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
+                self.model.train()
+            # the fit seen in this forward pass reflects the steps so far: stop before stepping once the
+            # frame is fitted, so an easy correction moves the adapter no further than needed; but always
+            # take one step, since a frame the user corrected holds something the adapter has not learned
+            fit = seen_fit
+            if fit >= cfg.fit and epoch > 0:
+                stopped = "fit"
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -328,17 +340,16 @@ class StreamSession:
                 best, since_best = value, 0
             else:
                 since_best += 1
-            self.model.eval()
-            with torch.no_grad():
-                fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
-            if fit >= cfg.fit:
-                stopped = "fit"
-                break
             if since_best >= cfg.patience:
                 stopped = "patience"
                 break
         self.model.eval()
-        report = UpdateReport(time.perf_counter() - t0, len(losses), losses[0], losses[-1], fit, stopped)
+        if stopped != "fit":
+            with torch.no_grad():
+                fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
+        first = losses[0] if losses else float("nan")
+        last = losses[-1] if losses else float("nan")
+        report = UpdateReport(time.perf_counter() - t0, len(losses), first, last, fit, stopped)
         self.updates.append(report)
         return report
 

@@ -36,9 +36,18 @@ def inject_lora(module: nn.Module, targets: str | list[str], *, rank: int, alpha
     for p in module.parameters():
         p.requires_grad_(False)
     cfg = peft.LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=targets)
-    module = peft.inject_adapter_in_model(cfg, module)
+    try:
+        module = peft.inject_adapter_in_model(cfg, module)
+    except ValueError as exc:  # peft's "Target modules ... not found"
+        raise ValueError(f"no LoRA layer was added: no submodule matches {targets!r} ({exc})") from exc
     if not any(True for _ in lora_layers(module)):
         raise ValueError(f"no LoRA layer was added: no submodule matches {targets!r}")
+    if dropout > 0:
+        for layer in lora_layers(module):
+            if isinstance(layer.base_layer, nn.Conv2d):
+                # channel dropout on feature maps: the same regularisation, but one random draw per
+                # channel instead of per pixel (per-pixel masks were a third of an update's time)
+                layer.lora_dropout[ADAPTER] = nn.Dropout2d(float(dropout))
     return module
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..engine.annotation import Annotation
 from . import _lora
@@ -44,6 +45,8 @@ class _Encoded:
     x: torch.Tensor  # input of the first adapted layer
     base: torch.Tensor  # that layer's frozen output
     sample: Any = None
+    #: (annotation, its class-index tensor): the target of the correction being trained
+    target: tuple[Annotation, torch.Tensor] | None = None
 
 
 class EmbeddedStreamModel(StreamModel):
@@ -68,6 +71,7 @@ class EmbeddedStreamModel(StreamModel):
             self.backbone = net.backbone
             # the 1280-channel conv is adapted separately from the frozen trunk it follows
             self.conv_head, self.backbone.head = net.backbone.head, None
+            self.conv_head[0] = _plain_conv(self.conv_head[0])
             self.head = net.head
             targets = cfg.target_modules or CLS_TARGETS
         _lora.inject_lora(self, targets, rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
@@ -130,18 +134,63 @@ class EmbeddedStreamModel(StreamModel):
 
     # ----------------------------------------------------------------------------------- loss
     def loss(self, encoded: _Encoded, prompt: Prompt | None, target: Annotation) -> torch.Tensor:
+        return self.loss_and_fit(encoded, prompt, target)[0]
+
+    def loss_and_fit(self, encoded: _Encoded, prompt: Prompt | None, target: Annotation) -> tuple[torch.Tensor, float]:
         logits = self._logits(encoded)
+        y = self._target(encoded, target)
+        with torch.no_grad():
+            fit = _fit(logits, y)
+        if self.task == "classification":
+            return F.cross_entropy(logits, y), fit
+        return _seg_loss(logits, y), fit
+
+    def _target(self, enc: _Encoded, target: Annotation) -> torch.Tensor:
+        """The target as class indices at input resolution, built once per correction (every epoch reuses it)."""
+        if enc.target is not None and enc.target[0] is target:
+            return enc.target[1]
         if self.task == "classification":
             if target.category is None:
                 raise ValueError("a classification correction needs a category")
-            return F.cross_entropy(logits, torch.tensor([target.category], device=logits.device))
-        cls = torch.from_numpy(resize_nearest(target.semantic_map().astype(np.int32), encoded.valid).astype(np.int64))
-        cls = cls.to(logits.device)[None]
-        # cross-entropy for every pixel plus a soft Dice on the foreground classes: thin structures
-        # (membranes) are a few per cent of the pixels and would barely move cross-entropy alone
-        ce = F.cross_entropy(logits, cls)
-        prob = logits.softmax(1)[:, 1:]
-        onehot = F.one_hot(cls, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
-        inter = (prob * onehot).sum((0, 2, 3))
-        dice = 1 - (2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)
-        return ce + dice.mean()
+            y = torch.tensor([target.category], device=self.device)
+        else:
+            cls = resize_nearest(target.semantic_map().astype(np.int32), enc.valid).astype(np.int64)
+            y = torch.from_numpy(cls).to(self.device)[None]
+        enc.target = (target, y)
+        return y
+
+
+def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """EfficientNet's 1×1 "same padding" conv as a plain ``nn.Conv2d`` (same weights; a 1×1 kernel
+    pads nothing): peft builds its LoRA layers with the base layer's own class, and that subclass's
+    constructor takes other arguments (the adapter came out with dilation 0)."""
+    if conv.kernel_size != (1, 1) or conv.stride != (1, 1):
+        raise ValueError(f"expected a 1x1 stride-1 convolution, got {conv}")
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=conv.bias is not None)
+    plain.load_state_dict(conv.state_dict())
+    return plain.to(memory_format=torch.channels_last)
+
+
+def _fit(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean IoU over the classes in either map at input resolution (classification: 1.0 if top-1)."""
+    pred = logits.argmax(1)
+    if logits.dim() == 2:
+        return float((pred == y).all())
+    ious = []
+    for c in range(1, logits.shape[1]):
+        a, b = pred == c, y == c
+        union = int((a | b).sum())
+        if union:
+            ious.append(int((a & b).sum()) / union)
+    return float(np.mean(ious)) if ious else 1.0
+
+
+def _seg_loss(logits: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for every pixel plus a soft Dice on the foreground classes: thin structures
+    (membranes) are a few per cent of the pixels and would barely move cross-entropy alone."""
+    ce = F.cross_entropy(logits, cls)
+    prob = logits.softmax(1)[:, 1:]
+    onehot = F.one_hot(cls, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+    inter = (prob * onehot).sum((0, 2, 3))
+    dice = 1 - (2 * inter + 1) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)
+    return ce + dice.mean()

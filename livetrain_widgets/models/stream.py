@@ -18,6 +18,7 @@ the prediction locally (see ``engine.stream.apply_clicks``).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -126,6 +127,13 @@ class StreamModel(nn.Module, ABC):
     def loss(self, encoded: Any, prompt: Prompt | None, target: Annotation) -> torch.Tensor:
         """Training loss of the adapter on one corrected frame (model in train mode)."""
 
+    def loss_and_fit(
+        self, encoded: Any, prompt: Prompt | None, target: Annotation
+    ) -> tuple[torch.Tensor, float | None]:
+        """The loss, and how well the current adapter already fits ``target`` (IoU, or 1.0 for the right
+        class) if the model can tell from the same forward pass; ``None`` makes the session predict."""
+        return self.loss(encoded, prompt, target), None
+
     def adapter_parameters(self) -> list[nn.Parameter]:
         return _lora.lora_parameters(self)
 
@@ -159,12 +167,12 @@ def create_stream_model(
       decoder (``classes``: the one object class);
     - a CLIP checkpoint or a trained ``hf-clip`` model: zero-shot classes, adapter on the image side.
     """
-    from .base import CONFIG_NAME, LiveModel, load_model
+    from .base import CONFIG_NAME, load_model
     from .embedded import EmbeddedModel
 
     if isinstance(spec, StreamModel):
         return spec
-    if not isinstance(spec, LiveModel) and (Path(str(spec)) / CONFIG_NAME).is_file():
+    if isinstance(spec, (str, os.PathLike)) and (Path(spec) / CONFIG_NAME).is_file():
         spec = load_model(spec)
     if isinstance(spec, EmbeddedModel):
         from ._stream_embedded import EmbeddedStreamModel

@@ -18,8 +18,11 @@ _EXPORTS = {
     "LossPlot": ".plots",
     "SamplerPlot": ".plots",
     "QualityPlot": ".plots",
+    "StreamAnnotator": ".stream",
+    "StreamStrip": ".stream",
 }
-__all__ = ["LabelCanvas", "LiveAnnotator", "LivePanel", "LivePlots", "LossPlot", "QualityPlot", "SamplerPlot"]
+__all__ = ["LabelCanvas", "LiveAnnotator", "LivePanel", "LivePlots", "LossPlot", "QualityPlot", "SamplerPlot",
+           "StreamAnnotator", "StreamStrip"]
 
 
 # Lazy, so that the wire codecs (``_codec``) import without the bundled front end being built.
@@ -31,3 +34,4 @@ if TYPE_CHECKING:
     from .canvas import LabelCanvas
     from .panel import LivePanel
     from .plots import LivePlots, LossPlot, QualityPlot, SamplerPlot
+    from .stream import StreamAnnotator, StreamStrip

@@ -8,12 +8,17 @@
 The canvas only draws and edits. What happens on Enter / Space (next image, training) belongs to
 whoever listens with :meth:`on_action` — :class:`~livetrain_widgets.LiveAnnotator`, or your own loop.
 The front end lives in ``js/src/canvas/`` and its trait contract in ``js/src/protocol.ts``.
+
+The click tool (segmentation, offered only while ``click_tool`` is set) does not edit on the canvas: it
+asks the kernel, which answers by replacing ``objects`` (the correction mode's clicks, see
+:class:`~livetrain_widgets.StreamAnnotator`). Whoever sets ``click_tool`` listens with :meth:`on_click`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,15 +27,29 @@ import traitlets as t
 
 from ..engine.annotation import TASKS, Annotation
 from ._base import GuardedWidget
-from ._codec import WireError, annotation_to_objects, display_image, objects_to_annotation, visible
-from ._messages import action_of, reply_error
+from ._codec import WireError, _float, _int, annotation_to_objects, display_image, objects_to_annotation, visible
+from ._messages import action_of, log, reply_error
 from ._static import asset
 
 #: matplotlib's tab10, the colours users of jupyter-bbox-widget know
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
          "#bcbd22", "#17becf"]
 CANVAS_ACTIONS = ("submit", "skip", "back", "predict")
-TOOLS = ("box", "brush", "eraser", "polygon", "fill", "pan")
+TOOLS = ("box", "brush", "eraser", "polygon", "fill", "pan", "click")
+#: the longest request id a view may send (ids only pair a reply with its request)
+MAX_REQUEST_ID = 64
+
+
+@dataclass(frozen=True)
+class ClickRequest:
+    """A click of the click tool, checked: in original image pixels, on the image shown."""
+
+    id: str | int
+    image_id: int
+    x: float
+    y: float
+    positive: bool
+    label: int
 
 
 class LabelCanvas(GuardedWidget):
@@ -61,6 +80,7 @@ class LabelCanvas(GuardedWidget):
     view_only = t.Bool(False).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
     height = t.Int(560, min=120, max=4000).tag(sync=True)
+    click_tool = t.Bool(False).tag(sync=True)
 
     def __init__(self, task: str = "detection", classes: Sequence[str] = (), **kwargs: Any) -> None:
         if task not in TASKS:
@@ -68,12 +88,15 @@ class LabelCanvas(GuardedWidget):
         kwargs.setdefault("tool", "box" if task == "detection" else "brush")
         super().__init__(task=task, classes=[str(c) for c in classes], **kwargs)
         self._action_callbacks: list[Callable[[str], Any]] = []
+        self._click_callbacks: list[Callable[[ClickRequest], Any]] = []
 
     # ------------------------------------------------------------------------------ validation
     @t.validate("tool")
     def _check_tool(self, proposal: Any) -> str:
         if proposal["value"] not in TOOLS:
             raise t.TraitError(f"tool must be one of {TOOLS}")
+        if proposal["value"] == "click" and not (self.click_tool and self.task == "segmentation"):
+            raise t.TraitError("the click tool needs a kernel that answers clicks (click_tool, segmentation)")
         return proposal["value"]
 
     @t.validate("label")
@@ -136,6 +159,12 @@ class LabelCanvas(GuardedWidget):
 
     def _objects_of(self, ann: Annotation | None, source: str, prefix: str) -> list[dict[str, Any]]:
         return annotation_to_objects(ann, source=source, prefix=prefix, semantic=self.semantic)
+
+    def set_annotation(self, annotation: Annotation | None) -> None:
+        """Replace everything the canvas holds with ``annotation``, as the user's own (the image stays)."""
+        self.objects = self._objects_of(annotation, "user", "s")
+        if self.task == "classification":
+            self.category = -1 if annotation is None or annotation.category is None else annotation.category
 
     def set_prelabels(self, prediction: Annotation | None) -> None:
         """Replace the pending pre-labels (keeps what the user drew or accepted)."""
@@ -200,13 +229,75 @@ class LabelCanvas(GuardedWidget):
         self._action_callbacks.append(callback)
         return callback
 
+    def on_click(self, callback: Callable[[ClickRequest], Any]) -> Callable[[ClickRequest], Any]:
+        """Call ``callback(request)`` for each click of the click tool on the image shown.
+
+        The callback owns the answer: :meth:`reply` with ``request.id`` once it replaced ``objects`` (or
+        with the reason it did not); the view shows the click as pending until then.
+        """
+        self._click_callbacks.append(callback)
+        return callback
+
+    def reply(self, request_id: str | int, error: str | None = None) -> None:
+        """Answer a request: ``{"type": "done", "id"}``, or ``{"type": "error", "id", "message"}``."""
+        content: dict[str, Any] = {"type": "done", "id": request_id}
+        if error is not None:
+            content = {"type": "error", "id": request_id, "message": error[:500]}
+        try:
+            self.send(content)
+        except Exception:  # no comm (closed widget, plain Python): the log is all there is
+            log.warning("livetrain canvas: %s", error or "done")
+
     def _handle_message(self, content: Any) -> None:
+        if isinstance(content, Mapping) and content.get("type") == "click":
+            self._handle_click(content)
+            return
         action = action_of(content, CANVAS_ACTIONS)
         image_id = content.get("image_id")
         if image_id != self.image_id:
             raise WireError("that action was for an image that is no longer shown")
         for cb in list(self._action_callbacks):
             cb(action)
+
+    def _handle_click(self, content: Mapping[str, Any]) -> None:
+        request_id = request_id_of(content)
+        try:
+            request = self._click_of(content, request_id)
+        except WireError as exc:
+            self.reply(request_id, str(exc))
+            return
+        for cb in list(self._click_callbacks):
+            cb(request)
+
+    def _click_of(self, content: Mapping[str, Any], request_id: str | int) -> ClickRequest:
+        if not self._click_callbacks or not self.click_tool:
+            raise WireError("this canvas takes no clicks (the click tool belongs to the correction mode)")
+        if content.get("image_id") != self.image_id or self.image_id < 0:
+            raise WireError("that click was for an image that is no longer shown")
+        if self.view_only:
+            raise WireError("this image is view-only")
+        x, y = _float(content.get("x"), "a click's x"), _float(content.get("y"), "a click's y")
+        w, h = self.image_size
+        if not (0 <= x < w and 0 <= y < h):
+            raise WireError(f"the click at ({x:.0f}, {y:.0f}) is outside the {w}x{h} image")
+        positive = content.get("positive")
+        if not isinstance(positive, bool):
+            raise WireError(f"a click's 'positive' must be true or false, got {str(positive)[:40]!r}")
+        label = content.get("label", self.label)
+        label = _int(label, "a click's class")
+        if not 0 <= label < len(self.classes):
+            raise WireError(f"a click's class index {label} is out of range ({len(self.classes)} classes)")
+        return ClickRequest(request_id, self.image_id, x, y, positive, label)
+
+
+def request_id_of(content: Mapping[str, Any]) -> str | int:
+    """The ``id`` of a request (a short string or an integer), which its reply carries back."""
+    request_id = content.get("id")
+    if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+        return request_id
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        return request_id
+    raise WireError(f"a request needs an id (a short string or an integer), got {str(request_id)[:40]!r}")
 
 
 def _size_of(image: Any) -> tuple[int, int]:

@@ -3,14 +3,14 @@
 // tools.ts, the keys in keys.ts, the pixel work in mask.ts / paint.ts.
 
 import type { AnyModel } from "@anywidget/types";
-import type { CanvasAction, CanvasModel, Task } from "../protocol";
-import { type Box, fitView, panBy, type View, zoomAt, zoomLimits } from "./geometry";
+import type { CanvasAction, CanvasModel, ClickMessage, Task } from "../protocol";
+import { type Box, fitView, panBy, type Point, type View, zoomAt, zoomLimits } from "./geometry";
 import { History } from "./history";
 import { runCommand } from "./commands";
 import { commandFor, repeatable, type Tool } from "./keys";
 import { fromWire, isVisible, type Obj, pendingCount, sameAsWire, toWire, visibleObjects } from "./objects";
 import { type MaskListener, relabel } from "./paint";
-import { drawScene, MaskCache, Pyramid } from "./render";
+import { type ClickMark, drawScene, MaskCache, Pyramid } from "./render";
 import { Tools, type ToolHost } from "./tools";
 import { mark } from "../dom";
 import { Ui } from "./ui";
@@ -24,8 +24,11 @@ const TOOLS_OF: Record<Task, Tool[]> = {
 /** Traits whose changes the view follows. */
 const TRAITS = [
   "classes", "colors", "image", "image_size", "image_id", "image_name", "objects", "category", "category_scores",
-  "threshold", "label", "selected", "tool", "brush_size", "semantic", "view_only", "message", "height",
+  "threshold", "label", "selected", "tool", "brush_size", "semantic", "view_only", "message", "height", "click_tool",
 ] as const;
+
+/** A click's request id: unique per view, since every view of the model receives every reply. */
+const VIEW_TOKEN = () => Math.random().toString(36).slice(2, 10);
 
 export class CanvasHost implements ToolHost {
   readonly task: Task;
@@ -72,6 +75,12 @@ export class CanvasHost implements ToolHost {
   prevTool: Tool = "box";
   private readonly seenImage = new Set<number>();
   private readonly seenPrelabels = new Set<number>();
+  /** the click tool is offered (the kernel answers clicks) */
+  private clickTool = false;
+  /** this image's clicks: pending until the kernel answers, then kept as a trace of the corrections */
+  private clicks: ClickMark[] = [];
+  private clickSeq = 0;
+  private readonly viewToken = VIEW_TOKEN();
 
   constructor(private readonly model: AnyModel<CanvasModel>, el: HTMLElement, task: Task) {
     this.task = task;
@@ -99,10 +108,7 @@ export class CanvasHost implements ToolHost {
 
     const onChange = () => this.queueReconcile();
     for (const t of TRAITS) model.on(`change:${t}`, onChange);
-    const onMsg = (msg: unknown) => {
-      const m = msg as { type?: string; message?: unknown };
-      if (m && m.type === "error") this.ui.toast(String(m.message ?? "error"));
-    };
+    const onMsg = (msg: unknown) => this.onReply(msg);
     model.on("msg:custom", onMsg);
     this.cleanups.push(() => {
       for (const t of TRAITS) model.off(`change:${t}`, onChange);
@@ -147,8 +153,13 @@ export class CanvasHost implements ToolHost {
     this.semantic = !!m.get("semantic");
     this.viewOnly = !!m.get("view_only");
     this.label = m.get("label") ?? 0;
+    const clickTool = this.task === "segmentation" && !!m.get("click_tool");
+    if (clickTool !== this.clickTool) {
+      this.clickTool = clickTool;
+      this.ui.setClickTool(clickTool);
+    }
     const tool = m.get("tool") as Tool;
-    this.tool = TOOLS_OF[this.task].includes(tool) ? tool : TOOLS_OF[this.task][0];
+    this.tool = this.tools_().includes(tool) ? tool : this.tools_()[0];
     this.brushSize = Math.max(1, m.get("brush_size") ?? 12);
     this.category = m.get("category") ?? -1;
     this.categoryScores = m.get("category_scores") ?? [];
@@ -173,6 +184,7 @@ export class CanvasHost implements ToolHost {
       this.imageSize = [size[0], size[1]];
       this.objects = fromWire(wire, onError);
       this.selected = "";
+      this.clicks = [];
       this.fitted = true;
       this.fitNow();
       this.ui.root.dataset.ready = "0";
@@ -276,8 +288,13 @@ export class CanvasHost implements ToolHost {
     this.redraw();
   }
 
+  /** The tools of this task (with the click tool while the kernel answers clicks). */
+  private tools_(): Tool[] {
+    return this.clickTool ? ["click", ...TOOLS_OF[this.task]] : TOOLS_OF[this.task];
+  }
+
   setTool(t: Tool): void {
-    if (!TOOLS_OF[this.task].includes(t)) return;
+    if (!this.tools_().includes(t)) return;
     if (t !== "pan") this.prevTool = t;
     if (t !== "polygon") this.tools.cancelPolygon();
     if (t === this.tool) return;
@@ -346,6 +363,44 @@ export class CanvasHost implements ToolHost {
     if (this.tools.busy) return; // finish the drag first
     mark("action", { action, image_id: this.imageId });
     this.model.send({ type: "action", action, image_id: this.imageId });
+  }
+
+  /** The click tool: the kernel corrects the masks and sends them back as new objects. */
+  sendClick(p: Point, positive: boolean): void {
+    if (!this.editable || !this.clickTool) return;
+    const [W, H] = this.imageSize;
+    if (!(p.x >= 0 && p.y >= 0 && p.x < W && p.y < H)) {
+      this.toast("Click on the image");
+      return;
+    }
+    const id = `${this.viewToken}-${++this.clickSeq}`;
+    this.clicks = [...this.clicks, { id, x: p.x, y: p.y, positive, pending: true }];
+    mark("click", { id, image_id: this.imageId, positive });
+    const msg: ClickMessage = { type: "click", id, image_id: this.imageId, x: p.x, y: p.y, positive, label: this.label };
+    this.model.send(msg);
+    this.updateUi();
+    this.redraw();
+  }
+
+  /** Replies from the kernel: errors are shown; a click's answer settles its mark (another view's
+   * request ids are not ours, and its errors are that view's to show). */
+  private onReply(msg: unknown): void {
+    const m = msg as { type?: string; message?: unknown; id?: unknown };
+    if (!m || (m.type !== "error" && m.type !== "done")) return;
+    const mine = typeof m.id === "string" && m.id.startsWith(`${this.viewToken}-`);
+    if (m.id !== undefined && m.id !== null && !mine) return;
+    if (mine) {
+      const i = this.clicks.findIndex((c) => c.id === m.id);
+      if (i >= 0) {
+        this.clicks = m.type === "done"
+          ? this.clicks.map((c, k) => (k === i ? { ...c, pending: false } : c))
+          : this.clicks.filter((_, k) => k !== i);
+        mark("click_reply", { id: m.id, ok: m.type === "done" });
+        this.updateUi();
+        this.redraw();
+      }
+    }
+    if (m.type === "error") this.ui.toast(String(m.message ?? "error"));
   }
 
   undo(): void {
@@ -457,6 +512,7 @@ export class CanvasHost implements ToolHost {
       draft: this.draft,
       polygon: this.tools.polygon.length ? { points: this.tools.polygon, cursor: hover, label: this.label } : null,
       brush: brushing ? { x: hover!.x, y: hover!.y, r: this.brushSize / 2, erase: this.tool === "eraser" } : null,
+      clicks: this.clicks,
     }, this.masks);
     const g = globalThis as { __livetrainCountFrames?: boolean };
     const now = performance.now();
@@ -488,6 +544,7 @@ export class CanvasHost implements ToolHost {
       categoryScores: this.categoryScores,
       imageName: this.imageName,
       viewOnly: this.viewOnly,
+      tools: this.tools_(),
     }, this.classes);
     const d = this.ui.root.dataset;
     d.imageId = String(this.imageId);
@@ -498,6 +555,9 @@ export class CanvasHost implements ToolHost {
     d.selected = this.selected;
     d.label = String(this.label);
     d.category = String(this.category);
+    d.clicks = String(this.clicks.filter((c) => !c.pending).length);
+    d.clicksPending = String(this.clicks.filter((c) => c.pending).length);
+    d.viewOnly = this.viewOnly ? "1" : "0";
   }
 
   // ---------------------------------------------------------------------------------- events
@@ -518,7 +578,7 @@ export class CanvasHost implements ToolHost {
     const root = this.ui.root;
     this.on(canvas, "pointerdown", (e) => {
       root.focus({ preventScroll: true });
-      if (this.tools.down(this.point(e), e.button, e.altKey)) {
+      if (this.tools.down(this.point(e), e.button, { alt: e.altKey, shift: e.shiftKey })) {
         try {
           canvas.setPointerCapture(e.pointerId);
         } catch {

@@ -22,7 +22,7 @@ export interface KeyContext {
   polygon: boolean;
 }
 
-export type Tool = "box" | "brush" | "eraser" | "polygon" | "fill" | "pan";
+export type Tool = "box" | "brush" | "eraser" | "polygon" | "fill" | "pan" | "click";
 
 export type Command =
   | { kind: "label"; index: number }
@@ -162,6 +162,8 @@ export function commandFor(e: KeyLike, ctx: KeyContext): Command | null {
         return { kind: "tool", tool: "box" };
       case "n":
         return { kind: "newInstance" };
+      case "k":
+        return { kind: "tool", tool: "click" }; // offered only in the correction mode (click_tool)
     }
   }
   return null;
@@ -208,8 +210,8 @@ function boxKey(l: string, step: number): Command | null {
   return null;
 }
 
-/** The key map as the "?" overlay shows it. */
-export function keyHelp(task: Task): [string, string][] {
+/** The key map as the "?" overlay shows it; `clicks`: the click tool is offered (correction mode). */
+export function keyHelp(task: Task, clicks = false): [string, string][] {
   const all: [string, string][] = [
     ["Enter", task === "classification" ? "submit the chosen class (or the suggestion)" : "submit this image"],
     ["Space / Shift+Space", "skip / go back"],
@@ -238,7 +240,11 @@ export function keyHelp(task: Task): [string, string][] {
       ...all,
     ];
   }
+  const clickTool: [string, string][] = clicks
+    ? [["K", "click tool: a click adds to the chosen class's mask, Shift+click or right click removes; the model redraws"]]
+    : [];
   return [
+    ...clickTool,
     ...common,
     ["S", "select tool: click a mask to select it"],
     ["B / E", "brush / eraser"],

@@ -222,6 +222,17 @@ export interface Scene {
   polygon: { points: Point[]; cursor: Point | null; label: number } | null;
   /** brush outline at the pointer (image px centre, radius) */
   brush: { x: number; y: number; r: number; erase: boolean } | null;
+  /** the click tool's clicks on this image (image px) */
+  clicks?: readonly ClickMark[];
+}
+
+/** A correction click: green + adds, red − removes; hollow while the kernel has not answered. */
+export interface ClickMark {
+  id: string;
+  x: number;
+  y: number;
+  positive: boolean;
+  pending: boolean;
 }
 
 export const MASK_ALPHA = 0.45;
@@ -307,7 +318,30 @@ export function drawScene(ctx: CanvasRenderingContext2D, s: Scene, masks: MaskCa
     ctx.stroke();
     ctx.setLineDash([]);
   }
+  for (const c of s.clicks ?? []) drawClick(ctx, v, c);
   return drewImage;
+}
+
+function drawClick(ctx: CanvasRenderingContext2D, v: View, c: ClickMark): void {
+  const p = toScreen(v, c);
+  const color = c.positive ? "#2ca02c" : "#d62728";
+  ctx.beginPath();
+  ctx.arc(p.x, p.y, 6, 0, Math.PI * 2);
+  ctx.fillStyle = c.pending ? "rgba(255,255,255,0.85)" : color;
+  ctx.fill();
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = c.pending ? color : "#ffffff";
+  ctx.stroke();
+  ctx.beginPath();
+  ctx.moveTo(p.x - 3, p.y);
+  ctx.lineTo(p.x + 3, p.y);
+  if (c.positive) {
+    ctx.moveTo(p.x, p.y - 3);
+    ctx.lineTo(p.x, p.y + 3);
+  }
+  ctx.lineWidth = 2;
+  ctx.strokeStyle = c.pending ? color : "#ffffff";
+  ctx.stroke();
 }
 
 function screenRect(v: View, b: Box): { x: number; y: number; w: number; h: number } {

@@ -35,6 +35,8 @@ export interface ToolHost {
   setDraftBox(d: { box: Box; label: number } | null): void;
   toast(text: string): void;
   redraw(): void;
+  /** the click tool: ask the kernel to correct the masks at p (image px); it answers with new objects */
+  sendClick(p: Point, positive: boolean): void;
 }
 
 /** Drags smaller than this (screen px) are clicks. */
@@ -47,7 +49,9 @@ type Gesture =
   | { kind: "move"; id: string; start: Point; startImg: Point; moved: boolean; objs0: readonly Obj[] }
   | { kind: "resize"; id: string; handle: Handle; box0: Box; startImg: Point; objs0: readonly Obj[] }
   | { kind: "stroke"; edit: MaskEdit; last: Point }
-  | { kind: "click"; start: Point };
+  | { kind: "click"; start: Point }
+  /** the click tool: a click asks the kernel; a drag pans instead */
+  | { kind: "prompt"; start: Point; startImg: Point; view0: View; positive: boolean };
 
 export function hittables(objs: readonly Obj[]): Hittable[] {
   return objs.map((o) => {
@@ -103,19 +107,25 @@ export class Tools {
       return "crosshair"; // over an unselected box a drag still draws (see downBox)
     }
     if (h.tool === "box") return this.hit(p) ? "pointer" : "default";
+    if (h.tool === "click") return h.editable ? "crosshair" : "grab";
     return h.tool === "brush" || h.tool === "eraser" ? "none" : "crosshair";
   }
 
-  down(p: Point, button: number, alt: boolean): boolean {
+  down(p: Point, button: number, mods: { alt: boolean; shift: boolean }): boolean {
     const h = this.host;
     const ip = toImage(h.view, p);
+    // the click tool: left click adds, Shift+click or a right click removes (a right drag still pans)
+    if (h.tool === "click" && h.task === "segmentation" && h.editable && (button === 0 || button === 2) && !mods.alt) {
+      this.g = { kind: "prompt", start: p, startImg: ip, view0: h.view, positive: button === 0 && !mods.shift };
+      return true;
+    }
     if (button === 1 || button === 2 || h.tool === "pan" || h.task === "classification" || (!h.editable && button === 0 && h.task === "detection")) {
       this.g = { kind: "pan", start: p, view0: h.view };
       return true;
     }
     if (button !== 0) return false;
     if (h.task === "detection") return this.downBox(p, ip);
-    if (alt || h.tool === "box" || !h.editable) {
+    if (mods.alt || h.tool === "box" || h.tool === "click" || !h.editable) {
       this.g = { kind: "click", start: p };
       return true;
     }
@@ -194,6 +204,12 @@ export class Tools {
         break;
       case "click":
         break;
+      case "prompt":
+        if (Math.hypot(p.x - g.start.x, p.y - g.start.y) >= CLICK_SLOP) {
+          this.g = { kind: "pan", start: g.start, view0: g.view0 };
+          h.setView(panBy(g.view0, p.x - g.start.x, p.y - g.start.y));
+        }
+        break;
     }
   }
 
@@ -245,6 +261,9 @@ export class Tools {
         h.select(hit ? hit.id : "");
         break;
       }
+      case "prompt":
+        h.sendClick(g.startImg, g.positive);
+        break;
     }
     h.redraw();
   }

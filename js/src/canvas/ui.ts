@@ -39,6 +39,7 @@ const TOOL_BUTTONS: Record<Task, [Tool, string, string][]> = {
     ["pan", "Pan (H)", "drag to move the view"],
   ],
   segmentation: [
+    ["click", "Click (K)", "click adds to the chosen class's mask, Shift+click or right click removes: the model redraws it"],
     ["box", "Select (S)", "click a mask to select it"],
     ["brush", "Brush (B)", "paint into the selected mask, or a new one"],
     ["eraser", "Eraser (E)", "erase from the selected mask, or from every mask under it"],
@@ -60,6 +61,8 @@ export interface UiState {
   categoryScores: readonly number[];
   imageName: string;
   viewOnly: boolean;
+  /** the tools offered now (the click tool only in the correction mode) */
+  tools: readonly Tool[];
 }
 
 export class Ui {
@@ -83,6 +86,7 @@ export class Ui {
   private chipBtns: HTMLButtonElement[] = [];
   private toastTimer: ReturnType<typeof setTimeout> | undefined;
   private classesKey = "";
+  private clickTool = false;
 
   constructor(readonly task: Task, private readonly cb: UiCallbacks) {
     this.root = el("div", `ltc-root ltc-${task}`);
@@ -94,6 +98,8 @@ export class Ui {
     const tools = el("div", "ltc-group");
     for (const [t, label, title] of TOOL_BUTTONS[task]) {
       const b = button(label, title, () => cb.tool(t), "ltc-tool");
+      b.dataset.tool = t;
+      b.hidden = t === "click"; // until the kernel offers it
       this.toolBtns.set(t, b);
       tools.append(b);
     }
@@ -152,10 +158,18 @@ export class Ui {
     });
   }
 
+  /** The click tool is offered (or no longer): its button and its line in the key map. */
+  setClickTool(on: boolean): void {
+    if (on === this.clickTool) return;
+    this.clickTool = on;
+    this.buildHelp();
+  }
+
   private buildHelp(): void {
+    this.helpEl.replaceChildren();
     const title = el("div", "ltc-help-title", "Keyboard (click the canvas first)");
     const table = el("table", "ltc-help-table");
-    for (const [keys, what] of keyHelp(this.task)) {
+    for (const [keys, what] of keyHelp(this.task, this.clickTool)) {
       const tr = el("tr", "");
       tr.append(el("th", "", keys), el("td", "", what));
       table.append(tr);
@@ -197,6 +211,7 @@ export class Ui {
     for (const [t, b] of this.toolBtns) {
       b.classList.toggle("ltc-on", t === s.tool);
       b.disabled = s.viewOnly && t !== "pan" && t !== "box";
+      b.hidden = !s.tools.includes(t);
     }
     if (this.brushInput && this.brushValue) {
       if (document.activeElement !== this.brushInput) this.brushInput.value = String(s.brushSize);
