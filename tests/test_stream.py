@@ -218,3 +218,18 @@ def test_click_edits_stay_local_and_never_touch_far_pixels(clicks, seed) -> None
     last = clicks[-1]
     cx, cy = int(np.clip(round(last[0]), 0, 31)), int(np.clip(round(last[1]), 0, 31))
     assert (after[cy, cx] == 2) if last[2] else (after[cy, cx] == 0)
+
+
+def test_a_live_session_hands_out_a_frozen_copy_for_the_correction_mode(base: EmbeddedModel, tmp_path) -> None:
+    from livetrain_widgets.engine.session import LiveSession
+
+    session = LiveSession(tmp_path / "p", "segmentation", ["disc"], model=base)
+    try:
+        model = session.correction_model(AdapterConfig(rank=2))
+        assert model.adapter_config.rank == 2 and model.classes == ["disc"]
+        frames, truths = _frames(2)
+        StreamSession(model, frames).correct(truths[0])
+        # the live model keeps its own weights and gets no LoRA layers
+        assert not any("lora_" in n for n, _ in session.trainer.model.named_parameters())
+    finally:
+        session.close()

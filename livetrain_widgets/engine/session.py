@@ -496,6 +496,15 @@ class LiveSession:
         """Save the trained model (safetensors + config); reload with ``livetrain_widgets.load_model``."""
         return Path(self.trainer.save_model(out))
 
+    def correction_model(self, adapter: Any = None) -> Any:
+        """A frozen copy of the model as it is now, with a fresh LoRA adapter, for the correction mode
+        (``StreamSession`` / ``StreamAnnotator``); ``adapter`` is an ``AdapterConfig``. The copy is taken
+        on consistent weights while training runs, and training here goes on untouched."""
+        from ..models.stream import create_stream_model
+
+        self._check_open()
+        return self.trainer.with_model(lambda model: create_stream_model(model, adapter=adapter))
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this session is closed; open the project again with LiveSession(...)")

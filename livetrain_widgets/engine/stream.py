@@ -73,6 +73,8 @@ class _Current:
     #: the annotation on screen: the prediction with the user's local edits
     working: Annotation
     clicks: int = 0
+    #: the user painted on this frame (its working annotation came from the screen): a full correction
+    painted: bool = False
 
 
 def frame_quality(pred: Annotation, truth: Annotation, top_k: int = 1) -> float:
@@ -243,16 +245,29 @@ class StreamSession:
             self.model.eval()
             with torch.no_grad():
                 cur.prediction = self.model.predict(cur.encoded, cur.prompt)
-            cur.working, cur.clicks = cur.prediction.annotation, 0
+            cur.working, cur.clicks, cur.painted = cur.prediction.annotation, 0, False
             return cur.prediction
 
     # ------------------------------------------------------------------------------ correcting
-    def click(self, x: float, y: float, positive: bool = True, label: int | None = None) -> Annotation:
-        """A correction click on the current frame; returns the edited annotation now on screen."""
+    def click(self, x: float, y: float, positive: bool = True, label: int | None = None, *,
+              on: Annotation | None = None) -> Annotation:
+        """A correction click on the current frame; returns the edited annotation now on screen.
+
+        ``on``: what the screen shows if the user also painted (models without prompts only); the click
+        edits that, and it becomes the frame's working annotation."""
         if self.model.task != "segmentation":
             raise ValueError("clicks correct masks; for a class label use correct()")
         with self._lock:
             cur = self._ensure_current()
+            if on is not None:
+                if self.model.promptable:
+                    raise ValueError("a promptable model redraws the object from its prompts: it cannot click "
+                                     "on a painted annotation")
+                if (on.width, on.height) != (cur.working.width, cur.working.height):
+                    raise AnnotationError(f"the annotation is {on.width}x{on.height}; the frame is "
+                                          f"{cur.working.width}x{cur.working.height}")
+                cur.working = on.validate(len(self.model.classes))
+                cur.painted = True
             lab = self.label if label is None else int(label)
             if not 0 <= lab < len(self.model.classes):
                 raise ValueError(f"unknown class index {lab}")
@@ -269,11 +284,11 @@ class StreamSession:
             return cur.working
 
     def accept(self) -> FrameRecord:
-        """The annotation on screen is final. Untouched: accepted; edited with clicks: a correction that
-        trains the adapter. Moves to the next frame."""
+        """The annotation on screen is final. Untouched: accepted; edited with clicks (or painted, see
+        ``click(on=...)``): a correction that trains the adapter. Moves to the next frame."""
         with self._lock:
             cur = self._ensure_current()
-            return self._finish(cur, cur.working, corrected=cur.clicks > 0, full=False)
+            return self._finish(cur, cur.working, corrected=cur.clicks > 0 or cur.painted, full=cur.painted)
 
     def correct(self, annotation: Annotation) -> FrameRecord:
         """A full correction (brush-painted masks or the right class): final, trains the adapter, moves on."""

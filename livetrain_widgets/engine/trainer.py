@@ -177,7 +177,11 @@ class Trainer:
 
     def save_model(self, folder: Any) -> Any:
         """Export the current weights (consistent: taken at a yield point or between steps)."""
-        return self._gate.run_prediction(lambda: self.model.save_pretrained(folder))
+        return self.with_model(lambda model: model.save_pretrained(folder))
+
+    def with_model(self, fn: Callable[[LiveModel], Any]) -> Any:
+        """``fn(model)`` on consistent weights: at the step in flight's next yield point, or between steps."""
+        return self._gate.run_prediction(lambda: fn(self.model))
 
     def sampler_stats(self) -> dict[str, Any]:
         """The sampler's per-sample statistics, read safely while the training thread draws batches."""

@@ -168,6 +168,7 @@ def idx_items(images: np.ndarray, labels: np.ndarray, start: int = 0) -> list[It
 def train_base(task: str, classes: Sequence[str], items: Sequence[Item], cfg: StreamStudyConfig,
                progress: bool = True) -> Any:
     """The base model: the embedded model trained by the engine's own trainer for ``base_steps``."""
+    import torch
     from tqdm.auto import tqdm
 
     from ..engine.trainer import Trainer, TrainerConfig
@@ -176,6 +177,7 @@ def train_base(task: str, classes: Sequence[str], items: Sequence[Item], cfg: St
     options = {"seed": cfg.seed, **cfg.model_options}
     if task == "segmentation":
         options.setdefault("semantic", True)
+    torch.manual_seed(cfg.seed)  # the fresh head's initial weights: both arms and reruns share one base
     net = create_model("embedded", task, list(classes), **options)
     trainer = Trainer(net, lambda k: items[k].load(), TrainerConfig(
         min_labeled=1, plateau=False, seed=cfg.seed, checkpoint_every_s=float("inf"), device="cpu"))
@@ -346,6 +348,9 @@ def summarise(arms: dict[str, dict[str, dict[str, Any]]], task: str, cfg: Stream
             "seconds": round(sum(s["seconds"] for s in streams.values()), 1),
             "training_seconds": round(sum(s["training_seconds"] for s in streams.values()), 2),
             "corrections_per_stream": round(float(np.mean([s["corrections"] for s in streams.values()])), 2),
+            # quality of the first prediction of each frame, before any correction
+            "mean_quality": round(float(np.mean([r["quality"] for s in streams.values() for r in s["records"]])), 4)
+            if any(s["records"] for s in streams.values()) else None,
         }
     updates = [r["update_seconds"] for s in arms["adapter"].values() for r in s["records"]
                if r["update_seconds"] is not None]
@@ -367,7 +372,7 @@ def summarise(arms: dict[str, dict[str, dict[str, Any]]], task: str, cfg: Stream
 
 def format_stream_table(results: dict[str, Any]) -> str:
     head = ["threshold", "corrections base", "with adapter", "reduction", "time base (s)", "with adapter",
-            "reduction", "update s p50/p95"]
+            "reduction", "quality base/adapter", "update s p50/p95"]
     rows = [head]
     for thr, res in results["thresholds"].items():
         u = res.get("update_seconds") or {}
@@ -378,7 +383,7 @@ def format_stream_table(results: dict[str, Any]) -> str:
             cb, ca = f"{cb} ({g['base_per_group']}/grp)", f"{ca} ({g['adapter_per_group']}/grp)"
         rows.append([thr, str(cb), str(ca), f"{res['reduction_corrections_pct']}%", f"{b['seconds']:.0f}",
                      f"{a['seconds']:.0f}", f"{res['reduction_seconds_pct']}%",
-                     f"{u.get('p50', '-')}/{u.get('p95', '-')}"])
+                     f"{b['mean_quality']}/{a['mean_quality']}", f"{u.get('p50', '-')}/{u.get('p95', '-')}"])
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append(f"adapter: {results['adapter_parameters']} trainable parameters "

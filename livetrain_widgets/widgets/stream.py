@@ -1,6 +1,6 @@
 """``StreamAnnotator``: the correction mode (Live Interactive Training) as a notebook app.
 
-    app = StreamAnnotator(session.model, "path/to/slices", adapter_dir="adapters/membranes")
+    app = StreamAnnotator(session, "path/to/slices", adapter_dir="adapters/membranes")
     app                     # each frame shows the model's prediction: Enter accepts it; clicks (K tool)
                             # or the brush correct it, and Enter then trains the adapter before the next
 
@@ -37,8 +37,8 @@ from PIL import Image
 
 from ..engine.annotation import Annotation
 from ..engine.images import list_images
-from ..engine.stream import StreamSession, apply_clicks, class_masks
-from ..models.stream import AdapterConfig, Click, StreamModel, create_stream_model
+from ..engine.stream import StreamSession, class_masks
+from ..models.stream import AdapterConfig, StreamModel, create_stream_model
 from ._base import GuardedWidget
 from ._codec import WireError, display_image
 from ._messages import action_of, log
@@ -49,8 +49,6 @@ from .canvas import ClickRequest, LabelCanvas, request_id_of
 STRIP_ACTIONS = ("accept", "reset", "save", "view")
 #: thumbnails fit this box (CSS px at 2x, so they stay sharp on high-density screens)
 THUMB_SIZE = (160, 112)
-#: a click's reach in pixels when the session does not set one: the engine's default (4 % of the frame)
-CLICK_REACH = 0.04
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,8 @@ class StreamAnnotator(widgets.VBox):
 
     Parameters
     ----------
-    model: a :class:`StreamModel`, anything :func:`~livetrain_widgets.create_stream_model` takes (a
+    model: a :class:`LiveSession` (its model as it is now, copied between training steps), a
+        :class:`StreamModel`, anything :func:`~livetrain_widgets.create_stream_model` takes (a
         trained :class:`EmbeddedModel`, a saved-model folder, a checkpoint name), or a
         :class:`StreamSession` (then ``frames``, ``names``, ``adapt`` and ``click_radius`` are its own).
     frames: the stream in order: image paths, arrays, or a folder (its images, sorted by path).
@@ -399,20 +398,17 @@ class StreamAnnotator(widgets.VBox):
             self.strip.frame_clicks = self.strip.frame_clicks + 1
 
     def _apply_click(self, ann: Annotation, request: ClickRequest) -> Annotation:
-        """In a worker thread: the session's click when the canvas shows the session's working annotation;
-        otherwise (a brush stroke, an undone click) the same local edit applied to what is on screen, which
-        Enter then submits as a full correction."""
+        """In a worker thread: the session's click, on what the screen shows (after a brush stroke or an
+        undone click the canvas differs from the session's working annotation, and the click edits the
+        screen's version, which becomes the working one)."""
         s = self.stream
-        if same_labels(ann, s.working()):
-            new = s.click(request.x, request.y, request.positive, request.label)
-            self._session_clicks += 1
-            return new
-        if s.model.promptable:
+        painted = not same_labels(ann, s.working())
+        if painted and s.model.promptable:
             raise WireError("you painted on this frame since your last click, and the model would redraw the "
                             "object over it: press Enter to submit your painting, or undo it first")
-        radius = s.click_radius or CLICK_REACH * max(ann.width, ann.height)
-        return apply_clicks(ann, s.prediction().probability, [Click(request.x, request.y, request.positive)],
-                            label=request.label, radius=radius)
+        new = s.click(request.x, request.y, request.positive, request.label, on=ann if painted else None)
+        self._session_clicks += 1
+        return new
 
     # ------------------------------------------------------------------------------ adapter
     async def _reset(self) -> None:
@@ -540,6 +536,10 @@ def _make_stream(model: Any, frames: list[Any] | None, names: Sequence[str] | No
         if classes is not None and list(model.classes) != [str(c) for c in classes]:
             raise ValueError(f"the model knows classes {model.classes}, not {list(classes)}")
         stream_model = model
+    elif hasattr(model, "correction_model"):  # a LiveSession: copy its model between training steps
+        stream_model = model.correction_model(config)
+        if classes is not None and list(stream_model.classes) != [str(c) for c in classes]:
+            raise ValueError(f"the session's model knows classes {stream_model.classes}, not {list(classes)}")
     else:
         stream_model = create_stream_model(model, classes=classes, adapter=config)
     return StreamSession(stream_model, frames, names=names, adapt=adapt, click_radius=click_radius)
