@@ -71,9 +71,36 @@ def ablation_table(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def stream_table(res: dict[str, Any]) -> str:
+    """The correction mode's protocol: corrections and time without / with the adapter, per threshold."""
+    rows = ["| threshold | corrections: base | with adapter | reduction | simulated time (s): base | with adapter "
+            "| reduction | mean first-prediction quality: base / adapter | training s per correction p50 / p95 |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for thr, r in res["thresholds"].items():
+        b, a, u = r["base"], r["adapter"], r.get("update_seconds") or {}
+        cb, ca = str(b["corrections"]), str(a["corrections"])
+        g = r.get("groups")
+        if g and g["counted"]:
+            cb += f" ({_f(g['base_per_group'], 1)} per group)"
+            ca += f" ({_f(g['adapter_per_group'], 1)} per group)"
+        red = r["reduction_corrections_pct"] if not (g and g["counted"]) else g["reduction_pct"]
+        rows.append(f"| {thr} | {cb} | {ca} | {_f(red, 1)} % | {b['seconds']:.0f} | {a['seconds']:.0f} "
+                    f"| {_f(r['reduction_seconds_pct'], 1)} % "
+                    f"| {_f(b['mean_quality'], 3)} / {_f(a['mean_quality'], 3)} "
+                    f"| {_f(u.get('p50'), 3)} / {_f(u.get('p95'), 3)} |")
+    return "\n".join(rows)
+
+
 def main(root: str) -> None:
     for path in sorted(Path(root).glob("*/results.json")):
         res = json.loads(path.read_text())
+        if res.get("mode") == "stream":
+            streams = res["streams"]
+            print(f"### {path.parent.name}: {res['task']}, {sum(streams.values())} stream frames in "
+                  f"{len(streams)} stream(s); adapter {res['adapter_parameters']:,} parameters\n")
+            print(stream_table(res) + "\n")
+            print(f"wall time {res.get('wall_seconds', 0) / 60:.1f} min\n")
+            continue
         d = res["dataset"]
         print(f"### {path.parent.name}: {d['task']}, {d['walk']} images labeled, {d['holdout']} held out\n")
         for table in (strategy_table(res), corrections_table(res), heldout_table(res), ablation_table(res)):

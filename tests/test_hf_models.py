@@ -25,30 +25,13 @@ pytest.importorskip("peft")
 from livetrain_widgets.engine.annotation import Annotation  # noqa: E402
 from livetrain_widgets.models import create_model, load_model  # noqa: E402
 from livetrain_widgets.models.hf import create_hf_model  # noqa: E402
+from tests.hf_fixtures import _offline, _one_thread  # noqa: E402, F401  (autouse fixtures for this module)
 
 T = transformers
 # peft 0.21 still asks transformers 5 for the deprecated name; nothing this code can change
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 H, W = 97, 131  # non-square on purpose: coordinates must come back in these pixels
 CLASSES = ["cat", "dog"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    """Tiny models gain nothing from threads, and on a loaded 2-core machine OpenMP's spinning threads
-    made each step 50× slower; restored for the modules that run after this one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    torch.manual_seed(0)
 
 
 # ----------------------------------------------------------------------------- tiny checkpoints

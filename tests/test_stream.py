@@ -233,3 +233,32 @@ def test_a_live_session_hands_out_a_frozen_copy_for_the_correction_mode(base: Em
         assert not any("lora_" in n for n, _ in session.trainer.model.named_parameters())
     finally:
         session.close()
+
+
+def test_the_guard_takes_back_an_update_that_spoils_the_confirmed_frames(base: EmbeddedModel) -> None:
+    frames, truths = _frames(4)
+    everything = Annotation.from_masks(np.ones((1, H, W), bool), [0])  # a "correction" unlike the stream
+    kept = {}
+    for guard in (2, 0):
+        model = _stream_model(base, lr=3e-2, guard=guard)
+        s = StreamSession(model, frames)
+        s.correct(truths[0])
+        s.correct(truths[1])
+        before = model.adapter_state()
+        rec = s.correct(everything)
+        kept[guard] = rec.update
+        after = model.adapter_state()
+        unchanged = all(torch.equal(before[k], after[k]) for k in before)
+        assert unchanged == (guard > 0)
+    assert kept[2].stopped == "reverted" and kept[2].guard_after < kept[2].guard_before - 0.02
+    assert kept[0].stopped != "reverted" and kept[0].guard_before is None
+
+
+def test_embedded_adapter_targets_are_checked_and_a_subset_works(base: EmbeddedModel) -> None:
+    with pytest.raises(ValueError, match="subset of"):
+        _stream_model(base, target_modules=["head.body.0"])  # its output is cached: it cannot adapt
+    model = _stream_model(base, target_modules=["head.classes"], lr=1e-2)
+    assert {n.split(".lora_")[0] for n, _ in model.named_parameters() if "lora_" in n} == {"head.classes"}
+    frames, truths = _frames(2)
+    rec = StreamSession(model, frames).correct(truths[0])
+    assert rec.update is not None and rec.update.loss_last < rec.update.loss_first

@@ -23,29 +23,13 @@ pytest.importorskip("peft")
 from livetrain_widgets.engine.annotation import Annotation  # noqa: E402
 from livetrain_widgets.engine.stream import StreamSession  # noqa: E402
 from livetrain_widgets.models.stream import AdapterConfig, Click, Prompt, create_stream_model  # noqa: E402
+from tests.hf_fixtures import _offline, _one_thread  # noqa: E402, F401  (autouse fixtures for this module)
 
 T = transformers
 # peft 0.21 still asks transformers 5 for the deprecated name; nothing this code can change
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 H, W = 75, 101  # odd and non-square: masks must come back in exactly these pixels
 BOX = np.array([20, 15, 80, 60], np.float32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    """Tiny models gain nothing from threads, and OpenMP's spinning threads crawl on a loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    torch.manual_seed(0)
 
 
 # ----------------------------------------------------------------------------------- tiny models

@@ -19,10 +19,12 @@ produced. The engine never imports Jupyter: the stream widget drives this class 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,7 +53,10 @@ class UpdateReport:
     loss_last: float
     #: quality of the corrected frame's own prediction after the update (IoU, or 1.0 if the class is top-1)
     fit: float
-    stopped: str  # "fit", "patience" or "epochs"
+    stopped: str  # "fit", "patience", "epochs", or "reverted" (the guard took the update back)
+    #: mean fit on the last confirmed frames before and after the update (None: no guard frames yet)
+    guard_before: float | None = None
+    guard_after: float | None = None
 
 
 @dataclass
@@ -180,6 +185,8 @@ class StreamSession:
         self.index = 0
         self.records: list[FrameRecord] = []
         self.labels: dict[int, Annotation] = {}
+        #: (encoded, prompt, final label) of the last confirmed frames, for the update guard
+        self._recent: deque[tuple[Any, Prompt, Annotation]] = deque(maxlen=max(1, self.model.adapter_config.guard))
         self._current: _Current | None = None
         self._box: np.ndarray | None = None
 
@@ -308,6 +315,8 @@ class StreamSession:
         update = self._update(cur, final) if corrected and self.adapt else None
         rec = FrameRecord(cur.index, self.names[cur.index], corrected, cur.clicks, full, update)
         self.records.append(rec)
+        if self.model.adapter_config.guard:
+            self._recent.append((cur.encoded, Prompt(box=cur.prompt.box, label=cur.prompt.label), final))
         self.labels[cur.index] = final
         if self.model.promptable:
             # the object's box on this frame prompts the next one (the stream's propagation)
@@ -321,7 +330,13 @@ class StreamSession:
     # ------------------------------------------------------------------------------- training
     def _update(self, cur: _Current, target: Annotation) -> UpdateReport:
         """Train the adapter on one corrected frame: up to ``epochs`` passes over the cached features,
-        stopping early when the frame itself is fitted or the loss stops falling."""
+        stopping early when the frame itself is fitted or the loss stops falling.
+
+        The guard: an update must not make the adapter worse on the last ``guard`` frames the user
+        confirmed in this stream (accepted or corrected; their final labels are free supervision). If
+        their mean fit drops by more than ``guard_tolerance``, the update is taken back. One odd frame
+        (a tile unlike the rest, an abrupt change in a video) then costs its own correction only,
+        instead of spoiling the frames after it."""
         cfg = self.model.adapter_config
         if self._optimizer is None:
             self._optimizer = torch.optim.AdamW(self.model.adapter_parameters(), lr=cfg.lr,
@@ -329,6 +344,10 @@ class StreamSession:
         opt = self._optimizer
         prompt = Prompt(box=cur.prompt.box, label=cur.prompt.label)  # the adapter must work without the clicks
         t0 = time.perf_counter()
+        snapshot = guard_before = None
+        if cfg.guard and self._recent:
+            guard_before = self._guard_quality()
+            snapshot = (self.model.adapter_state(), copy.deepcopy(opt.state_dict()))
         losses: list[float] = []
         best, since_best, stopped, fit = float("inf"), 0, "epochs", 0.0
         for epoch in range(cfg.epochs):
@@ -364,9 +383,32 @@ class StreamSession:
                 fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
         first = losses[0] if losses else float("nan")
         last = losses[-1] if losses else float("nan")
-        report = UpdateReport(time.perf_counter() - t0, len(losses), first, last, fit, stopped)
+        guard_after = None
+        if snapshot is not None and guard_before is not None:
+            guard_after = self._guard_quality()
+            if guard_after < guard_before - cfg.guard_tolerance:
+                # the update undid what the user confirmed on the last frames: take it back
+                self.model.load_adapter_state(snapshot[0])
+                opt.load_state_dict(snapshot[1])
+                stopped = "reverted"
+                with torch.no_grad():
+                    fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
+        report = UpdateReport(time.perf_counter() - t0, len(losses), first, last, fit, stopped,
+                              guard_before, guard_after)
         self.updates.append(report)
         return report
+
+    def _guard_quality(self) -> float:
+        """Mean fit of the adapter on the stream's last confirmed frames (their final labels)."""
+        self.model.eval()
+        fits = []
+        with torch.no_grad():
+            for encoded, prompt, final in self._recent:
+                fit = self.model.loss_and_fit(encoded, prompt, final)[1]
+                if fit is None:
+                    fit = frame_quality(self.model.predict(encoded, prompt).annotation, final)
+                fits.append(fit)
+        return float(np.mean(fits))
 
     def reset_adapter(self) -> None:
         """Back to the base model (a new stream); the optimizer's moments go too."""

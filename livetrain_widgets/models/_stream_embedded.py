@@ -74,7 +74,12 @@ class EmbeddedStreamModel(StreamModel):
             self.conv_head[0] = _plain_conv(self.conv_head[0])
             self.head = net.head
             targets = cfg.target_modules or CLS_TARGETS
-        _lora.inject_lora(self, targets, rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
+        allowed = SEG_TARGETS if self.task == "segmentation" else CLS_TARGETS
+        if isinstance(targets, str) or not set(targets) <= set(allowed):
+            # the cached forward pass (see _logits) knows exactly these layers; an adapter elsewhere would
+            # be trained through a base output that no longer changes with it
+            raise ValueError(f"the embedded {self.task} model adapts a subset of {allowed}, got {targets!r}")
+        _lora.inject_lora(self, list(targets), rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
         self.eval()
 
     def train(self, mode: bool = True) -> EmbeddedStreamModel:
@@ -101,19 +106,20 @@ class EmbeddedStreamModel(StreamModel):
             first = body[3]
         else:
             h, first = feats[32], self.conv_head[0]
-        return _Encoded(image.shape[:2], valid, tuple(x.shape[-2:]), h, first.base_layer(h), s)
+        base = first.base_layer(h) if hasattr(first, "base_layer") else first(h)
+        return _Encoded(image.shape[:2], valid, tuple(x.shape[-2:]), h, base, s)
 
     def _logits(self, enc: _Encoded) -> torch.Tensor:
         """Class logits: (1, C + 1, h, w) at input resolution (segmentation) or (1, C) (classification)."""
         if self.task == "segmentation":
             body = self.head.body
-            y = enc.base + _lora.lora_branch(body[3], enc.x)
+            y = enc.base + _residual(body[3], enc.x)
             y = body[5](body[4](y))
             logits = self.head.classes(y)
             logits = F.interpolate(logits, size=enc.padded, mode="bilinear", align_corners=False)
             return logits[:, :, : enc.valid[0], : enc.valid[1]]
         conv, bn, act = self.conv_head
-        y = act(bn(enc.base + _lora.lora_branch(conv, enc.x)))
+        y = act(bn(enc.base + _residual(conv, enc.x)))
         return self.head[1](_masked_mean(y, [enc.sample], enc.padded))
 
     # -------------------------------------------------------------------------------- predict
@@ -158,6 +164,11 @@ class EmbeddedStreamModel(StreamModel):
             y = torch.from_numpy(cls).to(self.device)[None]
         enc.target = (target, y)
         return y
+
+
+def _residual(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | float:
+    """The adapter's share of a layer's output (0 for a layer left without an adapter)."""
+    return _lora.lora_branch(layer, x) if hasattr(layer, "lora_A") else 0.0
 
 
 def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d:

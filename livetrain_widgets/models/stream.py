@@ -51,12 +51,18 @@ class AdapterConfig:
     patience: int = 8
     fit: float = 0.9
     weight_decay: float = 0.0
+    #: an update is taken back if it lowers the mean fit on the stream's last ``guard`` confirmed frames
+    #: by more than ``guard_tolerance`` (ours, not the paper's; 0 turns the guard off)
+    guard: int = 3
+    guard_tolerance: float = 0.02
     #: regex or module names to adapt; ``None``: the family's default (the decoder / head)
     target_modules: str | list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.epochs < 1 or self.patience < 1:
             raise ValueError("rank, epochs and patience must be at least 1")
+        if self.guard < 0 or self.guard_tolerance < 0:
+            raise ValueError("guard and guard_tolerance cannot be negative")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr <= 0:

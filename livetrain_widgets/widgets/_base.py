@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
-from ._messages import dispatch, reply_error
+from ._messages import dispatch, log, reply_error
 
 
 class GuardedWidget(anywidget.AnyWidget):
@@ -36,6 +36,16 @@ class GuardedWidget(anywidget.AnyWidget):
             super().set_state(sync_data)
         except (traitlets.TraitError, ValueError, TypeError) as exc:
             reply_error(self, f"refused an update from the front end: {exc}"[:500])
+
+    def reply(self, request_id: str | int, error: str | None = None) -> None:
+        """Answer a request: ``{"type": "done", "id"}``, or ``{"type": "error", "id", "message"}``."""
+        content: dict[str, Any] = {"type": "done", "id": request_id}
+        if error is not None:
+            content = {"type": "error", "id": request_id, "message": error[:500]}
+        try:
+            self.send(content)
+        except Exception:  # no comm (closed widget, plain Python): the log is all there is
+            log.warning("livetrain %s: %s", type(self).__name__, error or "done")
 
     def _on_custom_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
         dispatch(self, content, self._handle_message)

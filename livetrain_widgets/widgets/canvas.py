@@ -28,7 +28,7 @@ import traitlets as t
 from ..engine.annotation import TASKS, Annotation
 from ._base import GuardedWidget
 from ._codec import WireError, _float, _int, annotation_to_objects, display_image, objects_to_annotation, visible
-from ._messages import action_of, log, reply_error
+from ._messages import action_of, reply_error
 from ._static import asset
 
 #: matplotlib's tab10, the colours users of jupyter-bbox-widget know
@@ -237,16 +237,6 @@ class LabelCanvas(GuardedWidget):
         """
         self._click_callbacks.append(callback)
         return callback
-
-    def reply(self, request_id: str | int, error: str | None = None) -> None:
-        """Answer a request: ``{"type": "done", "id"}``, or ``{"type": "error", "id", "message"}``."""
-        content: dict[str, Any] = {"type": "done", "id": request_id}
-        if error is not None:
-            content = {"type": "error", "id": request_id, "message": error[:500]}
-        try:
-            self.send(content)
-        except Exception:  # no comm (closed widget, plain Python): the log is all there is
-            log.warning("livetrain canvas: %s", error or "done")
 
     def _handle_message(self, content: Any) -> None:
         if isinstance(content, Mapping) and content.get("type") == "click":

@@ -102,15 +102,6 @@ class StreamStrip(GuardedWidget):
         self._callbacks.append(callback)
         return callback
 
-    def reply(self, request_id: str | int, error: str | None = None) -> None:
-        content: dict[str, Any] = {"type": "done", "id": request_id}
-        if error is not None:
-            content = {"type": "error", "id": request_id, "message": error[:500]}
-        try:
-            self.send(content)
-        except Exception:  # no comm (closed widget, plain Python)
-            log.warning("livetrain stream strip: %s", error or "done")
-
     def _handle_message(self, content: Any) -> None:
         action = action_of(content, STRIP_ACTIONS)
         request_id = request_id_of(content)
