@@ -250,6 +250,7 @@ def test_the_guard_takes_back_an_update_that_spoils_the_confirmed_frames(base: E
         after = model.adapter_state()
         unchanged = all(torch.equal(before[k], after[k]) for k in before)
         assert unchanged == (guard > 0)
+        assert s.stats()["reverted"] == (1 if guard else 0) and s.stats()["updates"] == 3
     assert kept[2].stopped == "reverted" and kept[2].guard_after < kept[2].guard_before - 0.02
     assert kept[0].stopped != "reverted" and kept[0].guard_before is None
 

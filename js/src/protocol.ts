@@ -230,6 +230,8 @@ export interface StreamStats {
   clicks?: number;
   accepted?: number;
   updates?: number;
+  /** updates the guard took back */
+  reverted?: number;
   last_update_seconds?: number | null;
   mean_update_seconds?: number | null;
   last_update_epochs?: number | null;

@@ -17,6 +17,8 @@ describe("stream strip text", () => {
       "adapter: 0 updates · 10 params");
     expect(adapterText({ ...stats, adapter_name: "membranes" }, "")).toContain("from membranes");
     expect(adapterText({ ...stats, adapt: false }, "")).toContain("adapter off");
+    expect(adapterText({ ...stats, reverted: 2 }, "")).toMatch(/^adapter: 3 updates \(2 taken back\) · /);
+    expect(adapterText({ ...stats, reverted: 0 }, "")).not.toContain("taken back");
   });
 
   it("counters: frame position (done at the end), corrections, accepted, clicks on this frame", () => {

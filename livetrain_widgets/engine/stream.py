@@ -465,6 +465,7 @@ class StreamSession:
             "clicks": sum(r.clicks for r in recs),
             "accepted": sum(not r.corrected for r in recs),
             "updates": len(self.updates),
+            "reverted": sum(u.stopped == "reverted" for u in self.updates),
             "last_update_seconds": secs[-1] if secs else None,
             "mean_update_seconds": float(np.mean(secs)) if secs else None,
             "last_update_epochs": self.updates[-1].epochs if self.updates else None,

@@ -559,6 +559,9 @@ def _record_text(rec: Any) -> str:
     if rec.update is None:
         return f"{rec.name}: corrected ({how}); the adapter is off."
     u = rec.update
+    if u.stopped == "reverted":
+        return (f"{rec.name}: corrected ({how}); the adapter's update was taken back ({u.seconds:.2f} s): it "
+                f"made the last confirmed frames worse.")
     return f"{rec.name}: corrected ({how}); adapter updated in {u.seconds:.2f} s ({u.epochs} epochs)."
 
 

@@ -9,6 +9,8 @@ export function adapterText(stats: StreamStats, busy: string): string {
   if (stats.adapt === false) return "adapter off (baseline: nothing is learned)";
   if (busy === "training") return "adapter: training…";
   const parts = [`adapter: ${plural(stats.updates ?? 0, "update")}`];
+  // updates the guard took back (they made the last confirmed frames worse) still count as updates
+  if (typeof stats.reverted === "number" && stats.reverted > 0) parts[0] += ` (${stats.reverted} taken back)`;
   const last = stats.last_update_seconds;
   if (typeof last === "number" && Number.isFinite(last)) {
     const epochs = stats.last_update_epochs;
