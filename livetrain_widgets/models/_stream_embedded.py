@@ -80,6 +80,7 @@ class EmbeddedStreamModel(StreamModel):
             # be trained through a base output that no longer changes with it
             raise ValueError(f"the embedded {self.task} model adapts a subset of {allowed}, got {targets!r}")
         _lora.inject_lora(self, list(targets), rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
+        self.to(base.device)  # rebuilt on the CPU; a base trained on a GPU keeps its adapter there
         self.eval()
 
     def train(self, mode: bool = True) -> EmbeddedStreamModel:
