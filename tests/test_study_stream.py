@@ -149,3 +149,32 @@ def test_cli_refuses_idx_outside_stream_mode(tmp_path, capsys) -> None:
     code = main(["simulate", "--task", "classification", "--format", "idx", "--images", "x", "--labels", "y",
                  "--out", str(tmp_path)])
     assert code == 2 and "--mode stream" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_stream_mode_with_a_promptable_sam_checkpoint(tmp_path) -> None:
+    """A SAM folder as the base: the first frame's box prompts it, clicks become point prompts."""
+    pytest.importorskip("transformers")
+    from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
+
+    from tests.test_stream_hf import _tiny_sam
+
+    _tiny_sam().save_pretrained(str(tmp_path / "sam"))
+    SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64}).save_pretrained(
+        str(tmp_path / "sam"))
+    _write_stack(tmp_path / "stack", n=6)
+    out = tmp_path / "out"
+    code = main(["simulate", "--mode", "stream", "--quiet", "--task", "segmentation",
+                 "--images", str(tmp_path / "stack" / "image"), "--labels", str(tmp_path / "stack" / "label"),
+                 "--format", "masks", "--classes", "disc", "--invert", "--base-frames", "1",
+                 "--base-model", str(tmp_path / "sam"), "--thresholds", "0.9", "--adapter", "epochs=3",
+                 "--out", str(out)])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["base"]["steps"] is None and res["adapter_parameters"] > 0
+    base = res["thresholds"]["0.9"]["arms"]["base"]["stream"]
+    assert base["frames"] == 5 and base["mean_quality"] > 0  # the box prompt reached the model
+    assert main(["simulate", "--mode", "stream", "--quiet", "--task", "segmentation",
+                 "--images", str(tmp_path / "stack" / "image"), "--labels", str(tmp_path / "stack" / "label"),
+                 "--format", "masks", "--classes", "disc", "--invert", "--base-model", str(tmp_path / "nothing"),
+                 "--out", str(out)]) == 2

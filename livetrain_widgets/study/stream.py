@@ -227,6 +227,11 @@ def run_stream(model: StreamModel, items: Sequence[Item], threshold: float, *, a
     frames = [it.load() for it in items]
     session = StreamSession(model, frames, names=[it.name for it in items], adapt=adapt,
                             click_radius=cfg.click_radius)
+    if model.promptable and items and items[0].target.masks is not None and len(items[0].target.masks):
+        # as in video object segmentation, the object is given on the first frame; the session then
+        # prompts each frame with the box of the previous frame's final mask
+        b = items[0].target.boxes
+        session.set_box([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
     top_k = cfg.top_k if model.task == "classification" else 1
     records: list[dict[str, Any]] = []
     human_s = 0.0
@@ -300,7 +305,7 @@ def run_stream_study(data: StreamData, cfg: StreamStudyConfig | None = None, *, 
     cfg = cfg or StreamStudyConfig()
     t0 = time.perf_counter()
     base = base_model if base_model is not None else train_base(data.task, data.classes, data.base, cfg, progress)
-    model = create_stream_model(base, adapter=cfg.adapter)
+    model = create_stream_model(base, adapter=cfg.adapter)  # a StreamModel given as the base is used as it is
     streams = group_streams(model, data, cfg) if data.task == "classification" else [("stream", data.stream)]
     results: dict[str, Any] = {
         "mode": "stream", "task": data.task, "classes": data.classes, "source": data.source,
@@ -399,7 +404,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--base-frames", type=int, default=5, help="segmentation: first frames that train the base")
     g.add_argument("--base-steps", type=int, default=150, help="training steps of the base model")
     g.add_argument("--base-per-class", type=int, default=3, help="classification: base labels per class")
-    g.add_argument("--base-model", help="a saved model folder to use as the base instead of training one")
+    g.add_argument("--base-model", help="the base instead of training one: a saved model folder, or a SAM / SAM 2 / "
+                                        "CLIP checkpoint (folder or Hub name)")
     g.add_argument("--stream-limit", type=int, help="at most N stream frames / pool images")
     g.add_argument("--top-k", type=int, default=3, help="classification: correct when the truth is not in top k")
     g.add_argument("--invert", action="store_true", help="binary masks mark the background; segment the rest")
@@ -426,9 +432,13 @@ def run(args: argparse.Namespace, kv: Callable[[Sequence[str], str], dict[str, A
         return 2
     base = None
     if args.base_model:
-        from ..models import load_model
+        from ..models.stream import create_stream_model
 
-        base = load_model(args.base_model)
+        try:  # a saved livetrain model, or a SAM / SAM 2 / CLIP checkpoint folder or Hub name
+            base = create_stream_model(args.base_model, data.task, data.classes, adapter=cfg.adapter)
+        except (ValueError, OSError) as exc:
+            print(f"livetrain simulate --mode stream: --base-model {args.base_model}: {exc}", file=sys.stderr)
+            return 2
     print(f"{data.task} stream: {len(data.base)} base items, {len(data.stream)} stream items, classes "
           f"{data.classes}", file=sys.stderr)
     results = run_stream_study(data, cfg, base_model=base, out=args.out, progress=not args.quiet)
