@@ -1,6 +1,9 @@
-"""Fixtures shared by the test modules that build tiny transformers models (imported by name there)."""
+"""Fixtures and helpers shared by the test modules that build tiny transformers models (imported by name
+there)."""
 
 from __future__ import annotations
+
+import string
 
 import pytest
 import torch
@@ -22,3 +25,14 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
     torch.manual_seed(0)
+
+
+def clip_tokenizer() -> object:
+    """Character-level BPE (no merges): every word splits into letters, which is all CLIP needs."""
+    from transformers import CLIPTokenizer
+
+    chars = [*string.ascii_lowercase, *string.digits, "'", "-", "."]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in chars + [c + "</w>" for c in chars]:
+        vocab[c] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[])

@@ -11,7 +11,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported anywhere below
 
-import string
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from livetrain_widgets.engine.annotation import Annotation  # noqa: E402
 from livetrain_widgets.models import create_model, load_model  # noqa: E402
 from livetrain_widgets.models.hf import create_hf_model  # noqa: E402
 from tests.hf_fixtures import _offline, _one_thread  # noqa: E402, F401  (autouse fixtures for this module)
+from tests.hf_fixtures import clip_tokenizer as _clip_tokenizer  # noqa: E402
 
 T = transformers
 # peft 0.21 still asks transformers 5 for the deprecated name; nothing this code can change
@@ -54,15 +54,6 @@ def _bert_tokenizer() -> object:
     for i, word in enumerate(["cat", "dog", "bird"]):
         vocab[200 + i] = word
     return T.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-
-
-def _clip_tokenizer() -> object:
-    """Character-level BPE (no merges): every word splits into letters, which is all CLIP needs."""
-    chars = [*string.ascii_lowercase, *string.digits, "'", "-", "."]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars + [c + "</w>" for c in chars]:
-        vocab[c] = len(vocab)
-    return T.CLIPTokenizer(vocab=vocab, merges=[])
 
 
 def _rt_detr() -> tuple[object, list[object]]:

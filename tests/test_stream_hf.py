@@ -10,7 +10,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported anywhere below
 
-import string
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from livetrain_widgets.engine.annotation import Annotation  # noqa: E402
 from livetrain_widgets.engine.stream import StreamSession  # noqa: E402
 from livetrain_widgets.models.stream import AdapterConfig, Click, Prompt, create_stream_model  # noqa: E402
 from tests.hf_fixtures import _offline, _one_thread  # noqa: E402, F401  (autouse fixtures for this module)
+from tests.hf_fixtures import clip_tokenizer as _clip_tokenizer  # noqa: E402
 
 T = transformers
 # peft 0.21 still asks transformers 5 for the deprecated name; nothing this code can change
@@ -71,15 +71,6 @@ def _tiny_sam2() -> torch.nn.Module:
 
 
 BUILDERS = {"sam": _tiny_sam, "sam2": _tiny_sam2}
-
-
-def _clip_tokenizer() -> object:
-    """Character-level BPE (no merges): every word splits into letters, which is all CLIP needs."""
-    chars = [*string.ascii_lowercase, *string.digits, "'", "-", "."]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars + [c + "</w>" for c in chars]:
-        vocab[c] = len(vocab)
-    return T.CLIPTokenizer(vocab=vocab, merges=[])
 
 
 def _tiny_clip(tok: object) -> torch.nn.Module:
