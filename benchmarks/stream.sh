@@ -23,9 +23,15 @@ $S --task segmentation --images "$D/nuclei/img2d.tif" --labels "$D/nuclei/mask2d
 
 # Fashion-MNIST, the classification variant: a base from 3 labels per class, 1,000 test-pool images
 # grouped by the base's predicted class; a correction when the truth is not in the top 3 (the paper's
-# rule) or, stricter, not the top 1.
-for k in 3 1; do
-  $S --task classification --format idx --images "$F/t10k-images-idx3-ubyte.gz" \
-     --labels "$F/t10k-labels-idx1-ubyte.gz" --base-per-class 3 --base-steps 100 --stream-limit 1000 \
-     --model-option input_size=96 --top-k $k --thresholds 1 --adapter rank=8 --out "$OUT/stream-fashion-top$k"
+# rule) or, stricter, not the top 1. Three seeds (base labels, pool and order differ), since one seed
+# swings by tens of per cent. Rank 8 as in the paper's CLIP setting; learning rate 1e-3, chosen on streams
+# drawn from the *training* file (3 seeds, 500 images: 1e-3 +8.0 % mean, 3e-3 -1.8 %, a guard of 8 frames
+# +0.4 %), so the test-file figures below were not tuned on.
+for seed in 0 1 2; do
+  for k in 3 1; do
+    livetrain simulate --mode stream --quiet --seed $seed --task classification --format idx \
+       --images "$F/t10k-images-idx3-ubyte.gz" --labels "$F/t10k-labels-idx1-ubyte.gz" --base-per-class 3 \
+       --base-steps 100 --stream-limit 1000 --model-option input_size=96 --top-k $k --thresholds 1 \
+       --adapter rank=8 --adapter lr=1e-3 --out "$OUT/stream-fashion-top$k-seed$seed"
+  done
 done
