@@ -21,3 +21,18 @@ export function mark(event: string, fields: Record<string, unknown> = {}): void 
   const g = globalThis as { __livetrainTimings?: object[] };
   (g.__livetrainTimings ??= []).push({ event, t: performance.now(), ...fields });
 }
+
+/** A message line that shows for five seconds each time `show` is called (class `shown` while visible);
+ * `dispose` clears its timer when the view goes away. */
+export function toaster(toast: HTMLElement, shown: string): { show(text: string): void; dispose(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return {
+    show(text: string) {
+      toast.textContent = text;
+      toast.classList.add(shown);
+      clearTimeout(timer);
+      timer = setTimeout(() => toast.classList.remove(shown), 5000);
+    },
+    dispose: () => clearTimeout(timer),
+  };
+}

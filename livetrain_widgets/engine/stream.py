@@ -354,9 +354,7 @@ class StreamSession:
             self.model.train()
             loss, seen_fit = self.model.loss_and_fit(cur.encoded, prompt, target)
             if seen_fit is None:
-                self.model.eval()
-                with torch.no_grad():
-                    seen_fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
+                seen_fit = self._fit(cur.encoded, prompt, target)
                 self.model.train()
             # the fit seen in this forward pass reflects the steps so far: stop before stepping once the
             # frame is fitted, so an easy correction moves the adapter no further than needed; but always
@@ -379,8 +377,7 @@ class StreamSession:
                 break
         self.model.eval()
         if stopped != "fit":
-            with torch.no_grad():
-                fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
+            fit = self._fit(cur.encoded, prompt, target)
         first = losses[0] if losses else float("nan")
         last = losses[-1] if losses else float("nan")
         guard_after = None
@@ -391,8 +388,7 @@ class StreamSession:
                 self.model.load_adapter_state(snapshot[0])
                 opt.load_state_dict(snapshot[1])
                 stopped = "reverted"
-                with torch.no_grad():
-                    fit = frame_quality(self.model.predict(cur.encoded, prompt).annotation, target)
+                fit = self._fit(cur.encoded, prompt, target)
         report = UpdateReport(time.perf_counter() - t0, len(losses), first, last, fit, stopped,
                               guard_before, guard_after)
         self.updates.append(report)
@@ -400,15 +396,16 @@ class StreamSession:
 
     def _guard_quality(self) -> float:
         """Mean fit of the adapter on the stream's last confirmed frames (their final labels)."""
+        return float(np.mean([self._fit(encoded, prompt, final) for encoded, prompt, final in self._recent]))
+
+    def _fit(self, encoded: Any, prompt: Prompt, target: Annotation) -> float:
+        """How well the adapter as it is fits ``target`` (eval mode; the model's own measure if it has one)."""
         self.model.eval()
-        fits = []
         with torch.no_grad():
-            for encoded, prompt, final in self._recent:
-                fit = self.model.loss_and_fit(encoded, prompt, final)[1]
-                if fit is None:
-                    fit = frame_quality(self.model.predict(encoded, prompt).annotation, final)
-                fits.append(fit)
-        return float(np.mean(fits))
+            fit = self.model.loss_and_fit(encoded, prompt, target)[1]
+            if fit is None:
+                fit = frame_quality(self.model.predict(encoded, prompt).annotation, target)
+        return fit
 
     def reset_adapter(self) -> None:
         """Back to the base model (a new stream); the optimizer's moments go too."""

@@ -83,15 +83,6 @@ class EmbeddedStreamModel(StreamModel):
         self.to(base.device)  # rebuilt on the CPU; a base trained on a GPU keeps its adapter there
         self.eval()
 
-    def train(self, mode: bool = True) -> EmbeddedStreamModel:
-        """Only the adapter's dropout follows the mode: the frozen base stays in eval (BatchNorm stats)."""
-        super().train(False)
-        if mode:
-            for layer in _lora.lora_layers(self):
-                layer.lora_dropout.train()
-        self.training = mode
-        return self
-
     # --------------------------------------------------------------------------------- encode
     @torch.no_grad()
     def encode(self, image: np.ndarray) -> _Encoded:

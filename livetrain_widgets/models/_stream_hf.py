@@ -51,16 +51,6 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
-def _keep_base_eval(model: StreamModel, mode: bool) -> None:
-    """Only the adapter's dropout follows the train mode: the frozen base runs exactly as in inference, so
-    the loss sees the same network the prediction does (SAM 2's decoder, for one, branches on ``training``)."""
-    nn.Module.train(model, False)
-    if mode:
-        for layer in _lora.lora_layers(model):
-            layer.lora_dropout.train()
-    model.training = mode
-
-
 def _processor_dict(processor: Any) -> dict[str, Any] | None:
     if processor is None or isinstance(processor, dict):
         return processor
@@ -213,10 +203,6 @@ class SamStreamModel(StreamModel):
         if processor is None:
             processor = _load_processor_dict(name_or_path)
         return cls(model, classes, adapter, processor=processor)
-
-    def train(self, mode: bool = True) -> SamStreamModel:
-        _keep_base_eval(self, mode)
-        return self
 
     # --------------------------------------------------------------------------------- encode
     @torch.no_grad()
@@ -425,10 +411,6 @@ class ClipStreamModel(StreamModel):
         model.to(live.device).eval()
         return cls(model, live.classes, adapter, text_embeds=live.text_embeds.detach().clone(),
                    prompt=live.options.get("prompt", "a photo of a {}"), image=dict(live.image))
-
-    def train(self, mode: bool = True) -> ClipStreamModel:
-        _keep_base_eval(self, mode)
-        return self
 
     @torch.no_grad()
     def encode(self, image: np.ndarray) -> _ClipEncoded:

@@ -140,6 +140,17 @@ class StreamModel(nn.Module, ABC):
         class) if the model can tell from the same forward pass; ``None`` makes the session predict."""
         return self.loss(encoded, prompt, target), None
 
+    def train(self, mode: bool = True) -> StreamModel:
+        """Only the adapter's dropout follows the mode: the frozen base always runs as in inference
+        (BatchNorm statistics; SAM 2's decoder branches on ``training``), so the loss sees the network
+        the prediction uses."""
+        super().train(False)
+        if mode:
+            for layer in _lora.lora_layers(self):
+                layer.lora_dropout.train()
+        self.training = mode
+        return self
+
     def adapter_parameters(self) -> list[nn.Parameter]:
         return _lora.lora_parameters(self)
 

@@ -43,7 +43,7 @@ import numpy as np
 from ..engine.annotation import TASKS
 from ..engine.formats import FORMATS  # neither imports torch: --help stays fast
 from .dataset import SYNTHETIC_CLASSES, synthetic_detection
-from .results import cpu_name, environment, write_results
+from .results import cpu_name, environment, spread, write_results
 
 if TYPE_CHECKING:
     from ..engine.annotation import Annotation
@@ -108,10 +108,6 @@ def _folder_data(images: str | os.PathLike[str], labels: str | os.PathLike[str] 
 # ---------------------------------------------------------------------------------------- helpers
 def _pct(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, np.float64), q)) if len(values) else None
-
-
-def _spread(values: Sequence[float]) -> dict[str, Any]:
-    return {"p50": _pct(values, 50), "p95": _pct(values, 95), "n": len(values)}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -267,7 +263,7 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
                 bar.update()
         labeling = {"images": len(label_ids), "steps_per_image": steps_per_image,
                     "seconds": time.perf_counter() - t_label, "final_step": trainer.step,
-                    "predict_session_s": _spread([r["predict_s"] for r in per_image]),
+                    "predict_session_s": spread([r["predict_s"] for r in per_image]),
                     "submit_to_batch": {**_submit_figures(label_subs, steps), "phase": "after a step + a prediction"},
                     "scores_at": scores_at, "per_image": per_image}
 
@@ -354,10 +350,10 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
             "step_s": {"median": statistics.median(step_times) if step_times else None,
                        "p95": _pct(step_times, 95), "n": len(step_times),
                        "first": step_times[0] if step_times else None},
-            "predict_s": {"idle": _spread(idle),
-                          "training": {**_spread(busy), "while_training": busy_training},
+            "predict_s": {"idle": spread(idle),
+                          "training": {**spread(busy), "while_training": busy_training},
                           "ratio": {"p50": _ratio(b50, i50), "p95": _ratio(b95, i95)}},
-            "loop_lag_s": {**_spread(lags), "max": max(lags) if lags else None, "tick": LAG_TICK_S},
+            "loop_lag_s": {**spread(lags), "tick": LAG_TICK_S},
             "submit_to_batch": {**_submit_figures(fresh, steps), "phase": "random point inside a step"},
             "checkpoint": {"save_s": {"median": statistics.median(save_idle), "n": len(save_idle)},
                            "save_while_training_s": {"median": statistics.median(save_busy), "n": len(save_busy)},

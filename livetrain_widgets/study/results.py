@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,15 @@ def cpu_name() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """n, mean, p50, p95 and max of a list of timings (``None`` figures for an empty list)."""
+    v = np.asarray(values, np.float64)
+    if not len(v):
+        return {"n": 0, "mean": None, "p50": None, "p95": None, "max": None}
+    return {"n": len(v), "mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
+            "p95": float(np.percentile(v, 95)), "max": float(v.max())}
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:

@@ -40,7 +40,7 @@ from ..engine.annotation import Annotation
 from ..engine.stream import StreamSession, frame_quality
 from ..models.stream import AdapterConfig, StreamModel
 from .dataset import Item, crop_annotation, tile_windows
-from .results import environment, write_results
+from .results import environment, spread, write_results
 
 SOURCES = {
     "locate_s": "SAM 2 paper's annotation-time figures, as used by the LIT paper (1 s)",
@@ -280,17 +280,9 @@ def run_stream(model: StreamModel, items: Sequence[Item], threshold: float, *, a
         "human_seconds": round(human_s, 1),
         "training_seconds": round(train_s, 2),
         "seconds": round(human_s + train_s, 1),
-        "update_seconds": _summary(updates),
+        "update_seconds": spread(updates),
         "records": records,
     }
-
-
-def _summary(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    v = np.asarray(values, float)
-    return {"n": len(v), "mean": round(float(v.mean()), 4), "p50": round(float(np.median(v)), 4),
-            "p95": round(float(np.percentile(v, 95)), 4), "max": round(float(v.max()), 4)}
 
 
 def _reduction(before: float, after: float) -> float | None:
@@ -359,7 +351,7 @@ def summarise(arms: dict[str, dict[str, dict[str, Any]]], task: str, cfg: Stream
         }
     updates = [r["update_seconds"] for s in arms["adapter"].values() for r in s["records"]
                if r["update_seconds"] is not None]
-    out["update_seconds"] = _summary(updates)
+    out["update_seconds"] = spread(updates)
     out["reduction_corrections_pct"] = _reduction(out["base"]["corrections"], out["adapter"]["corrections"])
     out["reduction_seconds_pct"] = _reduction(out["base"]["seconds"], out["adapter"]["seconds"])
     if task == "classification":
@@ -381,6 +373,7 @@ def format_stream_table(results: dict[str, Any]) -> str:
     rows = [head]
     for thr, res in results["thresholds"].items():
         u = res.get("update_seconds") or {}
+        p50, p95 = (f"{u[k]:.3f}" if u.get(k) is not None else "-" for k in ("p50", "p95"))
         b, a = res["base"], res["adapter"]
         cb, ca = b["corrections"], a["corrections"]
         if "groups" in res and res["groups"]["counted"]:
@@ -388,7 +381,7 @@ def format_stream_table(results: dict[str, Any]) -> str:
             cb, ca = f"{cb} ({g['base_per_group']}/grp)", f"{ca} ({g['adapter_per_group']}/grp)"
         rows.append([thr, str(cb), str(ca), f"{res['reduction_corrections_pct']}%", f"{b['seconds']:.0f}",
                      f"{a['seconds']:.0f}", f"{res['reduction_seconds_pct']}%",
-                     f"{b['mean_quality']}/{a['mean_quality']}", f"{u.get('p50', '-')}/{u.get('p95', '-')}"])
+                     f"{b['mean_quality']}/{a['mean_quality']}", f"{p50}/{p95}"])
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append(f"adapter: {results['adapter_parameters']} trainable parameters "

@@ -3,7 +3,7 @@
 // reloaded page or a saved notebook shows the last state; buttons send {type: "action"} messages.
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import type { PanelAction, PanelModel } from "../protocol";
-import { mark, put } from "../dom";
+import { mark, put, toaster } from "../dom";
 import "./panel.css";
 
 type Model = AnyModel<PanelModel>;
@@ -95,8 +95,7 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
   const foot = put(root, "div", "lt-panel-row lt-foot");
   const position = put(foot, "span", "lt-position");
   const stats = put(foot, "span", "lt-stats");
-  const toast = put(root, "div", "lt-toast");
-  let toastTimer: ReturnType<typeof setTimeout> | undefined;
+  const toast = toaster(put(root, "div", "lt-toast"), "lt-toast-shown");
 
   const update = () => {
     const phase = m.get("phase");
@@ -145,10 +144,7 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
   const onMsg = (msg: unknown) => {
     const content = msg as { type?: string; message?: string };
     if (content?.type !== "error" || typeof content.message !== "string") return;
-    toast.textContent = content.message;
-    toast.classList.add("lt-toast-shown");
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => toast.classList.remove("lt-toast-shown"), 5000);
+    toast.show(content.message);
   };
   m.on("change", update);
   m.on("msg:custom", onMsg);
@@ -156,7 +152,7 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
   return () => {
     m.off("change", update);
     m.off("msg:custom", onMsg);
-    clearTimeout(toastTimer);
+    toast.dispose();
   };
 }
 

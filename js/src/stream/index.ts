@@ -4,7 +4,7 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import type { StreamStats, StripAction, StripMessage, StripModel } from "../protocol";
-import { el, mark, put } from "../dom";
+import { el, mark, put, toaster } from "../dom";
 import { adapterText, busyText, counters, thumbState } from "./format";
 import "./stream.css";
 
@@ -82,9 +82,9 @@ function render({ model, el: host }: RenderProps<StripModel>): () => void {
   film.setAttribute("role", "list");
   const message = put(root, "div", "lts-message");
   const error = put(root, "div", "lts-error");
-  const toast = put(root, "div", "lts-toast");
-  toast.setAttribute("role", "status");
-  let toastTimer: ReturnType<typeof setTimeout> | undefined;
+  const toastLine = put(root, "div", "lts-toast");
+  toastLine.setAttribute("role", "status");
+  const toast = toaster(toastLine, "lts-toast-shown");
 
   // ----------------------------------------------------------------------------- filmstrip
   let thumbEls: HTMLButtonElement[] = [];
@@ -200,10 +200,7 @@ function render({ model, el: host }: RenderProps<StripModel>): () => void {
     if (c.id !== undefined && c.id !== null && !mine) return; // another view's request
     if (mine) pending.delete(c.id as string);
     if (c.type === "error") {
-      toast.textContent = String(c.message ?? "error");
-      toast.classList.add("lts-toast-shown");
-      clearTimeout(toastTimer);
-      toastTimer = setTimeout(() => toast.classList.remove("lts-toast-shown"), 5000);
+      toast.show(String(c.message ?? "error"));
     }
     update();
   };
@@ -214,7 +211,7 @@ function render({ model, el: host }: RenderProps<StripModel>): () => void {
   return () => {
     m.off("change", update);
     m.off("msg:custom", onMsg);
-    clearTimeout(toastTimer);
+    toast.dispose();
     clearTimeout(armed);
     urls.forEach((u) => URL.revokeObjectURL(u));
   };
