@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -228,14 +229,17 @@ def export_folders(out_dir: Path, items: list, classes: Sequence[str], task: str
             continue
         target = out_dir / _safe_folder_name(classes[ann.category]) / rec.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        if target.exists() and os.path.samefile(rec.path, target):
+            continue  # exported before as a hard link: already the same file
+        # A name no other export (nor one killed half-way) can hold, so the link cannot collide.
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
         try:
             try:
                 os.link(rec.path, tmp)
             except OSError:
                 shutil.copy2(rec.path, tmp)
             os.replace(tmp, target)
-        except BaseException:
+        finally:
+            # rename() between two links of one file does nothing and leaves ``tmp`` behind.
             tmp.unlink(missing_ok=True)
-            raise
     return out_dir
