@@ -168,6 +168,15 @@ def test_property_classification_round_trip(images: list[Path], fmt: str, data: 
         assert got == {r.name: (a.category, a.width) for r, a in items}
 
 
+def test_folders_export_again_after_a_class_change(images: list[Path], tmp_path: Path) -> None:
+    first = [(record(images[k], k + 1), Annotation(*SIZES[k], category=k % 2)) for k in range(3)]
+    export_labels("folders", tmp_path, first, CLASSES, "classification")
+    changed = [(rec, Annotation(ann.width, ann.height, category=2)) for rec, ann in first]
+    out = export_labels("folders", tmp_path, changed, CLASSES, "classification")  # into the same folder
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(f"{CLASSES[2]}/{rec.name}" for rec, _ in first)  # no stale copy, no temporary link
+
+
 # ------------------------------------------------------------------------------ export checks
 def test_coco_export_is_valid_coco(images: list[Path], tmp_path: Path) -> None:
     from pycocotools.coco import COCO

@@ -229,6 +229,10 @@ def export_folders(out_dir: Path, items: list, classes: Sequence[str], task: str
             continue
         target = out_dir / _safe_folder_name(classes[ann.category]) / rec.name
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Exported again after the class changed: the image must not stay in its old class folder too.
+        for other in classes:
+            if other != classes[ann.category]:
+                (out_dir / _safe_folder_name(other) / rec.name).unlink(missing_ok=True)
         if target.exists() and os.path.samefile(rec.path, target):
             continue  # exported before as a hard link: already the same file
         # A name no other export (nor one killed half-way) can hold, so the link cannot collide.
