@@ -16,6 +16,7 @@ from an incompatible version fails loudly instead of resuming half its state.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -65,6 +66,14 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _no_space(exc: BaseException) -> bool:
+    # safetensors and torch.save raise their own error types; only the text keeps the errno.
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left" in text or "os error 28" in text or "Disk quota exceeded" in text
+
+
 def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` (see ``STATE_KEYS``) under ``root``; keep the newest ``keep`` checkpoints."""
     _check(state, "training")
@@ -91,9 +100,9 @@ def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: i
         _fsync_file(latest_tmp)
         os.replace(latest_tmp, root / "LATEST")
         _fsync_dir(root)
-    except OSError as exc:
+    except Exception as exc:  # OSError, and safetensors' / torch's own errors wrapping one
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else str(exc)
+        reason = "the disk is full" if _no_space(exc) else f"{type(exc).__name__}: {exc}"
         raise CheckpointError(f"could not write checkpoint {final}: {reason}; the previous one is intact") from exc
     _prune(root, keep)
     return final

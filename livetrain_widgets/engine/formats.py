@@ -32,6 +32,7 @@ folders    the root of the class folders, or None    the folder, images hard-lin
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -135,4 +136,11 @@ def export_labels(
     pairs = [(rec, ann) for rec, ann in items if ann is not None]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return _EXPORTERS[fmt](out, pairs, list(classes), task)
+    try:
+        return _EXPORTERS[fmt](out, pairs, list(classes), task)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Every file is written beside its final name and renamed in, so what was there survives.
+            raise OSError(exc.errno, f"could not export to {out}: the disk is full; files exported there "
+                          "before are intact, free some space and export again") from exc
+        raise

@@ -150,6 +150,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc)
+
+
 class AnnotationStore:
     """Images, label versions and predictions of one project, in one SQLite file."""
 
@@ -208,12 +212,22 @@ class AnnotationStore:
         process holding the file cannot make us fail half-way); committed before returning."""
         with self._lock:
             db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
             try:
-                out = fn(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    # SQLite may already have rolled back (a full disk); the original error is the news.
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if _disk_full(exc):
+                    raise StoreError(
+                        f"{self.path}: the disk is full, so this change was not saved; everything saved "
+                        "before is safe. Free some space and try again."
+                    ) from exc
                 raise
             return out
 

@@ -133,6 +133,9 @@ class Trainer:
         self.step = 0
         self.phase = "idle"
         self.error: str | None = None
+        #: the last checkpoint write's failure (a full disk); unlike a step error, a good training step
+        #: does not clear it: only a checkpoint that succeeds does, so the person keeps seeing it
+        self.checkpoint_error: str | None = None
         self.last_loss: float | None = None
         self.losses: deque[float] = deque(maxlen=2000)
         #: (trainer step, sampler step at the draw, batch keys) of recent successful steps, for plots of
@@ -529,10 +532,12 @@ class Trainer:
         state = await loop.run_in_executor(self._train_pool, self.state_dict)
         state.update(self._checkpoint_extra())  # on the loop thread, where those parts change
         try:
-            return await asyncio.to_thread(self._checkpoint, state)
+            path = await asyncio.to_thread(self._checkpoint, state)
         except Exception as exc:
-            self.error = f"checkpoint failed: {exc}"
+            self.checkpoint_error = f"checkpoint failed: {exc}"
             return None
+        self.checkpoint_error = None
+        return path
 
     # -------------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
@@ -548,5 +553,5 @@ class Trainer:
             "step_seconds": float(np.median(secs)) if secs else None,
             "device": str(self.device),
             "amp": self.amp,
-            "error": self.error,
+            "error": self.error or self.checkpoint_error,
         }

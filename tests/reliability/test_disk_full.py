@@ -1,0 +1,188 @@
+"""A full disk while writing a checkpoint, an export and a label: a clear error where the person looks
+(the panel and ``session.state``), the previous checkpoint and export intact, labeling going on.
+
+The project lives on a real 64 MB tmpfs, mounted in a private mount namespace (``unshare``), so the
+kernel answers ENOSPC exactly as a full laptop disk would; nothing is simulated in Python. The scenario
+runs in that child process and reports what it saw as JSON; the assertions are here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .report import record
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = textwrap.dedent("""
+    import asyncio, errno, json, os, sys
+    from pathlib import Path
+    sys.path.insert(0, {repo!r})
+    from tests.test_widget_canvas import custom, update
+    from tests.tiny_model import TinyClassifier, two_class_images
+    from livetrain_widgets import LiveAnnotator, SessionConfig, TrainerConfig
+    from livetrain_widgets.engine.checkpoint import latest_checkpoint, load_checkpoint
+
+    disk = Path(sys.argv[1])
+    filler = disk / "filler"
+    report = {{}}
+
+    def fill(leave):
+        # Write until the kernel says ENOSPC, then give back ``leave`` bytes.
+        with open(filler, "ab") as f:
+            try:
+                while True:
+                    f.write(b"x" * (1 << 20))
+                    f.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+        try:
+            with open(filler, "ab") as f:  # the last partial megabyte
+                while True:
+                    f.write(b"x" * 4096)
+                    f.flush()
+        except OSError:
+            pass
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
+
+    async def settle(app):
+        await asyncio.sleep(0)
+        await app.wait_idle()
+
+    async def label(app, category):
+        update(app.canvas, {{"category": category}})
+        custom(app.canvas, {{"type": "action", "action": "submit", "image_id": app.canvas.image_id}})
+        await settle(app)
+
+    def category(image):
+        w = image.shape[1] // 2
+        return int(image[:, w:].mean() > image[:, :w].mean())
+
+    async def main():
+        images, _ = two_class_images(30)
+        cfg = SessionConfig(trainer=TrainerConfig(batch_size=4, lr=1e-2, checkpoint_every_s=1e9))
+        app = LiveAnnotator(images, "classification", ["left", "right"], project=disk / "p",
+                            model=TinyClassifier(hidden=20_000), config=cfg, plots=False)
+        s = app.session
+        await settle(app)
+        for _ in range(4):
+            await label(app, category(s.image(app.image_id)))
+        await s.wait_steps(10, timeout=60)
+        await s.checkpoint()
+        good = latest_checkpoint(disk / "p" / "checkpoints")
+        s.export("coco", disk / "export")
+        exported = (disk / "export" / "annotations.json").read_bytes()
+
+        # 1. Nearly full: a checkpoint (~12 MB) cannot be written, a label still can.
+        fill(leave=512 << 10)
+        await s.checkpoint()
+        app.panel.refresh(s)
+        report["checkpoint_error"] = s.state.error
+        report["panel_status"] = app.panel.status
+        after = latest_checkpoint(disk / "p" / "checkpoints")
+        report["latest_unchanged"] = after == good
+        report["previous_loads"] = load_checkpoint(after)["step"]
+        report["temporary_left"] = [p.name for p in (disk / "p" / "checkpoints").glob(".*")]
+        before = s.store.labeled_count()
+        for _ in range(2):
+            await label(app, category(s.image(app.image_id)))
+        report["labeled_while_nearly_full"] = s.store.labeled_count() - before
+        steps = s.state.step
+        await s.wait_steps(5, timeout=60)
+        report["trained_while_full"] = s.state.step - steps
+        report["error_still_shown"] = s.state.error == report["checkpoint_error"]
+
+        # 2. Completely full: the export and the label are refused with a message; nothing stored is touched.
+        fill(leave=0)
+        try:
+            s.export("coco", disk / "export")
+            report["export_error"] = None
+        except Exception as exc:
+            report["export_error"] = f"{{type(exc).__name__}}: {{exc}}"
+        report["export_intact"] = (disk / "export" / "annotations.json").read_bytes() == exported
+        before = s.store.labeled_count()
+        shown = app.image_id
+        c = category(s.image(shown))
+        await label(app, c)
+        report["full_submit_error"] = app.panel.error
+        report["full_labeled_delta"] = s.store.labeled_count() - before
+        report["canvas_kept_label"] = app.image_id == shown and app.canvas.category == c
+
+        # 3. Space freed: the same label goes in, a checkpoint is written, the error clears.
+        filler.unlink()
+        await label(app, c)
+        report["after_free_labeled_delta"] = s.store.labeled_count() - before
+        await s.checkpoint()
+        report["error_after_free"] = s.state.error
+        report["new_checkpoint_step"] = int(latest_checkpoint(disk / "p" / "checkpoints").name.split("-")[1])
+        report["good_step"] = int(good.name.split("-")[1])
+        report["integrity"] = s.store.integrity_check()
+        report["labeled_total"] = s.store.labeled_count()
+        await app.close()
+        print("REPORT", json.dumps(report), flush=True)
+
+    asyncio.run(main())
+""")
+
+
+def _private_tmpfs_command(mount: Path, *argv: str) -> list[str] | None:
+    """``argv`` run with a 64 MB tmpfs at ``mount``, visible to that process only; None if not possible."""
+    unshare = shutil.which("unshare")
+    if unshare is None or not sys.platform.startswith("linux"):
+        return None
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    script = 'mount -t tmpfs -o size=64m tmpfs "$1" && shift && exec "$@"'
+    cmd = [unshare, "--mount", *user, "sh", "-c", script, "sh", str(mount), *argv]
+    probe = subprocess.run([unshare, "--mount", *user, "sh", "-c", script, "sh", str(mount), "true"],
+                           capture_output=True)
+    return cmd if probe.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_disk_full_while_checkpointing_exporting_and_labeling(tmp_path: Path) -> None:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(repo=str(REPO)))
+    cmd = _private_tmpfs_command(mount, sys.executable, str(script), str(mount))
+    if cmd is None:
+        pytest.skip("needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real small disk")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    r = json.loads(lines[-1][len("REPORT "):])
+
+    # The checkpoint: a clear error in the state and the panel, the previous one intact and loadable.
+    assert "disk is full" in r["checkpoint_error"] and "previous one is intact" in r["checkpoint_error"]
+    assert "disk is full" in r["panel_status"]
+    assert r["latest_unchanged"] and r["previous_loads"] == r["good_step"]
+    assert r["temporary_left"] == [], "a failed checkpoint must not leave its partial folder using space"
+    # The export: an error naming the cause, the previous file untouched.
+    assert r["export_error"] and "disk is full" in r["export_error"], r["export_error"]
+    assert r["export_intact"]
+    # Labeling and training go on; the error stays on screen until a checkpoint succeeds.
+    assert r["labeled_while_nearly_full"] == 2 and r["trained_while_full"] >= 5 and r["error_still_shown"]
+    # No space at all: the submission is refused with a message, nothing stored changes, the canvas keeps
+    # the label so the person can submit it again.
+    assert "disk is full" in r["full_submit_error"] and r["full_labeled_delta"] == 0 and r["canvas_kept_label"]
+    # Space back: the same label is saved, a checkpoint is written, the error is gone.
+    assert r["after_free_labeled_delta"] == 1 and r["error_after_free"] is None
+    assert r["new_checkpoint_step"] > r["good_step"] and r["integrity"] == "ok" and r["labeled_total"] == 7
+
+    record("faults", "disk full (real 64 MB tmpfs) during a checkpoint write", 1,
+           "'disk is full … previous one is intact' in state and panel until a checkpoint succeeds; "
+           "previous checkpoint loads; no partial folder left", 0)
+    record("faults", "disk full during an export", 1,
+           "OSError 'could not export to … the disk is full; files exported there before are intact'; "
+           "previous file intact", 0)
+    record("faults", "disk full during a submission", 1,
+           "refused with 'the disk is full … everything saved before is safe' in the panel; canvas keeps the "
+           "label; saved once space is freed", 0)
