@@ -34,7 +34,9 @@ class TinyClassifier(LiveModel):
         self.hidden = hidden
         self.step_delay = step_delay
         self.net = nn.Sequential(nn.Linear(48, hidden), nn.ReLU(), nn.Linear(hidden, len(classes)))
-        self.fail_with: str | None = None  # "nan", "error" or "oom": the next losses misbehave
+        # "nan", "error", "oom" (CUDA's error), "alloc" (a real failed CPU allocation), "inf_grad" or
+        # "predict": the next losses (or predictions) misbehave
+        self.fail_with: str | None = None
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "hidden": self.hidden, "step_delay": self.step_delay}
@@ -44,6 +46,8 @@ class TinyClassifier(LiveModel):
             raise RuntimeError("simulated failure inside the model")
         if self.fail_with == "oom":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if self.fail_with == "alloc":
+            torch.empty(1 << 46, dtype=torch.uint8)  # 64 TiB: the allocator refuses, nothing is used
         x = torch.stack([features(im) for im in images]).to(self.device)
         y = torch.tensor([t.category for t in targets], device=self.device)
         if self.step_delay:
@@ -53,9 +57,15 @@ class TinyClassifier(LiveModel):
         loss = F.cross_entropy(self.net(x), y)
         if self.fail_with == "nan":
             loss = loss * float("nan")
+        if self.fail_with == "inf_grad":  # a finite loss whose gradients overflow
+            w = self.net[0].weight * 1.0
+            w.register_hook(lambda g: torch.full_like(g, float("inf")))
+            loss = loss + (w * 0).sum()
         return loss
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Annotation]:
+        if self.fail_with == "predict":
+            raise RuntimeError("simulated failure inside the model's predict")
         x = torch.stack([features(im) for im in images]).to(self.device)
         p = self.net(x).softmax(-1).float().cpu().numpy()
         return [

@@ -447,7 +447,11 @@ class Trainer:
 
     def _step_failed(self, exc: BaseException) -> None:
         self._failures += 1
-        if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        text = str(exc).lower()
+        # CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError "can't allocate memory".
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text or (
+            "allocate memory" in text
+        ):
             msg = "out of memory in a training step; the step was skipped"
             self.optimizer.zero_grad(set_to_none=True)
             if self.device.type == "cuda":
