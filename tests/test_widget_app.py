@@ -223,3 +223,20 @@ async def test_bbox_widget_adapter(data_dir, tmp_path) -> None:
     with pytest.raises(ValueError, match="detection project"):
         BBoxCanvasAdapter(bbox_widget.BBoxWidget(), "segmentation", ["a"])
     await app.close()
+
+
+async def test_an_app_on_a_locked_project_is_refused_and_dropped_quietly(tmp_path) -> None:
+    import gc
+    import warnings
+
+    from livetrain_widgets.engine.project_lock import ProjectLockedError
+
+    app = await classify_app(tmp_path, start=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ProjectLockedError, match="open in another process"):
+            LiveAnnotator(IMAGES, "classification", ["left", "right"], project=tmp_path / "p",
+                          model=TinyClassifier(), plots=False)
+        gc.collect()  # ipywidgets' __del__ used to call the async close() and warn "never awaited"
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    await app.close()

@@ -134,6 +134,12 @@ class LiveAnnotator(widgets.VBox):
             self.plots.unbind()
         await self.session.close()
 
+    def __del__(self) -> None:
+        # ipywidgets' __del__ calls self.close(), a coroutine here that garbage collection cannot await
+        # (it warned "never awaited" for every app dropped, e.g. one whose project was locked): only
+        # the comm is closed, as for any widget. The session's own lock dies with the session.
+        widgets.VBox.close(self)
+
     async def wait_idle(self) -> None:
         """Wait until every action started so far has finished (for scripts and tests)."""
         while self._tasks:
