@@ -19,7 +19,7 @@ from livetrain_widgets.models.base import LiveModel, register
 
 def features(image: np.ndarray) -> torch.Tensor:
     """Mean colour of a 4x4 grid: 48 numbers that tell bright-left from bright-right images apart."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255.0
+    t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float()[None] / 255.0
     return F.adaptive_avg_pool2d(t, 4).flatten()
 
 

@@ -137,8 +137,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         meta = json.loads((path / "state.json").read_text())
         model = load_file(str(path / "model.safetensors"), device=str(map_location))
         optimizer = torch.load(path / "optimizer.pt", map_location=map_location, weights_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
+    except Exception as exc:  # OSError, JSON, safetensors' and weights-only unpickling's own errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"could not read checkpoint {path}: {type(exc).__name__}: {first[:300]}. If that folder was damaged "
+            "or replaced, move it out of checkpoints/ to resume from the one before; the labels are in "
+            "labels.sqlite either way"
+        ) from exc
     state = {**meta, "model": model, "optimizer": optimizer}
     _check(state, f"{path}: checkpoint")
     if state["format"] != FORMAT_VERSION:

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from scipy import ndimage as ndi
 
+from ..models.base import read_weights
 from ..models.stream import Click, Prompt, StreamModel, StreamPrediction
 from .annotation import Annotation, AnnotationError
 from .images import load_image
@@ -443,7 +444,7 @@ class StreamSession:
             if key in info and info[key] != mine[key]:
                 raise ValueError(f"{src}: adapter made for {key} {info[key]!r}, this model has {mine[key]!r}")
         with self._lock:
-            self.model.load_adapter_state(load_file(str(src / ADAPTER_WEIGHTS)))
+            self.model.load_adapter_state(read_weights(src / ADAPTER_WEIGHTS))
             self._optimizer = None
             self.adapter_name = src.name
             if self._current is not None:

@@ -125,11 +125,21 @@ def load_model(folder: str | os.PathLike[str], device: str | torch.device | None
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{src}: no {CONFIG_NAME}; not a folder written by save_pretrained")
     model = model_from_config(json.loads(cfg_path.read_text()), where=str(cfg_path))
-    state = load_file(str(src / WEIGHTS_NAME))
+    state = read_weights(src / WEIGHTS_NAME)
     model.load_state_dict(state)
     if device is not None:
         model.to(device)
     return model
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file (tensors only: nothing in it can run code), or a ValueError naming it."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # SafetensorError: a pickle or a damaged file under a weights file's name
+        raise ValueError(f"{path}: not a readable safetensors weights file ({exc})") from exc
 
 
 def model_from_config(config: dict[str, Any], where: str = "model config") -> LiveModel:

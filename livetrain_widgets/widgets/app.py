@@ -38,6 +38,10 @@ log = logging.getLogger("livetrain_widgets")
 MIN_SENT_SCORE = 0.05
 
 
+#: how many open/predict timings an app keeps (``LiveAnnotator.timings``)
+MAX_TIMINGS = 2000
+
+
 class LiveAnnotator(widgets.VBox):
     """The labeling app (see the module docstring). Parts are attributes: ``session``, ``canvas``,
     ``panel``, ``plots``; each is also usable on its own.
@@ -96,9 +100,12 @@ class LiveAnnotator(widgets.VBox):
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._history: list[int] = []  # images opened, for Back
-        self._predictions: dict[int, Annotation] = {}  # the last raw prediction per image (semantic switch)
+        # The last raw prediction of the images shown lately (the semantic switch redraws from it);
+        # bounded like the display cache: with masks, one per image of a long session adds up.
+        self._predictions: OrderedDict[int, Annotation] = OrderedDict()
         self._display_cache: OrderedDict[int, bytes] = OrderedDict()
-        self.timings: list[dict[str, Any]] = []  # kernel-side figures: open and predict times
+        #: kernel-side figures: open and predict times (the newest ``MAX_TIMINGS``)
+        self.timings: list[dict[str, Any]] = []
 
         self.canvas.on_action(self._on_action)
         self.panel.on_action(self._on_action)
@@ -282,7 +289,7 @@ class LiveAnnotator(widgets.VBox):
         if not self._history or self._history[-1] != image_id:
             self._history.append(image_id)
         self.panel.can_back = len(self._history) > 1
-        self.timings.append({"event": "open", "image_id": image_id, "ms": 1000 * (time.perf_counter() - t0)})
+        self._timing({"event": "open", "image_id": image_id, "ms": 1000 * (time.perf_counter() - t0)})
         if not (self.panel.skip_predict_if_labeled and ann is not None and not ann.is_empty):
             self._spawn(self._predict(image_id))
         self._spawn(self._prefetch(image_id))
@@ -304,14 +311,22 @@ class LiveAnnotator(widgets.VBox):
             if self.canvas.image_id == image_id:
                 self.panel.busy = ""
         self.panel.predict_ms = round(pred.seconds * 1000, 1)
-        self.timings.append({"event": "predict", "image_id": image_id, "ms": pred.seconds * 1000,
-                             "step": pred.step, "offered": pred.offered})
+        self._timing({"event": "predict", "image_id": image_id, "ms": pred.seconds * 1000,
+                      "step": pred.step, "offered": pred.offered})
         if self.canvas.image_id != image_id:
             return  # the person moved on; the stored prediction is still judged if they come back
         self._predictions[image_id] = pred.annotation
+        self._predictions.move_to_end(image_id)
+        while len(self._predictions) > 4:
+            self._predictions.popitem(last=False)
         if pred.offered or forced:
             self.canvas.set_prelabels(pred.annotation)
         self._count_prelabels()
+
+    def _timing(self, record: dict[str, Any]) -> None:
+        self.timings.append(record)
+        if len(self.timings) > MAX_TIMINGS:  # a day of labeling must not grow the kernel without end
+            del self.timings[: len(self.timings) - MAX_TIMINGS]
 
     # ----------------------------------------------------------------------------- settings
     def _on_threshold(self, change: dict[str, Any]) -> None:
