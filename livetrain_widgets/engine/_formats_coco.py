@@ -60,14 +60,19 @@ def load_coco(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLab
     categories: dict[int, int] = {}
     for k, cat in enumerate(data.get("categories") or []):
         try:
-            categories[int(cat["id"])] = names.index(str(cat["name"]))
+            # The id first: with the name registered first, a category refused for its id still added
+            # its name to the classes (and the session warned about a class that has no labels).
+            cat_id = int(cat["id"])
+            categories[cat_id] = names.index(str(cat["name"]))
         except (KeyError, TypeError, ValueError):
             out.errors.append(f"{labels}: categories[{k}] needs an integer 'id' and a 'name'")
     by_image: dict[Any, list[tuple[int, dict]]] = {}
     anns = data.get("annotations") or []
     if not isinstance(anns, list):
-        out.errors.append(f"{labels}: 'annotations' is not a list")
-        anns = []
+        # The whole file is refused: read as "no objects", every image in it was imported as labeled with
+        # nothing there, a new latest version over whatever labels it had.
+        out.errors.append(f"{labels}: 'annotations' is not a list; nothing imported from this file")
+        return
     for k, a in enumerate(anns):
         if isinstance(a, dict) and "image_id" in a:
             by_image.setdefault(a["image_id"], []).append((k, a))

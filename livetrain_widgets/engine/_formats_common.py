@@ -30,19 +30,22 @@ class LoadedLabels:
     ``annotations`` is keyed by the resolved image path. ``errors`` holds one message per malformed
     file or entry, naming the file (the rest of the import goes on). ``unmatched`` lists label files
     (or COCO image entries) that match none of the given images: not an error, since importing labels
-    for a subset of a dataset is normal, but worth showing when nothing matched.
+    for a subset of a dataset is normal, but worth showing when nothing matched. ``sources`` gives the
+    label file each annotation came from, so later messages (e.g. the session's) can name it.
     """
 
     annotations: dict[Path, Annotation] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    sources: dict[Path, str] = field(default_factory=dict)
 
     def add(self, image: Path, annotation: Annotation, source: Path | str) -> None:
         if image in self.annotations:
             self.errors.append(f"{source}: {image.name} already has labels from another file; ignored")
             return
         self.annotations[image] = annotation
+        self.sources[image] = str(source)
 
 
 class ClassNames:

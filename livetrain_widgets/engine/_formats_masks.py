@@ -220,19 +220,50 @@ def _safe_folder_name(name: str) -> str:
     return name
 
 
+def _safe_file_name(name: str) -> str:
+    """The last part of a stored image name, for a file written under ``out_dir``.
+
+    Names from ``add_images`` are base names already, but the store takes any name (``add_image``'s
+    ``name``, a project from elsewhere): ``out_dir / cls / "../../x.png"`` or ``/ "/etc/x"`` wrote
+    outside ``out_dir``. Both separators count, so a Windows-style name cannot climb out either.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if not base or base in (".", "..") or "\0" in base:
+        raise ValueError(f"image name {name!r} cannot be a file name")
+    return base
+
+
 def export_folders(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
     """Images linked (hard link, else copied) into ``<class>/<image name>``; unclassified images are
-    left out, as a class folder layout has no place for them."""
+    left out, as a class folder layout has no place for them. Two images of one class with the same
+    name would be one file: refused, as the other formats refuse two label files of one name."""
+    targets: dict[Path, str] = {}
     for rec, ann in items:
         check_labels(rec, ann, classes)
         if ann.category is None:
             continue
-        target = out_dir / _safe_folder_name(classes[ann.category]) / rec.name
+        target = out_dir / _safe_folder_name(classes[ann.category]) / _safe_file_name(rec.name)
+        if target in targets:
+            # Checked before anything is written; before, the second image replaced the first and a
+            # labeled image was silently missing from the export.
+            raise ValueError(
+                f"folders export: images {targets[target]!r} and {rec.name!r} would both be written to "
+                f"{target.relative_to(out_dir)}; rename one or export to COCO"
+            )
+        targets[target] = rec.name
+    for rec, ann in items:
+        if ann.category is None:
+            continue
+        name = _safe_file_name(rec.name)
+        target = out_dir / _safe_folder_name(classes[ann.category]) / name
         target.parent.mkdir(parents=True, exist_ok=True)
         # Exported again after the class changed: the image must not stay in its old class folder too.
+        # (The safe name here as well: with the raw one, "../../x.png" unlinked a file outside out_dir.
+        # And never a file this export writes: two images of one name in two classes deleted each other.)
         for other in classes:
-            if other != classes[ann.category]:
-                (out_dir / _safe_folder_name(other) / rec.name).unlink(missing_ok=True)
+            stale = out_dir / _safe_folder_name(other) / name
+            if other != classes[ann.category] and stale not in targets:
+                stale.unlink(missing_ok=True)
         if target.exists() and os.path.samefile(rec.path, target):
             continue  # exported before as a hard link: already the same file
         # A name no other export (nor one killed half-way) can hold, so the link cannot collide.

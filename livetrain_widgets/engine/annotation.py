@@ -30,8 +30,17 @@ class AnnotationError(ValueError):
     """An annotation that cannot be accepted, with a message meant for the person who made it."""
 
 
+def _numbers(value: Any, what: str, dtype: Any) -> np.ndarray:
+    """``np.asarray(value, dtype)``, with numpy's TypeError/ValueError (strings, dicts, ragged lists)
+    turned into an AnnotationError that says which field was wrong."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise AnnotationError(f"{what} must be numbers ({exc})") from exc
+
+
 def _as_boxes(boxes: Any) -> np.ndarray:
-    arr = np.asarray(boxes if boxes is not None else [], dtype=np.float32)
+    arr = _numbers(boxes if boxes is not None else [], "boxes", np.float32)
     if arr.size == 0:
         return np.zeros((0, 4), np.float32)
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -40,12 +49,30 @@ def _as_boxes(boxes: Any) -> np.ndarray:
 
 
 def _as_labels(labels: Any, n: int) -> np.ndarray:
-    arr = np.asarray(labels if labels is not None else [], dtype=np.float64).reshape(-1)
+    arr = _numbers(labels if labels is not None else [], "labels (class indices)", np.float64).reshape(-1)
     if arr.size != n:
         raise AnnotationError(f"got {n} boxes/masks but {arr.size} labels")
     if arr.size and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
         raise AnnotationError("labels must be whole class indices")
     return arr.astype(np.int64)
+
+
+def _as_masks(masks: np.ndarray) -> np.ndarray:
+    """Masks as bool. Integers follow numpy's rule (non-zero is inside, e.g. 0/255 mask images); float
+    masks must hold only 0 and 1, since soft masks (probabilities) or NaN would be thresholded by a
+    guess; other dtypes (strings, objects) are refused. Before, every one of those became True."""
+    if masks.dtype == bool:
+        return masks
+    if np.issubdtype(masks.dtype, np.integer):
+        return masks.astype(bool)
+    if np.issubdtype(masks.dtype, np.floating):
+        if not np.all((masks == 0) | (masks == 1)):
+            raise AnnotationError(
+                "float masks must hold only 0 and 1 (threshold soft masks first, e.g. masks > 0.5); "
+                f"got values such as {float(masks[(masks != 0) & (masks != 1)].flat[0])}"
+            )
+        return masks.astype(bool)
+    raise AnnotationError(f"masks must be boolean (True inside the object), got dtype {masks.dtype}")
 
 
 @dataclass(eq=False)
@@ -62,7 +89,10 @@ class Annotation:
     category_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.width, self.height = int(self.width), int(self.height)
+        try:
+            self.width, self.height = int(self.width), int(self.height)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise AnnotationError(f"image size must be whole numbers, got {self.width!r}x{self.height!r}") from exc
         if self.width <= 0 or self.height <= 0:
             raise AnnotationError(f"image size must be positive, got {self.width}x{self.height}")
         self.boxes = _as_boxes(self.boxes)
@@ -84,9 +114,12 @@ class Annotation:
                 )
             if len(masks) != len(self.boxes):
                 raise AnnotationError(f"got {len(masks)} masks but {len(self.boxes)} boxes")
-            self.masks = masks.astype(bool, copy=False)
+            self.masks = _as_masks(masks)
         if self.category is not None:
-            c = float(self.category)
+            try:
+                c = float(self.category)
+            except (TypeError, ValueError) as exc:
+                raise AnnotationError(f"category must be a class index, got {self.category!r}") from exc
             if not math.isfinite(c) or c != round(c):
                 raise AnnotationError(f"category must be a class index, got {self.category!r}")
             self.category = int(c)
@@ -247,6 +280,8 @@ class Annotation:
         masks = None
         if data.get("masks") is not None:
             rles = data["masks"]
+            if not isinstance(rles, list):
+                raise AnnotationError(f"'masks' must be a list of COCO RLE masks, got {type(rles).__name__}")
             masks = (
                 np.stack([decode_rle(r, height, width) for r in rles])
                 if rles
@@ -294,8 +329,13 @@ def decode_rle(rle: dict[str, Any], height: int, width: int) -> np.ndarray:
         raise AnnotationError("a mask must be COCO RLE: {'size': [h, w], 'counts': ...}") from exc
     if size != [height, width]:
         raise AnnotationError(f"mask size {size} does not match the image ({height}x{width})")
-    if isinstance(counts, list):
-        obj = mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
-    else:
-        obj = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(obj).astype(bool)
+    # pycocotools raises TypeError / ValueError ("Invalid RLE mask representation") on garbage counts;
+    # the caller (submit, from_json) should get the same AnnotationError as for every other bad field.
+    try:
+        if isinstance(counts, list):
+            obj = mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
+        else:
+            obj = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        return mask_utils.decode(obj).astype(bool)
+    except (TypeError, ValueError, UnicodeError) as exc:
+        raise AnnotationError(f"a mask is not valid COCO RLE ({exc})") from exc

@@ -117,16 +117,32 @@ def to_rgb(arr: np.ndarray, name: str = "array") -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def _too_large(path: Path, width: int, height: int) -> ImageError:
+    return ImageError(
+        f"{path}: {width}x{height} is larger than {MAX_PIXELS:,} pixels (refused before decoding: it could "
+        "exhaust memory)"
+    )
+
+
+def _bomb_error(path: Path, exc: Exception) -> ImageError:
+    # PIL raises DecompressionBombError in Image.open, from the header alone, before decoding: a size
+    # refusal, not a damaged file.
+    return ImageError(
+        f"{path}: larger than {MAX_PIXELS:,} pixels (refused before decoding: it could exhaust memory; {exc})"
+    )
+
+
 def _open_pil(path: Path) -> np.ndarray:
     with warnings.catch_warnings():
-        # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; we apply our own limit first.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # PIL warns above its MAX_IMAGE_PIXELS (~89 M) and raises above twice that, inside Image.open.
+        # Our limit is the one that counts, checked below from the header before any pixel is decoded:
+        # turning PIL's warning into an error refused 89-100 M pixel images that MAX_PIXELS allows, and
+        # reported 89-179 M pixel bombs as "damaged or truncated". PIL's error above ~179 M pixels is
+        # still raised (and worded as a size refusal by load_image).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as im:
             if im.width * im.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{path}: {im.width}x{im.height} is larger than {MAX_PIXELS:,} pixels "
-                    "(refused: it could exhaust memory)"
-                )
+                raise _too_large(path, im.width, im.height)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return np.asarray(im)
@@ -170,9 +186,11 @@ def load_image(source: Any) -> np.ndarray:
             arr = _open_pil(path)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise _bomb_error(path, exc) from exc
+    except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{path}: the image is damaged or truncated ({exc})") from exc
     return to_rgb(arr, str(path))
 
@@ -182,26 +200,50 @@ def _read_tiff(path: Path) -> np.ndarray:
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        shape = page.shape
-        if int(np.prod(shape[:2])) > MAX_PIXELS:
-            raise ImageError(f"{path}: {shape} is larger than {MAX_PIXELS:,} pixels")
+        # The pixel count from the header's width and length, not from shape[:2]: a planar (C, H, W)
+        # page made shape[:2] = C * H, so a 3 x 30,000 x 30,000 TIFF passed the check and was decoded
+        # (2.7 GB) before to_rgb refused it.
+        width, height = _tiff_size(page)
+        if width * height > MAX_PIXELS:
+            raise _too_large(path, width, height)
         arr = page.asarray()
     if arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4) and arr.shape[0] not in (1, 3, 4):
         arr = arr[0]  # a stack: the first plane
     return arr
 
 
+def _tiff_size(page: Any) -> tuple[int, int]:
+    """(width, height) of a TIFF page from its header (tifffile's imagewidth / imagelength tags)."""
+    return int(page.imagewidth), int(page.imagelength)
+
+
 def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """A mask or instance label image as a 2-D integer array, values kept exactly (no rescaling)."""
+    """A mask or instance label image as a 2-D integer array, values kept exactly (no rescaling).
+
+    Like :func:`load_image`, a file larger than :data:`MAX_PIXELS` is refused from its header, before
+    decoding (a mask file is as untrusted as an image).
+    """
     p = Path(path)
     try:
         if p.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            arr = tifffile.imread(p)
+            with tifffile.TiffFile(p) as tif:
+                width, height = _tiff_size(tif.pages[0])
+                if width * height > MAX_PIXELS:
+                    raise _too_large(p, width, height)
+                arr = tif.asarray()
         else:
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA") else im)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # see _open_pil
+                with Image.open(p) as im:
+                    if im.width * im.height > MAX_PIXELS:
+                        raise _too_large(p, im.width, im.height)
+                    arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA") else im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _bomb_error(p, exc) from exc
     except Exception as exc:
         raise ImageError(f"{p}: not a readable mask image ({exc})") from exc
     if arr.ndim == 3:

@@ -39,7 +39,7 @@ from ..models.base import LiveModel, full_config, model_from_config
 from .annotation import TASKS, Annotation, AnnotationError
 from .checkpoint import FORMAT_VERSION, latest_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import EvaluatorConfig, LiveEvaluator
-from .formats import export_labels, load_labels
+from .formats import FORMATS, export_labels, load_labels
 from .images import ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
 from .project_lock import ProjectLock
@@ -225,7 +225,24 @@ class LiveSession:
         path = self._paths.get(image_id)
         if path is None:
             raise KeyError(f"no image with id {image_id} in this project")
-        return self._cache.get(image_id, lambda: load_image(path))
+        return self._cache.get(image_id, lambda: self._load_checked(image_id, path))
+
+    def _load_checked(self, image_id: int, path: str) -> np.ndarray:
+        """Read an image from disk and check it still has the size it was added with.
+
+        The file can change after ``add_images`` (edited, replaced, deleted). A missing or unreadable
+        file already raised ImageError; a file replaced by an image of another size used to load
+        silently, so its stored labels were trained on (and shown) at the wrong place. The trainer
+        takes an image that raises out of training; its labels stay stored.
+        """
+        arr = load_image(path)
+        rec = self.store.image(image_id)
+        if (arr.shape[1], arr.shape[0]) != (rec.width, rec.height):
+            raise ImageError(
+                f"{path}: the file changed on disk since it was added: it is now {arr.shape[1]}x{arr.shape[0]}, "
+                f"it was {rec.width}x{rec.height} (its labels are kept; restore the file, or add it again)"
+            )
+        return arr
 
     # -------------------------------------------------------------------------------- images
     def add_images(
@@ -241,6 +258,15 @@ class LiveSession:
         its existing id. ``labels`` + ``format`` ("coco", "voc", "yolo", "masks", "instances",
         "folders") import annotations, stored with source "imported" and trained on like any other.
         """
+        if labels is not None:
+            # The labels argument is checked before any image is added: a call that raised on it left the
+            # images added without their labels (the project changed by a call that failed).
+            if format not in FORMATS:
+                raise ValueError(
+                    f"say which format the labels are in: format= one of {FORMATS}, got {format!r}"
+                )
+            if not Path(labels).exists():
+                raise FileNotFoundError(f"{labels}: no such label file or folder")
         items: list[Any]
         if isinstance(source, (str, os.PathLike)):
             p = Path(source)
@@ -286,29 +312,43 @@ class LiveSession:
         for msg in loaded.errors:
             warnings.warn(msg, SkippedFileWarning, stacklevel=3)
         unknown = [c for c in loaded.classes if c not in self.classes]
-        if unknown:
-            warnings.warn(
-                f"labels of classes {unknown} were not imported: this project's classes are {self.classes}",
-                SkippedFileWarning, stacklevel=3,
-            )
         by_path = {p.resolve(): i for p, i in zip(paths, ids, strict=True)}
         remap = {j: self.classes.index(c) for j, c in enumerate(loaded.classes) if c in self.classes}
         imported: dict[int, Annotation] = {}
+        # Label files whose objects of unknown classes were left out: the warning below names them (it
+        # named only the classes, which left the user to search every file for them).
+        dropped: list[str] = []
         for path, ann in loaded.annotations.items():
             image_id = by_path.get(Path(path).resolve())
             if image_id is None:
                 continue
+            source = loaded.sources.get(path, str(path))
+            if any(int(v) not in remap for v in ann.labels) or (
+                ann.category is not None and ann.category not in remap
+            ):
+                dropped.append(source)
             ann = _remap_classes(ann, remap)
             if ann is None:
                 continue
             try:
                 ann = self._check(image_id, ann)
             except AnnotationError as exc:
-                warnings.warn(f"{path}: {exc}", SkippedFileWarning, stacklevel=3)
+                where = source if source == str(path) else f"{source}: {Path(path).name}"
+                warnings.warn(f"{where}: {exc}", SkippedFileWarning, stacklevel=3)
                 continue
             self.store.submit(image_id, ann, source="imported", user=self.user)
             imported[image_id] = ann
         self.trainer.load_samples(imported)
+        if unknown:
+            files = "" if not dropped else (
+                f" (objects left out in {', '.join(dropped[:5])}"
+                + (f" and {len(dropped) - 5} more files" if len(dropped) > 5 else "") + ")"
+            )
+            warnings.warn(
+                f"labels of classes {unknown} were not imported{files}: this project's classes are "
+                f"{self.classes}",
+                SkippedFileWarning, stacklevel=3,
+            )
 
     @property
     def image_ids(self) -> list[int]:
@@ -421,6 +461,18 @@ class LiveSession:
             )
         if self.task == "classification" and ann.category is None:
             raise AnnotationError("a classification annotation needs a category")
+        # The wrong kind of annotation for the project was stored as is: an image class in a detection
+        # or segmentation project became an empty label (no objects) for training, boxes in a
+        # classification project were kept but never used.
+        if self.task == "classification" and len(ann):
+            raise AnnotationError(
+                f"a classification project takes an image class (category), not {len(ann)} boxes/masks"
+            )
+        if self.task != "classification" and ann.category is not None:
+            raise AnnotationError(
+                f"a {self.task} project takes objects (boxes{' and masks' if self.task == 'segmentation' else ''}), "
+                f"not an image class (category={ann.category})"
+            )
         if self.task == "segmentation" and len(ann) and ann.masks is None:
             raise AnnotationError("a segmentation annotation needs masks")
         ann = ann.validate(len(self.classes))
