@@ -112,6 +112,26 @@ def flip(image: np.ndarray, ann: Annotation) -> tuple[np.ndarray, Annotation]:
     return np.ascontiguousarray(image[:, ::-1]), out
 
 
+
+def hub_config(name_or_path: str | os.PathLike[str], **overrides: Any) -> Any:
+    """``AutoConfig.from_pretrained``, with an error that names the model the user asked for.
+
+    transformers' own message names the Hub endpoint it could not reach, not the model; offline (this
+    package's usual setting) that is the first thing a user sees.
+    """
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name_or_path, **overrides)
+    except OSError as exc:
+        where = "that folder" if Path(name_or_path).exists() else "the Hugging Face Hub"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise OSError(
+            f"could not load the model {str(name_or_path)!r} from {where}: {first} (offline? a Hub model "
+            "must be downloaded once with a network connection, or saved to a local folder with "
+            "save_pretrained; HF_HUB_OFFLINE=1 uses only what is cached)"
+        ) from exc
+
 class Batch:
     """Resized, normalised and padded images plus where each one lies on the padded canvas."""
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..engine.annotation import Annotation
 from . import _lora
-from ._hf_base import image_settings, make_batch
+from ._hf_base import hub_config, image_settings, make_batch
 from .embedded import _check_image
 from .stream import AdapterConfig, Click, Prompt, StreamModel, StreamPrediction
 
@@ -191,9 +191,9 @@ class SamStreamModel(StreamModel):
                         device: str | torch.device | None = None, **hf_kwargs: Any) -> SamStreamModel:
         """A local ``save_pretrained`` folder or a Hub name (``facebook/sam-vit-base``,
         ``facebook/sam2.1-hiera-tiny``); its image processor config is read next to it when present."""
-        from transformers import AutoConfig, Sam2Model, SamModel
+        from transformers import Sam2Model, SamModel
 
-        model_type = AutoConfig.from_pretrained(name_or_path).model_type
+        model_type = hub_config(name_or_path).model_type
         if model_type not in SAM_TYPES:
             raise ValueError(f"{name_or_path} is a {model_type!r} model, not SAM or SAM 2")
         model_cls = SamModel if SAM_TYPES[model_type] == "sam" else Sam2Model
@@ -491,9 +491,7 @@ def create_hf_stream_model(
                          f"mode supports model types {', '.join(SUPPORTED_TYPES)}")
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"cannot make a stream model from {type(spec).__name__}")
-    from transformers import AutoConfig
-
-    model_type = AutoConfig.from_pretrained(spec).model_type
+    model_type = hub_config(spec).model_type
     if model_type in SAM_TYPES:
         _check(task, "segmentation", SAM_TYPES[model_type])
         return SamStreamModel.from_pretrained(spec, _sam_classes(classes), adapter, **kwargs)

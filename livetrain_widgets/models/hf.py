@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._hf_base import HFLiveModel
+from ._hf_base import HFLiveModel, hub_config
 from ._hf_classification import HFClassificationModel, HFClipModel
 from ._hf_detection import DETR_TYPES, GROUNDED_TYPES, HFDetectionModel
 from ._hf_segmentation import MODEL_TYPES as SEGMENTATION_TYPES
@@ -56,11 +56,11 @@ def create_hf_model(
     for CLIP, ...); unknown ones raise.
     """
     try:
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+        from transformers import AutoImageProcessor, AutoTokenizer
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("Hugging Face models need `pip install livetrain-widgets[hf]`") from e
 
-    config = AutoConfig.from_pretrained(name_or_path, **(config_overrides or {}))
+    config = hub_config(name_or_path, **(config_overrides or {}))
     model_type = config.model_type
     expected, family = _FAMILIES.get(model_type, ("classification", HFClassificationModel))
     if expected != task:
