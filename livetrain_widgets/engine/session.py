@@ -175,7 +175,11 @@ class LiveSession:
                 self.evaluator.load_state_dict(ckpt["evaluator"])
                 self.last_checkpoint_step = int(ckpt["step"])
                 self._replay_evaluations(float(ckpt["time"]))
-            labels = {i: a for i in self.store.labeled_ids() if (a := self.store.annotation(i)) is not None}
+            # Ids with a label, kept here so "which image is next" costs no store query per submission
+            # (it grew linearly with the project and lagged the event loop in long sessions). Exact,
+            # since only this process writes the store (the project lock).
+            self._labeled: set[int] = set(self.store.labeled_ids())
+            labels = {i: a for i in self._labeled if (a := self.store.annotation(i)) is not None}
             self.trainer.load_samples(labels)
         except BaseException:
             self._lock.release()
@@ -337,6 +341,7 @@ class LiveSession:
                 warnings.warn(f"{where}: {exc}", SkippedFileWarning, stacklevel=3)
                 continue
             self.store.submit(image_id, ann, source="imported", user=self.user)
+            self._labeled.add(image_id)
             imported[image_id] = ann
         self.trainer.load_samples(imported)
         if unknown:
@@ -352,7 +357,7 @@ class LiveSession:
 
     @property
     def image_ids(self) -> list[int]:
-        return self.store.image_ids()
+        return list(self._paths)  # in id order: ids only grow, and a re-added image keeps its place
 
     def image(self, image_id: int) -> np.ndarray:
         """The image as the model sees it: (H, W, 3) uint8 RGB."""
@@ -362,9 +367,12 @@ class LiveSession:
         """The latest submitted annotation of an image, or None."""
         return self.store.annotation(image_id)
 
+    def is_labeled(self, image_id: int) -> bool:
+        """Whether the image has a submitted (or imported) label."""
+        return image_id in self._labeled
+
     def next_unlabeled(self) -> int | None:
-        ids = self.store.unlabeled_ids()
-        return ids[0] if ids else None
+        return next((i for i in self._paths if i not in self._labeled), None)
 
     # ------------------------------------------------------------------------------ training
     async def start(self) -> None:
@@ -447,6 +455,7 @@ class LiveSession:
             self.store.submit, image_id, ann, source=source, user=user or self.user,
             prediction_id=None if pred is None else pred.id,
         )
+        self._labeled.add(image_id)
         if pred is not None:
             self._evaluate(image_id, pred, ann, thr)
         self.trainer.set_sample(image_id, ann)

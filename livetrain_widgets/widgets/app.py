@@ -262,8 +262,7 @@ class LiveAnnotator(widgets.VBox):
         order = ids[start:] + ids[:start]
         if include_labeled:
             return order[0] if order else None
-        labeled = set(self.session.store.labeled_ids())
-        return next((i for i in order if i not in labeled and i != after), None)
+        return next((i for i in order if not self.session.is_labeled(i) and i != after), None)
 
     async def _display_bytes(self, image_id: int) -> bytes:
         data = self._display_cache.get(image_id)
