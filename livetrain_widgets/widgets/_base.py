@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import anywidget
 import traitlets
 
-from ._messages import dispatch, log, reply_error
+from ._messages import dispatch, log, reply_error, too_deep, wire_text
 
 
 class GuardedWidget(anywidget.AnyWidget):
@@ -26,22 +27,32 @@ class GuardedWidget(anywidget.AnyWidget):
         self.on_msg(self._on_custom_msg)
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
+        if not isinstance(sync_data, dict):  # the comm's JSON may hold anything here, not only an object
+            reply_error(self, f"a state update must be an object, got {type(sync_data).__name__}")
+            return
         refused = sorted(k for k in sync_data if k not in self._frontend_writable)
         if refused:
             reply_error(self, f"the front end may not change {', '.join(refused)[:200]}")
             sync_data = {k: v for k, v in sync_data.items() if k in self._frontend_writable}
             if not sync_data:
                 return
+        problem = _unsendable(sync_data)
+        if problem is not None:
+            reply_error(self, f"refused an update from the front end: {problem}"[:500])
+            return
         try:
             super().set_state(sync_data)
         except (traitlets.TraitError, ValueError, TypeError) as exc:
             reply_error(self, f"refused an update from the front end: {exc}"[:500])
+        except Exception as exc:  # an observer's bug: contained, like a message handler's (see dispatch)
+            log.exception("livetrain widget update failed")
+            reply_error(self, f"{type(exc).__name__}: {exc}")
 
     def reply(self, request_id: str | int, error: str | None = None) -> None:
         """Answer a request: ``{"type": "done", "id"}``, or ``{"type": "error", "id", "message"}``."""
         content: dict[str, Any] = {"type": "done", "id": request_id}
         if error is not None:
-            content = {"type": "error", "id": request_id, "message": error[:500]}
+            content = {"type": "error", "id": request_id, "message": wire_text(error[:500])}
         try:
             self.send(content)
         except Exception:  # no comm (closed widget, plain Python): the log is all there is
@@ -52,3 +63,25 @@ class GuardedWidget(anywidget.AnyWidget):
 
     def _handle_message(self, content: Any) -> None:  # overridden by widgets that take messages
         reply_error(self, "this widget takes no messages")
+
+
+def _unsendable(state: dict[str, Any]) -> str | None:
+    """Why the kernel could not send ``state`` back to a view as strict JSON (None: it can).
+
+    JSON *from* the comm may hold NaN and infinity (a threshold of NaN passes ``Float(min=0, max=1)``),
+    lone surrogates, or nesting deep enough that echoing it back overflows the stack. Such a value is
+    refused here, whole, instead of being kept in a synced trait that no view can then be sent.
+    """
+    if too_deep(state):
+        return "it is nested too deeply"
+    try:
+        json.dumps(state, allow_nan=False, ensure_ascii=False, default=_buffer).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # NaN or infinity, a lone surrogate, something not JSON
+        return str(exc)
+    return None
+
+
+def _buffer(value: Any) -> None:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return None  # binary parts (mask run lengths) travel as buffers beside the JSON
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -18,6 +18,10 @@ log = logging.getLogger("livetrain_widgets")
 
 #: a message larger than this (JSON content) is refused before any handler looks at it
 MAX_MESSAGE_CHARS = 64_000
+#: a message or state update nested deeper than this is refused (real ones go 4 deep: objects, mask). JSON
+#: nested ~1000 deep still parses, and whatever walks it recursively later (repr, json.dumps, ipywidgets'
+#: buffer split when echoing a state) would run out of stack, depending on how deep the stack is by then.
+MAX_DEPTH = 32
 
 
 def action_of(content: Any, allowed: tuple[str, ...]) -> str:
@@ -35,6 +39,8 @@ def action_of(content: Any, allowed: tuple[str, ...]) -> str:
 def dispatch(widget: Any, content: Any, handle: Callable[[Any], None]) -> None:
     """Run ``handle(content)``; reply ``{"type": "error", "message": ...}`` to the view on failure."""
     try:
+        if too_deep(content):  # checked first: the repr below would recurse as deep as the JSON goes
+            raise WireError("the message is nested too deeply")
         if len(repr(content)) > MAX_MESSAGE_CHARS:
             raise WireError("the message is too large")
         handle(content)
@@ -45,8 +51,32 @@ def dispatch(widget: Any, content: Any, handle: Callable[[Any], None]) -> None:
         reply_error(widget, f"{type(exc).__name__}: {exc}")
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and dicts in ``value`` nest more than ``limit`` deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def wire_text(text: str) -> str:
+    """``text`` as the front end can receive it: jupyter_client packs strictly as UTF-8, so a lone
+    surrogate (JSON can carry one *in*, as ``\\ud800``, e.g. in a refused trait name) would make the
+    whole reply unsendable; it is written out as its escape instead."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def reply_error(widget: Any, message: str) -> None:
     try:
-        widget.send({"type": "error", "message": message[:500]})
+        widget.send({"type": "error", "message": wire_text(message[:500])})
     except Exception:  # no comm (closed widget, plain Python): the log is all there is
         log.warning("livetrain widget: %s", message)

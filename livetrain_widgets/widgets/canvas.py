@@ -168,7 +168,7 @@ class LabelCanvas(GuardedWidget):
 
     def set_prelabels(self, prediction: Annotation | None) -> None:
         """Replace the pending pre-labels (keeps what the user drew or accepted)."""
-        keep = [o for o in self.objects if o.get("source") != "prelabel"]
+        keep = [o for o in self.objects if not _is_prelabel(o)]
         if self.task == "classification":
             scores = [] if prediction is None or prediction.category_scores is None else prediction.category_scores
             self.category_scores = [round(float(s), 5) for s in scores]
@@ -176,13 +176,14 @@ class LabelCanvas(GuardedWidget):
         self.objects = keep + self._objects_of(prediction, "prelabel", "p")
 
     def discard_prelabels(self) -> None:
-        self.objects = [o for o in self.objects if o.get("source") != "prelabel"]
+        self.objects = [o for o in self.objects if not _is_prelabel(o)]
         self.category_scores = []
 
     def accept_prelabels(self) -> None:
         """Accept every visible pre-label as it is; those below the threshold are dropped."""
         shown = visible(self.objects, self.threshold)
-        self.objects = [{**o, "source": "user", "score": None} for o in shown]
+        # Whatever is not an object stays as it is, for annotation() to refuse with a readable message.
+        self.objects = [{**o, "source": "user", "score": None} if isinstance(o, Mapping) else o for o in shown]
 
     @property
     def prelabel_count(self) -> int:
@@ -283,11 +284,25 @@ class LabelCanvas(GuardedWidget):
 def request_id_of(content: Mapping[str, Any]) -> str | int:
     """The ``id`` of a request (a short string or an integer), which its reply carries back."""
     request_id = content.get("id")
-    if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID:
+    if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID and _sendable(request_id):
         return request_id
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         return request_id
     raise WireError(f"a request needs an id (a short string or an integer), got {str(request_id)[:40]!r}")
+
+
+def _is_prelabel(obj: Any) -> bool:
+    # objects come from the front end: an entry need not be a dict at all (refused on submission)
+    return isinstance(obj, Mapping) and obj.get("source") == "prelabel"
+
+
+def _sendable(text: str) -> bool:
+    """Whether a reply can carry ``text`` back (JSON may bring a lone surrogate in; UTF-8 cannot send it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _size_of(image: Any) -> tuple[int, int]:
