@@ -14,10 +14,9 @@ from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
 import numpy as np
-from PIL import Image
 
 from .annotation import Annotation, AnnotationError
-from .images import ImageError, load_image
+from .images import ImageError, load_image, open_image
 
 #: Label files larger than this are refused (a label file is kilobytes; this is a mistake or an attack).
 MAX_LABEL_FILE_BYTES = 512 * 1024 * 1024
@@ -212,7 +211,7 @@ def image_size(path: Path) -> tuple[int, int]:
                 return int(shape[1]), int(shape[0])
             h, w = load_image(path).shape[:2]
             return int(w), int(h)
-        with Image.open(path) as im:
+        with open_image(path) as im:  # without PIL's size warning: MAX_PIXELS applies when it is loaded
             w, h = im.size
             if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 w, h = h, w

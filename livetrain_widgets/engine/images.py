@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,30 +133,43 @@ def _bomb_error(path: Path, exc: Exception) -> ImageError:
     )
 
 
-def _open_pil(path: Path) -> np.ndarray:
-    with warnings.catch_warnings():
-        # PIL warns above its MAX_IMAGE_PIXELS (~89 M) and raises above twice that, inside Image.open.
-        # Our limit is the one that counts, checked below from the header before any pixel is decoded:
-        # turning PIL's warning into an error refused 89-100 M pixel images that MAX_PIXELS allows, and
-        # reported 89-179 M pixel bombs as "damaged or truncated". PIL's error above ~179 M pixels is
-        # still raised (and worded as a size refusal by load_image).
+#: Guards the warning filters while PIL reads a header (see :func:`open_image`).
+_OPEN_LOCK = threading.Lock()
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """``Image.open`` (the header only; pixels are decoded later, lazily) without PIL's size warning.
+
+    PIL warns above its MAX_IMAGE_PIXELS (~89 M) and raises above twice that, inside ``Image.open``.
+    :data:`MAX_PIXELS` is the limit that counts, checked by the caller from the header before any pixel
+    is decoded: turning PIL's warning into an error refused 89-100 M pixel images that MAX_PIXELS allows,
+    and reported 89-179 M pixel bombs as "damaged or truncated". PIL's error above ~179 M pixels is still
+    raised. The warning filters are process-global (``catch_warnings`` is not thread-safe before Python
+    3.14) and images load from several threads at once (trainer, predictor, display), so the filter
+    change and the header read hold a lock; decoding runs outside it.
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise _too_large(path, im.width, im.height)
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                return np.asarray(im)
-            if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV", "1"):
-                im = im.convert("RGB")
-            elif im.mode == "LA":
-                im = im.convert("RGBA")
-            elif im.mode not in ("L", "RGB", "RGBA"):
-                im = im.convert("RGB")
-            im.load()
+        return Image.open(path)
+
+
+def _open_pil(path: Path) -> np.ndarray:
+    with open_image(path) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise _too_large(path, im.width, im.height)
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             return np.asarray(im)
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV", "1"):
+            im = im.convert("RGB")
+        elif im.mode == "LA":
+            im = im.convert("RGBA")
+        elif im.mode not in ("L", "RGB", "RGBA"):
+            im = im.convert("RGB")
+        im.load()
+        return np.asarray(im)
 
 
 def load_image(source: Any) -> np.ndarray:
@@ -234,12 +248,10 @@ def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
                     raise _too_large(p, width, height)
                 arr = tif.asarray()
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # see _open_pil
-                with Image.open(p) as im:
-                    if im.width * im.height > MAX_PIXELS:
-                        raise _too_large(p, im.width, im.height)
-                    arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA") else im)
+            with open_image(p) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise _too_large(p, im.width, im.height)
+                arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA") else im)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..engine.annotation import Annotation, AnnotationError, masks_to_boxes
+from ..engine.images import open_image
 
 #: an image whose longer side exceeds this is downscaled for display (annotations stay in original px)
 MAX_DISPLAY_SIDE = 4096
@@ -223,7 +224,7 @@ def _passthrough(path: Path, max_side: int) -> bytes | None:
     try:
         if path.stat().st_size > PASSTHROUGH_MAX_BYTES:
             return None
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.format not in ("JPEG", "PNG") or max(im.size) > max_side:
                 return None
             if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):

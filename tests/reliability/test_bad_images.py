@@ -417,3 +417,30 @@ async def test_images_as_arrays_with_bad_values(tmp_path: Path) -> None:
            "added as (H, W, 3) uint8")
     record("bad input", "images handed in as arrays: empty, rank 1 or 4, 5 channels, strings", len(bad),
            "skipped with a SkippedFileWarning saying what is wrong")
+
+
+def test_loading_from_many_threads_leaves_the_warning_filters_as_they_were(tmp_path: Path) -> None:
+    """Images load from the trainer, the predictor and the display at once; the warning filter that
+    lets PIL read a big header is process-global, so an unguarded change could leave it switched for
+    everyone (or drop filters set meanwhile)."""
+    import threading
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livetrain_widgets.engine.images import load_image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    before = list(warnings.filters)
+    start = threading.Barrier(8)
+
+    def load(_: int) -> None:
+        start.wait()
+        for _ in range(200):
+            load_image(path)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(load, range(8)))
+    assert warnings.filters == before
+    record("bad input", "8 threads loading images at once (1,600 loads)", 1600,
+           "the process-wide warning filters are left exactly as they were", "–")
