@@ -535,3 +535,16 @@ def test_membrane_binary_mask(data_dir: Path) -> None:
     ann = loaded.annotations[img.resolve()]
     assert ann.labels.tolist() == [0]
     assert np.array_equal(ann.masks[0], np.asarray(Image.open(label)) == 255)
+
+
+def test_an_image_whose_every_object_is_refused_stays_unlabeled(images: list[Path], tmp_path: Path) -> None:
+    labels = tmp_path / "yolo"
+    labels.mkdir()
+    (labels / f"{images[0].stem}.txt").write_text("0 0.5 nan 0.2 0.2\n7 0.5 0.5 0.2 0.2\n")  # both refused
+    (labels / f"{images[1].stem}.txt").write_text("")  # a file with no object: really "nothing there"
+    (labels / f"{images[2].stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n9 0.5 0.5 0.2 0.2\n")  # one of two
+    loaded = load_labels("yolo", labels, images[:3], CLASSES)
+    assert images[0].resolve() not in loaded.annotations  # unlabeled: "no objects" would teach background
+    assert any("every object was refused (2), so the image is left unlabeled" in e for e in loaded.errors)
+    assert len(loaded.annotations[images[1].resolve()]) == 0
+    assert len(loaded.annotations[images[2].resolve()]) == 1

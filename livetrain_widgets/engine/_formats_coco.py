@@ -106,6 +106,7 @@ def load_coco(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLab
             )
             continue
         boxes, labels_, masks = [], [], []
+        refused = 0
         for j, a in by_image.get(entry["id"], []):
             try:
                 if a.get("category_id") not in categories:
@@ -122,6 +123,7 @@ def load_coco(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLab
             except (AnnotationError, KeyError, TypeError, ValueError) as exc:
                 msg = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
                 out.errors.append(f"{labels}: annotations[{j}] (image {entry['file_name']!r}): {msg}")
+                refused += 1
                 continue
             boxes.append(box)
             labels_.append(categories[a["category_id"]])
@@ -132,7 +134,7 @@ def load_coco(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLab
                 ann.category = categories[entry["category_id"]]
             else:
                 out.errors.append(f"{where}: unknown image category_id {entry['category_id']!r}")
-        out.add(image, ann, labels)
+        out.add(image, ann, labels, refused)
     for image_id, group in by_image.items():
         if image_id not in known_ids:
             out.errors.append(f"{labels}: annotations[{group[0][0]}] refers to unknown image_id {image_id!r}")

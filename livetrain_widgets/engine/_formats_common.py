@@ -39,7 +39,15 @@ class LoadedLabels:
     unmatched: list[str] = field(default_factory=list)
     sources: dict[Path, str] = field(default_factory=dict)
 
-    def add(self, image: Path, annotation: Annotation, source: Path | str) -> None:
+    def add(self, image: Path, annotation: Annotation, source: Path | str, refused: int = 0) -> None:
+        """An image's labels from ``source``; ``refused``: how many of its objects were refused (and
+        reported). An image whose every object was refused stays unlabeled: stored as "labeled, nothing
+        there", it would teach the model background exactly where the objects are."""
+        if refused and len(annotation) == 0 and annotation.category is None:
+            self.errors.append(
+                f"{source}: {image.name}: every object was refused ({refused}), so the image is left unlabeled"
+            )
+            return
         if image in self.annotations:
             self.errors.append(f"{source}: {image.name} already has labels from another file; ignored")
             return

@@ -95,6 +95,7 @@ def load_voc(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLabe
             continue
         w, h = size
         boxes, labels_ = [], []
+        refused = 0
         for k, obj in enumerate(root.iter("object")):
             name = _text(obj, "name")
             try:
@@ -113,10 +114,11 @@ def load_voc(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLabe
                 box = clean_box([xmin - 1, ymin - 1, xmax, ymax], w, h)
             except (AnnotationError, ValueError) as exc:
                 out.errors.append(f"{file}: object {k} ({name or '?'}): {exc}")
+                refused += 1
                 continue
             boxes.append(box)
             labels_.append(names.index(name))
-        out.add(image, assemble(w, h, boxes, labels_, [None] * len(boxes)), file)
+        out.add(image, assemble(w, h, boxes, labels_, [None] * len(boxes)), file, refused)
 
 
 def _xml_doc(name: str, path: str, ann: Annotation, classes: Sequence[str]) -> str:

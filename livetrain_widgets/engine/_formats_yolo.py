@@ -140,6 +140,7 @@ def load_yolo(
             out.errors.append(f"{file}: {exc}")
             continue
         boxes, labels_, masks = [], [], []
+        refused = 0
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -148,11 +149,12 @@ def load_yolo(
                 label = names.by_id(cls, id_names)
             except (AnnotationError, ValueError) as exc:
                 out.errors.append(f"{file}: line {n}: {exc}")
+                refused += 1
                 continue
             boxes.append(box)
             labels_.append(label)
             masks.append(mask)
-        out.add(image, assemble(w, h, boxes, labels_, masks), file)
+        out.add(image, assemble(w, h, boxes, labels_, masks), file, refused)
 
 
 def _num(v: float) -> str:

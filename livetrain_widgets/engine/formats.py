@@ -4,7 +4,10 @@ images, instance label images and class folders.
 Imports never stop at the first bad file: each malformed file or entry becomes one message in
 :attr:`LoadedLabels.errors` naming the file, and the rest is read. Boxes partly outside the image are
 clipped (:meth:`Annotation.validate`); NaN coordinates, negative sizes and unknown class ids are
-refused with a message. Label files are matched to images by file stem (COCO by ``file_name``).
+refused with a message. A refused object is left out and the image's other objects are imported; an
+image whose every object was refused stays unlabeled (stored as "nothing there", it would teach the
+model background where the objects are). Label files are matched to images by file stem (COCO by
+``file_name``).
 
 Untrusted XML (VOC) is parsed with ``defusedxml`` when it is installed, otherwise with the standard
 library's expat with DTDs and entity declarations refused by hand, which closes XXE and

@@ -356,16 +356,17 @@ async def test_malformed_coco_files(tmp_path: Path) -> None:
         (f, "image 'c.png': size 20x12 differs from the image's 16x12; skipped"),
         (f, "categories[1] needs an integer 'id' and a 'name'"),
         (f, "categories[2] needs an integer 'id' and a 'name'"),
+        (f, "d.png: every object was refused (1), so the image is left unlabeled"),
     ]
     expect_messages(messages, expected)
     assert len(ids) == 5
-    # a.png: its one good object, with its mask. d.png: stored as
-    # "labeled, nothing there", since its only object was refused: the per-entry rule of formats.py
-    # (a refused entry is left out, the rest of the image imported), reported in the warning above.
-    a, d = s.annotation(ids[0]), s.annotation(ids[3])
+    # a.png: its one good object, with its mask (the refused ones left out, each named above). d.png:
+    # its only object was refused, so it stays unlabeled rather than "labeled, nothing there", which
+    # would teach background where the object is.
+    a = s.annotation(ids[0])
     np.testing.assert_allclose(a.boxes, [[1, 1, 5, 4]])
-    assert a.masks is not None and a.masks[0].sum() == 12 and d is not None and len(d) == 0
-    assert s.store.labeled_ids() == [ids[0], ids[3]]
+    assert a.masks is not None and a.masks[0].sum() == 12 and s.annotation(ids[3]) is None
+    assert s.store.labeled_ids() == [ids[0]]
 
     # Whole files that cannot be read: one message naming the file; nothing is written.
     before = snapshot(s)
