@@ -16,7 +16,6 @@ from an incompatible version fails loudly instead of resuming half its state.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ._disk import disk_full
 from ._state import check_keys
 
 FORMAT_VERSION = 1
@@ -66,14 +66,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _no_space(exc: BaseException) -> bool:
-    # safetensors and torch.save raise their own error types; only the text keeps the errno.
-    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return "No space left" in text or "os error 28" in text or "Disk quota exceeded" in text
-
-
 def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` (see ``STATE_KEYS``) under ``root``; keep the newest ``keep`` checkpoints."""
     _check(state, "training")
@@ -102,7 +94,7 @@ def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: i
         _fsync_dir(root)
     except Exception as exc:  # OSError, and safetensors' / torch's own errors wrapping one
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = "the disk is full" if _no_space(exc) else f"{type(exc).__name__}: {exc}"
+        reason = "the disk is full" if disk_full(exc) else f"{type(exc).__name__}: {exc}"
         raise CheckpointError(f"could not write checkpoint {final}: {reason}; the previous one is intact") from exc
     _prune(root, keep)
     return final

@@ -35,11 +35,11 @@ folders    the root of the class folders, or None    the folder, images hard-lin
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ._disk import disk_full
 from ._formats_coco import export_coco, load_coco
 from ._formats_common import ClassNames, ImageIndex, LoadedLabels, parse_xml
 from ._formats_masks import (
@@ -142,7 +142,7 @@ def export_labels(
     try:
         return _EXPORTERS[fmt](out, pairs, list(classes), task)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if disk_full(exc):
             # Every file is written beside its final name and renamed in, so what was there survives.
             raise OSError(exc.errno, f"could not export to {out}: the disk is full; files exported there "
                           "before are intact, free some space and export again") from exc

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._disk import disk_full
 from .annotation import Annotation, AnnotationError
 
 #: Where an annotation came from: drawn by hand, a pre-label accepted as is, a pre-label corrected,
@@ -150,10 +151,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
-def _disk_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc)
-
-
 class AnnotationStore:
     """Images, label versions and predictions of one project, in one SQLite file."""
 
@@ -223,7 +220,7 @@ class AnnotationStore:
                         db.execute("ROLLBACK")
                     raise
             except sqlite3.OperationalError as exc:
-                if _disk_full(exc):
+                if disk_full(exc):
                     raise StoreError(
                         f"{self.path}: the disk is full, so this change was not saved; everything saved "
                         "before is safe. Free some space and try again."

@@ -28,7 +28,7 @@ import traitlets as t
 from ..engine.annotation import TASKS, Annotation
 from ._base import GuardedWidget
 from ._codec import WireError, _float, _int, annotation_to_objects, display_image, objects_to_annotation, visible
-from ._messages import action_of, reply_error
+from ._messages import action_of, reply_error, wire_text
 from ._static import asset
 
 #: matplotlib's tab10, the colours users of jupyter-bbox-widget know
@@ -284,7 +284,7 @@ class LabelCanvas(GuardedWidget):
 def request_id_of(content: Mapping[str, Any]) -> str | int:
     """The ``id`` of a request (a short string or an integer), which its reply carries back."""
     request_id = content.get("id")
-    if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID and _sendable(request_id):
+    if isinstance(request_id, str) and 0 < len(request_id) <= MAX_REQUEST_ID and wire_text(request_id) == request_id:
         return request_id
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         return request_id
@@ -294,15 +294,6 @@ def request_id_of(content: Mapping[str, Any]) -> str | int:
 def _is_prelabel(obj: Any) -> bool:
     # objects come from the front end: an entry need not be a dict at all (refused on submission)
     return isinstance(obj, Mapping) and obj.get("source") == "prelabel"
-
-
-def _sendable(text: str) -> bool:
-    """Whether a reply can carry ``text`` back (JSON may bring a lone surrogate in; UTF-8 cannot send it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _size_of(image: Any) -> tuple[int, int]:
