@@ -1,4 +1,4 @@
-"""The README's first command: the headless quickstart runs end to end (with fewer steps)."""
+"""The headless quickstart (examples/quickstart_headless.py) runs end to end (with fewer steps)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_quickstart_runs_and_prelabels_help(tmp_path) -> None:
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.py"
+    path = Path(__file__).resolve().parents[1] / "examples" / "quickstart_headless.py"
     spec = importlib.util.spec_from_file_location("quickstart", path)
     qs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(qs)

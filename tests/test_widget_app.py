@@ -240,3 +240,55 @@ async def test_an_app_on_a_locked_project_is_refused_and_dropped_quietly(tmp_pat
         gc.collect()  # ipywidgets' __del__ used to call the async close() and warn "never awaited"
     assert not [w for w in caught if "never awaited" in str(w.message)]
     await app.close()
+
+
+# ------------------------------------------------------------------------------------ autolabel
+def _truth_by_name(app: LiveAnnotator) -> dict[str, Annotation]:
+    s = app.session
+    return {s.store.image(i).name: Annotation(*IMAGES[k].shape[1::-1], category=LABELS[k])
+            for k, i in enumerate(s.image_ids)}
+
+
+async def test_autolabel_labels_through_the_app_and_stops_when_done(tmp_path) -> None:
+    app = await classify_app(tmp_path)
+    s = app.session
+    truth = _truth_by_name(app)
+    seen: list[str] = []
+
+    def labeler(name: str) -> Annotation | None:
+        seen.append(name)
+        return None if len(seen) == 3 else truth[name]  # the third image is skipped
+
+    assert await app.autolabel(labeler, pause=0, steps=5, limit=6) == 6
+    assert s.store.labeled_count() == 6 and s.trainer.step >= 25
+    for name in seen:
+        image_id = next(i for i in s.image_ids if s.store.image(i).name == name)
+        ann = s.annotation(image_id)
+        assert (ann is None) == (name == seen[2]) and (ann is None or ann.category == truth[name].category)
+    # its images' pre-labels were judged against what it submitted, as a person's would be
+    assert not app.panel.busy.startswith("Simulated") and s.evaluator.history
+    # The rest, without a limit: it stops by itself once everything is labeled.
+    assert await app.autolabel(truth.get, pause=0) == 12 - 6
+    assert s.store.labeled_count() == 12 and "All 12 images are labeled" in app.panel.error
+    with pytest.raises(RuntimeError, match="already running"):
+        app.autolabel(truth.get)
+        app.autolabel(truth.get)
+    app.stop_autolabel()
+    await app.close()
+
+
+async def test_autolabel_stops_on_a_refused_label_and_can_be_stopped(tmp_path) -> None:
+    app = await classify_app(tmp_path, start=False)
+    s = app.session
+    # Boxes are not a class: refused with the reason in the panel, nothing stored, no retry loop.
+    bad = Annotation(*IMAGES[0].shape[1::-1], boxes=[[1, 1, 5, 5]], labels=[0])
+    assert await app.autolabel(lambda _name: bad, pause=0) == 0
+    assert s.store.labeled_count() == 0 and app.panel.error
+    truth = _truth_by_name(app)
+    task = app.autolabel(truth.get, pause=30)  # a long look at each image: stopped while it looks
+    await asyncio.sleep(0.2)
+    app.stop_autolabel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s.store.labeled_count() == 0 and not app.panel.busy.startswith("Simulated")
+    await app.close()

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class LiveAnnotator(widgets.VBox):
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._history: list[int] = []  # images opened, for Back
+        self._autolabel: asyncio.Task[int] | None = None
         # The last raw prediction of the images shown lately (the semantic switch redraws from it);
         # bounded like the display cache: with masks, one per image of a long session adds up.
         self._predictions: OrderedDict[int, Annotation] = OrderedDict()
@@ -134,6 +135,7 @@ class LiveAnnotator(widgets.VBox):
 
     async def close(self) -> None:
         """Stop training (final checkpoint) and release the project."""
+        self.stop_autolabel()
         for task in list(self._tasks):
             task.cancel()
         self.panel.unbind()
@@ -146,6 +148,72 @@ class LiveAnnotator(widgets.VBox):
         # (it warned "never awaited" for every app dropped, e.g. one whose project was locked): only
         # the comm is closed, as for any widget. The session's own lock dies with the session.
         widgets.VBox.close(self)
+
+    def autolabel(
+        self,
+        labeler: Callable[[str], Annotation | None],
+        *,
+        pause: float = 1.0,
+        steps: int = 0,
+        limit: int | None = None,
+    ) -> asyncio.Task[int]:
+        """Let a simulated labeler label by itself, through this app, while you watch (demos, lectures, CI).
+
+        For each image the app opens, it waits until the pre-labels are on the canvas, lets you look
+        at them for ``pause`` seconds (and for ``steps`` training steps, if given, so the model learns
+        between images as it would while a person draws), then puts ``labeler(name)`` on the canvas and
+        submits it like Finish & Next. Panel, plots and the evaluator move exactly as for a person.
+        ``labeler`` gets the image's file name and returns its annotation, or None to skip the image
+        (:meth:`livetrain_widgets.demo.DemoImages.truth` is one). Stops after ``limit`` submissions,
+        when nothing is left to label, or on :meth:`stop_autolabel`; the task's result is the number of
+        images it submitted. A submission that fails stops it, with the reason in the panel.
+        """
+        if self._autolabel is not None and not self._autolabel.done():
+            raise RuntimeError("a simulated labeler is already running: app.stop_autolabel() first")
+        loop = kernel_loop()
+        if loop is None:
+            raise RuntimeError("autolabel runs on a Jupyter kernel's event loop (or inside asyncio.run)")
+        self._autolabel = loop.create_task(self._run_autolabel(labeler, pause, steps, limit))
+        return self._autolabel
+
+    def stop_autolabel(self) -> None:
+        """Stop the simulated labeler after the image it is on (nothing half-submitted is stored)."""
+        if self._autolabel is not None:
+            self._autolabel.cancel()
+
+    async def _run_autolabel(self, labeler: Callable[[str], Annotation | None], pause: float, steps: int,
+                             limit: int | None) -> int:
+        done = skipped = 0
+        self.panel.busy = "Simulated labeler…"
+        try:
+            while limit is None or done < limit:
+                await self.wait_idle()  # the image is open and its pre-labels are drawn
+                image_id = self.canvas.image_id
+                if image_id < 0 or self.session.is_labeled(image_id):
+                    break  # everything is labeled (the app stays on the last image)
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                if steps > 0:
+                    await self.session.wait_steps(steps, timeout=max(60.0, 10.0 * steps))
+                ann = labeler(self.session.store.image(image_id).name)
+                if ann is None:
+                    skipped += 1
+                    if skipped > len(self.session.image_ids):
+                        break
+                    self.next()
+                    continue
+                self.canvas.set_annotation(ann)
+                try:
+                    await self._locked(self._submit(image_id), image_id)
+                except Exception as exc:  # refused: say why and stop, rather than retry forever
+                    self._error(str(exc) if isinstance(exc, WireError) else f"{type(exc).__name__}: {exc}")
+                    break
+                done += 1
+                self.panel.busy = f"Simulated labeler: {done} submitted"
+        finally:
+            if self.panel.busy.startswith("Simulated labeler"):  # not a "Predicting…" of the next image
+                self.panel.busy = ""
+        return done
 
     async def wait_idle(self) -> None:
         """Wait until every action started so far has finished (for scripts and tests)."""

@@ -70,6 +70,11 @@ class BBoxCanvasAdapter:
         self._prelabels = self._to_bboxes(shown) if shown is not None else []
         self.widget.bboxes = keep + [dict(b) for b in self._prelabels]
 
+    def set_annotation(self, annotation: Annotation | None) -> None:
+        """Replace every box with ``annotation``'s, as the user's own (what a simulated labeler draws)."""
+        self._prelabels = []
+        self.widget.bboxes = self._to_bboxes(annotation) if annotation is not None else []
+
     def discard_prelabels(self) -> None:
         self.widget.bboxes = self._user_boxes()
         self._prelabels = []
