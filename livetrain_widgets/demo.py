@@ -80,11 +80,10 @@ class DemoImages:
         labeled in order, the last ``holdout`` kept aside for scoring."""
         from .study.dataset import Item, StudyData
 
-        def rgb(image: np.ndarray) -> np.ndarray:  # the study's models take (H, W, 3) uint8, as load_image gives
-            return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-
-        items = [Item(name, (lambda im=rgb(im): im), ann)
-                 for name, im, ann in zip(self.names, self.images, self.annotations, strict=True)]
+        # the study's models take (H, W, 3) uint8, as load_image gives
+        rgb = [np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im for im in self.images]
+        items = [Item(name, (lambda im=im: im), ann)
+                 for name, im, ann in zip(self.names, rgb, self.annotations, strict=True)]
         cut = len(items) - holdout
         return StudyData(self.task, list(self.classes), items[:cut], items[cut:], notes=[self.source])
 

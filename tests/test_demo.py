@@ -36,6 +36,7 @@ def test_save_truth_and_study_split(tmp_path) -> None:
     assert demo.truth(str(paths[5])) is demo.annotations[5] and demo.truth("other.png") is None
     data = demo.study_data(holdout=4)
     assert len(data.walk) == 12 and [i.name for i in data.holdout] == demo.names[12:]
-    assert np.array_equal(data.walk[0].load(), np.dstack([demo.images[0]] * 3)) and data.task == "detection" and data.classes == ["coin"]
+    assert np.array_equal(data.walk[0].load(), np.dstack([demo.images[0]] * 3))
+    assert data.task == "detection" and data.classes == ["coin"]
     with pytest.raises(ValueError, match="detection' or 'segmentation"):
         coins("classification")

@@ -188,6 +188,7 @@ class Annotation:
 
     @property
     def is_empty(self) -> bool:
+        """No object and no image class: "nothing here" when submitted."""
         return len(self) == 0 and self.category is None
 
     def semantic_map(self) -> np.ndarray:

@@ -98,6 +98,7 @@ class SessionState:
     last_checkpoint_step: int | None
 
     def as_dict(self) -> dict[str, Any]:
+        """The state as plain values (for logging or JSON)."""
         return asdict(self)
 
 
@@ -357,6 +358,7 @@ class LiveSession:
 
     @property
     def image_ids(self) -> list[int]:
+        """Every image of the project, in the order they were added."""
         return list(self._paths)  # in id order: ids only grow, and a re-added image keeps its place
 
     def image(self, image_id: int) -> np.ndarray:
@@ -372,6 +374,7 @@ class LiveSession:
         return image_id in self._labeled
 
     def next_unlabeled(self) -> int | None:
+        """The first image (in :attr:`image_ids` order) without labels, or None when all are labeled."""
         return next((i for i in self._paths if i not in self._labeled), None)
 
     # ------------------------------------------------------------------------------ training
@@ -511,6 +514,7 @@ class LiveSession:
     # -------------------------------------------------------------------------------- status
     @property
     def state(self) -> SessionState:
+        """A snapshot of where training stands, in the words the panel shows (see :class:`SessionState`)."""
         t = self.trainer.status()
         labeled = self.trainer.num_samples
         return SessionState(

@@ -196,9 +196,11 @@ class StreamSession:
 
     @property
     def done(self) -> bool:
+        """Every frame of the stream has been accepted or corrected."""
         return self.index >= len(self.frames)
 
     def frame(self, i: int | None = None) -> np.ndarray:
+        """Frame ``i`` (default: the current one) as (H, W, 3) uint8 RGB."""
         i = self.index if i is None else i
         if not 0 <= i < len(self.frames):
             raise IndexError(f"frame {i} is outside the stream (0..{len(self.frames) - 1})")
@@ -473,6 +475,7 @@ class StreamSession:
         }
 
     def history(self) -> list[dict[str, Any]]:
+        """One record per frame done: accepted or corrected, clicks, quality, adapter update time."""
         return [asdict(r) for r in self.records]
 
 

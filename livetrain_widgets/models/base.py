@@ -66,10 +66,12 @@ class LiveModel(nn.Module, ABC):
 
     @property
     def num_classes(self) -> int:
+        """How many classes the model tells apart (background not counted)."""
         return len(self.classes)
 
     @property
     def device(self) -> torch.device:
+        """Where the model's weights are (CPU or a CUDA device)."""
         return next(self.parameters()).device
 
     @abstractmethod

@@ -69,6 +69,7 @@ class AdapterConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values (saved beside an adapter's weights)."""
         return asdict(self)
 
 
@@ -119,6 +120,7 @@ class StreamModel(nn.Module, ABC):
 
     @property
     def device(self) -> torch.device:
+        """Where the model's weights are (CPU or a CUDA device)."""
         return next(self.parameters()).device
 
     @abstractmethod

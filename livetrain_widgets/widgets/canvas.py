@@ -176,6 +176,7 @@ class LabelCanvas(GuardedWidget):
         self.objects = keep + self._objects_of(prediction, "prelabel", "p")
 
     def discard_prelabels(self) -> None:
+        """Remove every pending pre-label (what X does); the user's own objects stay."""
         self.objects = [o for o in self.objects if not _is_prelabel(o)]
         self.category_scores = []
 

@@ -67,6 +67,7 @@ class LivePanel(GuardedWidget):
         SessionWatcher.of(session).add(self.refresh)
 
     def unbind(self) -> None:
+        """Stop following the session (the panel keeps showing its last state)."""
         if self._session is not None:
             SessionWatcher.of(self._session).remove(self.refresh)
             self._session = None

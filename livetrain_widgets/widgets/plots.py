@@ -521,17 +521,21 @@ class LivePlots(ipywidgets.Box):
 
     @property
     def plots(self) -> tuple[LossPlot, SamplerPlot, QualityPlot]:
+        """The three plots: loss with plateau periods, what the sampler feeds, pre-label scores."""
         return (self.loss, self.sampler, self.quality)
 
     def bind(self, session: LiveSession) -> None:
+        """Follow ``session``: every plot redraws as it trains and as labels arrive."""
         for p in self.plots:
             p.bind(session)
 
     def unbind(self) -> None:
+        """Stop following the session (the plots keep their last data)."""
         for p in self.plots:
             p.unbind()
 
     def close(self) -> None:
+        """Stop following the session and close the widgets."""
         for p in self.plots:
             p.close()
         super().close()
