@@ -51,20 +51,6 @@ def app_cell(setup: str) -> list[str]:
     ]
 
 
-def readme_screenshot(page: Any) -> None:
-    """The README's picture of the app: the whole app (panel, canvas with its first pre-labels, plots) as
-    this test left it. Written to the test's artifacts; ``LIVETRAIN_DOCS_SCREENSHOT=docs/images/app.png``
-    also puts it where the README shows it, so the picture is always of the app as it really is."""
-    app = page.locator(".lt-app").first
-    app.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)  # the plots redraw on a timer: let the last one land
-    path = screenshot(app, "readme-app")
-    if os.environ.get("LIVETRAIN_DOCS_SCREENSHOT"):
-        target = REPO / os.environ["LIVETRAIN_DOCS_SCREENSHOT"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
-
-
 def notebook_in(server: Any, name: str) -> Path:
     return server.root / name / "notebook.ipynb"
 
@@ -91,8 +77,6 @@ app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="cells", config=cfg
         name = kernel.eval("app.session.store.image(app.image_id).name")
         gt = truth[name]
         if int(ui.attr("prelabels") or 0) > 0:
-            if not seen_prelabels:
-                readme_screenshot(page)
             seen_prelabels = True
             screenshot(page, f"{n + 2:02d}-prelabels")
             ui.root.focus()
