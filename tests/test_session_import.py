@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from livetrain_widgets import LiveSession, SessionConfig, TrainerConfig
+from livetrain_widgets import Annotation, LiveSession, SessionConfig, TrainerConfig
 from livetrain_widgets.engine.formats import load_labels
 from livetrain_widgets.engine.session import SkippedFileWarning
 
@@ -64,3 +64,40 @@ def test_labels_of_unknown_classes_are_reported_not_imported(data_dir, tmp_path)
     for i in ids:
         assert set(s.annotation(i).labels.tolist()) <= {0}
     asyncio.run(s.close())
+
+
+async def test_importing_again_never_buries_later_corrections(tmp_path) -> None:
+    from PIL import Image
+
+    from livetrain_widgets.study.dataset import SYNTHETIC_CLASSES, synthetic_detection
+
+    images, truth = synthetic_detection(3, size=(200, 240))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n, im in enumerate(images):
+        Image.fromarray(im).save(folder / f"{n}.png")
+    classes = list(SYNTHETIC_CLASSES)
+    s = LiveSession(tmp_path / "p", "detection", classes)
+    ids = s.add_images(folder)
+    for i, ann in zip(ids, truth, strict=True):
+        await s.submit(i, ann)
+    coco = s.export("coco", tmp_path / "coco")
+    await s.close()
+
+    # A fresh project imports the file; the person then corrects image 0 and re-runs the import cell.
+    s = LiveSession(tmp_path / "q", "detection", classes)
+    ids = s.add_images(folder, labels=coco, format="coco")
+    fixed = Annotation(truth[0].width, truth[0].height, truth[0].boxes[:1], truth[0].labels[:1])
+    await s.submit(ids[0], fixed)
+    with pytest.warns(SkippedFileWarning, match=r"1 images already had other labels .*0\.png"):
+        s.add_images(folder, labels=coco, format="coco")
+    assert len(s.annotation(ids[0])) == 1 and [h.source for h in s.store.annotation_history(ids[0])] == [
+        "imported", "manual"]
+    # Images whose labels equal the file's are left alone without a word.
+    assert [h.source for h in s.store.annotation_history(ids[1])] == ["imported"]
+    await s.close()
+    s = LiveSession(tmp_path / "q")
+    with pytest.warns(SkippedFileWarning, match="already had other labels"):
+        s.add_images(folder, labels=coco, format="coco")
+    assert len(s.annotation(ids[0])) == 1 and s.trainer.num_samples == 3
+    await s.close()

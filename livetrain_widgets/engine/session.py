@@ -323,6 +323,7 @@ class LiveSession:
         # Label files whose objects of unknown classes were left out: the warning below names them (it
         # named only the classes, which left the user to search every file for them).
         dropped: list[str] = []
+        kept: list[str] = []  # images whose labels in the project differ from the file's
         for path, ann in loaded.annotations.items():
             image_id = by_path.get(Path(path).resolve())
             if image_id is None:
@@ -341,10 +342,24 @@ class LiveSession:
                 where = source if source == str(path) else f"{source}: {Path(path).name}"
                 warnings.warn(f"{where}: {exc}", SkippedFileWarning, stacklevel=3)
                 continue
+            current = self.annotation(image_id)
+            if current is not None:
+                # The project's labels win: re-running an import cell must not bury the corrections made
+                # since (they would stay in the history, but the newest version would be the file's).
+                if not _same(current, ann):
+                    kept.append(Path(path).name)
+                continue
             self.store.submit(image_id, ann, source="imported", user=self.user)
             self._labeled.add(image_id)
             imported[image_id] = ann
         self.trainer.load_samples(imported)
+        if kept:
+            warnings.warn(
+                f"{len(kept)} images already had other labels in this project and kept them "
+                f"({', '.join(kept[:5])}{' …' if len(kept) > 5 else ''}): an import never replaces labels; "
+                "submit an annotation to change an image's labels",
+                SkippedFileWarning, stacklevel=3,
+            )
         if unknown:
             files = "" if not dropped else (
                 f" (objects left out in {', '.join(dropped[:5])}"
