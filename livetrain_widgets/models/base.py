@@ -121,7 +121,8 @@ class LiveModel(nn.Module, ABC):
 
 
 def load_model(folder: str | os.PathLike[str], device: str | torch.device | None = None) -> LiveModel:
-    """Reload a model written by :meth:`LiveModel.save_pretrained`."""
+    """Reload a model written by :meth:`LiveModel.save_pretrained`, in eval mode (ready to predict; a
+    trainer given it switches it to training itself)."""
     src = Path(folder)
     cfg_path = src / CONFIG_NAME
     if not cfg_path.is_file():
@@ -131,7 +132,7 @@ def load_model(folder: str | os.PathLike[str], device: str | torch.device | None
     model.load_state_dict(state)
     if device is not None:
         model.to(device)
-    return model
+    return model.eval()
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
