@@ -104,8 +104,11 @@ class Trainer:
         self.model = model.to(self.device)
         self.model.train()
         self.optimizer = torch.optim.AdamW(model.param_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # bfloat16 only where the GPU computes it natively (Ampere and later): is_bf16_supported() also says
+        # yes for emulated bfloat16 (a T4, as on Colab), which is far slower than float16 with loss scaling.
         self._amp_dtype = (
-            torch.bfloat16 if self.device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+            torch.bfloat16 if self.device.type != "cuda" or torch.cuda.get_device_capability(self.device)[0] >= 8
+            else torch.float16
         )
         # float16 needs loss scaling; bfloat16 has float32's range and does not.
         self._scaler = torch.amp.GradScaler("cuda") if self.amp and self._amp_dtype == torch.float16 else None
@@ -405,9 +408,11 @@ class Trainer:
         return StepResult(step, value, seconds, batch)
 
     def _snapshot(self) -> dict[str, Any]:
+        # Kept in host memory: on a GPU a second copy of the weights and AdamW state would cost as much
+        # device memory again (a gigabyte for Grounding DINO), for a copy that is read only on a rollback.
         return {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
             "step": self.step,
         }
 
@@ -467,6 +472,7 @@ class Trainer:
         assert self._good_state is not None
         with self._gate.training():
             self.model.load_state_dict(self._good_state["model"])
+            # load_state_dict moves the state to each parameter's device; the snapshot itself stays intact
             self.optimizer.load_state_dict(copy.deepcopy(self._good_state["optimizer"]))
 
     # ---------------------------------------------------------------------------- prediction
@@ -559,3 +565,14 @@ class Trainer:
             "amp": self.amp,
             "error": self.error or self.checkpoint_error,
         }
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A deep copy of a (nested) state dict with every tensor in host memory."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)

@@ -190,7 +190,8 @@ class SamStreamModel(StreamModel):
                         adapter: AdapterConfig | None = None, *, processor: Any = None,
                         device: str | torch.device | None = None, **hf_kwargs: Any) -> SamStreamModel:
         """A local ``save_pretrained`` folder or a Hub name (``facebook/sam-vit-base``,
-        ``facebook/sam2.1-hiera-tiny``); its image processor config is read next to it when present."""
+        ``facebook/sam2.1-hiera-tiny``); its image processor config is read next to it when present.
+        ``device``: where it runs (default: CUDA when present)."""
         from transformers import Sam2Model, SamModel
 
         model_type = hub_config(name_or_path).model_type
@@ -198,8 +199,8 @@ class SamStreamModel(StreamModel):
             raise ValueError(f"{name_or_path} is a {model_type!r} model, not SAM or SAM 2")
         model_cls = SamModel if SAM_TYPES[model_type] == "sam" else Sam2Model
         model = model_cls.from_pretrained(name_or_path, **hf_kwargs)
-        if device is not None:
-            model = model.to(device)
+        # like the trainer (TrainerConfig.device=None): the GPU when there is one
+        model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if processor is None:
             processor = _load_processor_dict(name_or_path)
         return cls(model, classes, adapter, processor=processor)
@@ -391,8 +392,8 @@ class ClipStreamModel(StreamModel):
         from transformers import AutoTokenizer, CLIPModel
 
         model = CLIPModel.from_pretrained(name_or_path, **hf_kwargs)
-        if device is not None:
-            model = model.to(device)
+        # like the trainer (TrainerConfig.device=None): the GPU when there is one
+        model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         if processor is None:
