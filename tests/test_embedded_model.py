@@ -275,3 +275,17 @@ def test_bccd_quick_training_finds_real_cells() -> None:
     assert len(pred) > 0
     good = box_iou(pred.filter(0.3).boxes, anns[5].boxes).max(1) > 0.5
     assert good.sum() >= 3, f"only {good.sum()} of {len(pred.filter(0.3))} confident boxes overlap a cell"
+
+
+def test_a_seed_fixes_the_new_layers_initial_weights_without_touching_the_global_generator() -> None:
+    torch.manual_seed(1)
+    a = EmbeddedModel("detection", ["x"], input_size=64, seed=3)
+    drawn_after = torch.rand(1)
+    torch.manual_seed(2)
+    b = EmbeddedModel("detection", ["x"], input_size=64, seed=3)
+    c = EmbeddedModel("detection", ["x"], input_size=64, seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)  # another seed, other head weights
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(1), drawn_after)  # the caller's random stream is as it was

@@ -130,7 +130,7 @@ def test_loss_data_over_a_thinned_history_decays_the_average_by_steps_not_record
     losses = [1.0] * 60 + [0.0] * 60
     for v in losses:
         det.update(v)
-    d = loss_data(SimpleNamespace(plateau=det, step=det.step))
+    d = loss_data(SimpleNamespace(plateau=det, step=det.step, config=TrainerConfig(), paused_by_plateau=False))
     steps = d.series["step"]
     assert len(steps) <= 16 and steps[-1] == 120 and np.all(np.diff(steps) > 1)  # thinned
     a = 0.1
@@ -155,6 +155,24 @@ async def test_plateau_periods_follow_the_detectors_events() -> None:
     assert d.meta["plateaus"] == [[fired[0] - 15, fired[0], True]] and d.meta["paused"] is False
     assert d.series["step"][-1] == tr.step > fired[0]
     await tr.stop()
+    tr.close()
+
+
+def test_with_the_detector_switched_off_the_loss_is_still_plotted_and_nothing_pauses() -> None:
+    from livetrain_widgets.engine.trainer import Trainer
+
+    torch.manual_seed(0)
+    img = two_class_images(1)[0][0]
+    tr = Trainer(TinyClassifier(), lambda k: img, TrainerConfig(batch_size=4, lr=1e-2, plateau=False),
+                 plateau_config=PlateauConfig(window=10, patience=2, check_every=5))
+    for k in range(4):
+        tr.set_sample(k, Annotation(16, 16, category=k % 2))  # contradictory: the loss must plateau
+    assert len(tr.run_steps(120)) == 120  # never paused, though the detector would have
+    assert tr.plateau.plateaued and not tr.paused_by_plateau and tr.status()["plateaued"] is False
+    d = loss_data(tr)
+    # the teaching notebook's "detector off" plot was empty: the detector did not watch the loss at all
+    assert len(d.series["step"]) > 0 and d.series["step"][-1] == 120
+    assert d.meta["plateaus"] == [] and d.meta["paused"] is False
     tr.close()
 
 

@@ -270,7 +270,7 @@ class Trainer:
             not self.running
             or self._stopping
             or self.num_samples < self.config.min_labeled
-            or self.plateau.plateaued
+            or self.paused_by_plateau
         )
         keep = []
         for target, fut in self._step_waiters:
@@ -282,10 +282,15 @@ class Trainer:
                 keep.append((target, fut))
         self._step_waiters = keep
 
+    @property
+    def paused_by_plateau(self) -> bool:
+        """Training is paused because the loss plateaued (never with ``TrainerConfig(plateau=False)``)."""
+        return self.config.plateau and self.plateau.plateaued
+
     def _next_phase(self) -> str:
         if self.num_samples < self.config.min_labeled:
             return "waiting"
-        return "paused" if self.plateau.plateaued else "training"
+        return "paused" if self.paused_by_plateau else "training"
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -427,8 +432,9 @@ class Trainer:
         self._smoothed = r.loss if self._smoothed is None else 0.9 * self._smoothed + 0.1 * r.loss
         if self._initial_loss is None and len(self.losses) >= 5:
             self._initial_loss = float(np.mean(list(self.losses)[:5]))
-        if self.config.plateau:
-            self.plateau.update(r.loss)
+        # The detector follows the loss even when it may not pause training: its history is what the loss
+        # plot draws (it stayed empty with the switch off), and it shows where it would have paused.
+        self.plateau.update(r.loss)
         self.offering = self.offering or self._ready_to_offer()
         if self._on_step is not None:
             self._on_step(r)
@@ -557,7 +563,7 @@ class Trainer:
             "step": self.step,
             "loss": self.last_loss,
             "smoothed_loss": self._smoothed,
-            "plateaued": self.plateau.plateaued,
+            "plateaued": self.paused_by_plateau,
             "offering": self.offering,
             "samples": self.num_samples,
             "step_seconds": float(np.median(secs)) if secs else None,

@@ -88,17 +88,22 @@ class EmbeddedModel(LiveModel):
             "seed_threshold": float(seed_threshold), "min_area": int(min_area),
         }
         self._rng = np.random.default_rng(seed)
-        self.backbone = LiteBackbone(pretrained, freeze_stride, with_head=task == "classification")
-        c = int(neck_channels)
-        if task == "detection":
-            self.neck = FPN(c, (8, 16, 32))
-            self.head: nn.Module = det.DetectionHead(c, self.num_classes, stride=8)
-        elif task == "segmentation":
-            self.neck = FPN(c, (4, 8, 16, 32))
-            self.head = seg.SegmentationHead(c, self.num_classes)
-        else:
-            self.neck = None
-            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, self.num_classes))
+        # With a seed, the new layers' random initial weights follow it too (two models of one seed are
+        # identical, so an ablation compares settings, not draws), without touching the global generator.
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.backbone = LiteBackbone(pretrained, freeze_stride, with_head=task == "classification")
+            c = int(neck_channels)
+            if task == "detection":
+                self.neck = FPN(c, (8, 16, 32))
+                self.head: nn.Module = det.DetectionHead(c, self.num_classes, stride=8)
+            elif task == "segmentation":
+                self.neck = FPN(c, (4, 8, 16, 32))
+                self.head = seg.SegmentationHead(c, self.num_classes)
+            else:
+                self.neck = None
+                self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, self.num_classes))
         self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------------------ protocol

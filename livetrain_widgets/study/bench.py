@@ -177,7 +177,7 @@ async def _timed_submit(session: LiveSession, image_id: int, label: Annotation) 
     # Only submissions that a running trainer can take at once measure the engine; the ones before
     # min_labeled wait for training to start at all.
     training = (trainer.running and trainer.num_samples >= trainer.config.min_labeled
-                and not trainer.plateau.plateaued)
+                and not trainer.paused_by_plateau)
     step0 = trainer.step
     t0 = time.perf_counter()
     await session.submit(image_id, label)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display in a kernel or CI; must precede pyplot
-import matplotlib.pyplot as plt
 import numpy as np
+
+# Figures without pyplot: they render straight to PNG in any process, and the caller's backend (a
+# notebook's inline plots) is left as it was; matplotlib.use("Agg") here silenced a notebook's plt.show().
+from matplotlib.figure import Figure
 
 _STYLE = {"manual": ("#7f7f7f", "-"), "static": ("#9467bd", "-"), "hitl": ("#ff7f0e", "-"),
           "live": ("#1f77b4", "-")}
@@ -57,7 +57,8 @@ def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
     ]
     paths = []
     for fname, xlabel, ylabel, series in views:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        fig = Figure(figsize=(6.4, 4.0), dpi=110)
+        ax = fig.subplots()
         variants = 0
         for name, res in results["strategies"].items():
             recs = res["records"]
@@ -79,7 +80,6 @@ def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
         fig.tight_layout()
         path = out / fname
         fig.savefig(path)
-        plt.close(fig)
         paths.append(path)
     return paths
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..engine.annotation import Annotation
 from ..engine.evaluator import EvaluatorConfig, LiveEvaluator, offline_metrics
@@ -155,6 +156,9 @@ class _Engine:
         spec = model or cfg.model
         if spec == "embedded":
             options.setdefault("seed", seed)
+        # Every strategy of a study starts from the same weights and draws the same dropout: the global
+        # generator was left wherever the previous strategy's training had moved it.
+        torch.manual_seed(seed)
         net = create_model(spec, data.task, data.classes, **options)
         self.evaluator = LiveEvaluator(data.task, len(data.classes),
                                        EvaluatorConfig(semantic=bool(options.get("semantic"))))
@@ -339,7 +343,8 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
     }
     if kind == "live" and eng is not None:
         out["evaluator"] = eng.evaluator.summary()
-        out["plateau_pauses"] = sum(1 for h in eng.trainer.plateau.history if h.get("event") == "plateau")
+        out["plateau_pauses"] = sum(1 for h in eng.trainer.plateau.history if h.get("event") == "plateau") if (
+            eng.trainer.config.plateau) else 0
         out["step_seconds_median"] = eng.trainer.status()["step_seconds"]
         out["_engine"] = eng  # the caller may train an offline reference on the same labels; popped there
     elif eng is not None:

@@ -179,11 +179,13 @@ def loss_data(source: TrainerSource, *, max_points: int = 1000) -> PlotData:
                 periods[-1][2] = True
     if periods and not det.plateaued:
         periods[-1][2] = True  # restored from a state whose reset record was thinned away
+    if not trainer.config.plateau:
+        periods = []  # the detector only watched (TrainerConfig(plateau=False)): training never paused
     step = np.asarray(steps, np.float64)
     loss = np.asarray(losses, np.float64)
     smoothed = _ema_with_gaps(step, loss, cfg.smoothing)
     series = bucket_means({"step": step, "loss": loss, "smoothed": smoothed}, max_points)
-    meta: dict[str, Any] = {"step": int(trainer.step), "paused": bool(det.plateaued), "plateaus": periods}
+    meta: dict[str, Any] = {"step": int(trainer.step), "paused": bool(trainer.paused_by_plateau), "plateaus": periods}
     if not len(step):
         hint = _waiting_hint(source)
         meta["empty"] = "No training steps yet" + (f" · {hint}" if hint else "")
@@ -464,7 +466,7 @@ class LossPlot(_SessionPlot):
     def _changes(self, session: Any) -> Hashable:
         tr = session.trainer
         waiting = _waiting_hint(session) if tr.plateau.step == 0 else ""
-        return (tr.step, tr.plateau.step, tr.plateau.plateaued, waiting)
+        return (tr.step, tr.plateau.step, tr.paused_by_plateau, waiting)
 
     def _compute(self, session: Any) -> PlotData:
         return loss_data(session)
