@@ -267,7 +267,11 @@ async def test_autolabel_labels_through_the_app_and_stops_when_done(tmp_path) ->
         assert (ann is None) == (name == seen[2]) and (ann is None or ann.category == truth[name].category)
     # its images' pre-labels were judged against what it submitted, as a person's would be
     assert not app.panel.busy.startswith("Simulated") and s.evaluator.history
-    # The rest, without a limit: it stops by itself once everything is labeled.
+    # The rest, without a limit, starting from a labeled image (Back): it moves on to the unlabeled ones,
+    # the one it passed included, and stops by itself once everything is labeled.
+    act(app, "back")
+    await settle(app)
+    assert s.is_labeled(app.image_id)
     assert await app.autolabel(truth.get, pause=0) == 12 - 6
     assert s.store.labeled_count() == 12 and "All 12 images are labeled" in app.panel.error
     with pytest.raises(RuntimeError, match="already running"):

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,25 +183,29 @@ class LiveAnnotator(widgets.VBox):
 
     async def _run_autolabel(self, labeler: Callable[[str], Annotation | None], pause: float, steps: int,
                              limit: int | None) -> int:
-        done = skipped = 0
+        done = 0
+        passed: set[int] = set()  # images the labeler had no answer for
         self.panel.busy = "Simulated labeler…"
         try:
             while limit is None or done < limit:
                 await self.wait_idle()  # the image is open and its pre-labels are drawn
                 image_id = self.canvas.image_id
-                if image_id < 0 or self.session.is_labeled(image_id):
-                    break  # everything is labeled (the app stays on the last image)
+                if image_id < 0:
+                    break
+                if self.session.is_labeled(image_id) or image_id in passed:
+                    nxt = self._next_unlabeled(after=image_id, exclude=passed)
+                    if nxt is None:
+                        break  # everything is labeled or passed (the app stays where it is)
+                    await self._locked(self._open(nxt))
+                    continue
+                ann = labeler(self.session.store.image(image_id).name)
+                if ann is None:
+                    passed.add(image_id)
+                    continue
                 if pause > 0:
                     await asyncio.sleep(pause)
                 if steps > 0:
                     await self.session.wait_steps(steps, timeout=max(60.0, 10.0 * steps))
-                ann = labeler(self.session.store.image(image_id).name)
-                if ann is None:
-                    skipped += 1
-                    if skipped > len(self.session.image_ids):
-                        break
-                    self.next()
-                    continue
                 self.canvas.set_annotation(ann)
                 try:
                     await self._locked(self._submit(image_id), image_id)
@@ -320,9 +324,10 @@ class LiveAnnotator(widgets.VBox):
         nxt = self.session.next_unlabeled()
         return ids[0] if nxt is None else nxt
 
-    def _next_unlabeled(self, after: int, include_labeled: bool = False) -> int | None:
-        """The next image in the project's order after ``after`` (wrapping) that has no labels yet;
-        with ``include_labeled`` (Skip), simply the next image."""
+    def _next_unlabeled(self, after: int, include_labeled: bool = False,
+                        exclude: Collection[int] = ()) -> int | None:
+        """The next image in the project's order after ``after`` (wrapping) that has no labels yet (and is
+        not in ``exclude``); with ``include_labeled`` (Skip), simply the next image."""
         ids = self.session.image_ids
         if not ids:
             return None
@@ -330,7 +335,7 @@ class LiveAnnotator(widgets.VBox):
         order = ids[start:] + ids[:start]
         if include_labeled:
             return order[0] if order else None
-        return next((i for i in order if not self.session.is_labeled(i) and i != after), None)
+        return next((i for i in order if not self.session.is_labeled(i) and i != after and i not in exclude), None)
 
     async def _display_bytes(self, image_id: int) -> bytes:
         data = self._display_cache.get(image_id)
