@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .engine.annotation import Annotation
+from .engine.images import to_rgb
 
 if TYPE_CHECKING:
     from .study.dataset import StudyData
 
 #: coins whose box is smaller than this (pixels) are specks of the watershed, not coins
 MIN_COIN_AREA = 150
-#: a tile keeps a coin when at least this share of its box lies inside the tile
+#: a tile keeps a coin when at least this share of its area lies inside the tile
 MIN_VISIBLE = 0.6
 
 
@@ -80,8 +81,7 @@ class DemoImages:
         labeled in order, the last ``holdout`` kept aside for scoring."""
         from .study.dataset import Item, StudyData
 
-        # the study's models take (H, W, 3) uint8, as load_image gives
-        rgb = [np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im for im in self.images]
+        rgb = [to_rgb(im) for im in self.images]  # the study's models take (H, W, 3) uint8, as load_image gives
         items = [Item(name, (lambda im=im: im), ann)
                  for name, im, ann in zip(self.names, rgb, self.annotations, strict=True)]
         cut = len(items) - holdout
@@ -99,6 +99,7 @@ def coins(task: str = "detection", *, tile: tuple[int, int] = (160, 192),
     if task not in ("detection", "segmentation"):
         raise ValueError(f"the coins demo has boxes and masks: task 'detection' or 'segmentation', not {task!r}")
     photo, instances = coin_instances()
+    areas = np.bincount(instances.ravel())  # each coin's whole area, for the share a tile shows
     th, tw = tile
     names, images, anns = [], [], []
     for y in starts_y:
@@ -108,7 +109,7 @@ def coins(task: str = "detection", *, tile: tuple[int, int] = (160, 192),
             window = instances[y : y + th, x : x + tw]
             names.append(f"coins_y{y:03d}_x{x:03d}.png")
             images.append(np.ascontiguousarray(photo[y : y + th, x : x + tw]))
-            anns.append(_tile_annotation(instances, window, task))
+            anns.append(_tile_annotation(areas, window, task))
     return DemoImages(task, ["coin"], names, images, anns, source="scikit-image data.coins(), Greek coins (CC0)")
 
 
@@ -138,11 +139,10 @@ def coin_instances() -> tuple[np.ndarray, np.ndarray]:
     return photo, keep[labels]
 
 
-def _tile_annotation(instances: np.ndarray, window: np.ndarray, task: str) -> Annotation:
-    """The coins of one tile: those with at least MIN_VISIBLE of their area inside it."""
+def _tile_annotation(areas: np.ndarray, window: np.ndarray, task: str) -> Annotation:
+    """The coins of one tile: those with at least MIN_VISIBLE of their area (``areas[id]``) inside it."""
     ids, counts = np.unique(window[window > 0], return_counts=True)
-    whole = np.bincount(instances.ravel(), minlength=instances.max() + 1)
-    ids = [int(i) for i, c in zip(ids, counts, strict=True) if c >= MIN_VISIBLE * whole[i]]
+    ids = [int(i) for i, c in zip(ids, counts, strict=True) if c >= MIN_VISIBLE * areas[i]]
     h, w = window.shape
     masks = np.stack([window == i for i in ids]) if ids else np.zeros((0, h, w), bool)
     labels = np.zeros(len(ids), np.int64)
