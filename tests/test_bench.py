@@ -64,7 +64,8 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
     out = tmp_path / "out"
     (out / "project").mkdir(parents=True)
     (out / "project" / "stale.txt").write_text("from an earlier run")
-    assert main(["bench", "--out", str(out), "--labeled", "5", "--submissions", "2", "--seed", "3", *TINY]) == 0
+    assert main(["bench", "--out", str(out), "--labeled", "5", "--submissions", "2", "--opens", "4", "--seed", "3",
+                 *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
 
     assert set(res) >= {"config", "data", "cpu", "gpu", "cpu_reason", "gpu_reason"}
@@ -72,8 +73,15 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
     assert env["torch"] == torch.__version__ and env["cpu_count"] >= 1 and env["platform"]
     assert res["config"]["arguments"]["labeled"] == 5 and res["config"]["arguments"]["seed"] == 3
     assert res["data"]["source"] == "synthetic" and res["data"]["image_size"] == [480, 640]
-    assert res["data"]["images"] == 5 + 2 + 1
+    assert res["data"]["images"] == 5 + 2 + (4 + 1) + 1 and res["data"]["opens"] == 4
     check_device_figures(res["cpu"], labeled=5, submissions=2)
+    # Finish & Next: two opens served from pre-labels computed ahead, two predicted on opening
+    c = res["cpu"]["click_to_prelabels"]
+    assert c["n"] == 4 and c["ahead_s"]["n"] == 2 and c["fresh_s"]["n"] == 2
+    assert c["served_ahead"] == sum(r["ahead"] for r in c["per_open"]) >= 1
+    assert not any(r["ahead"] for r in c["per_open"] if r["fresh"])
+    assert 0 <= c["age_steps"]["max"] <= c["config"]["max_age_steps"]
+    assert all(r["age"] <= 1 for r in c["per_open"] if r["fresh"])  # a step may end while it is stored
     assert set(res["cpu"]["labeling"]["scores_at"]) == {"5"}
     if torch.cuda.is_available():
         assert res["gpu"]["device"].startswith("cuda") and res["gpu"]["memory"]["cuda_max_allocated_mb"] > 0
@@ -85,7 +93,8 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
     table = capsys.readouterr().out
     for words in ("training step", "prediction idle", "prediction while training", "ratio training/idle",
                   "event-loop lag", "submission -> first batch", "checkpoint save", "peak RSS",
-                  "evaluator after 5 images", "results.json", "2 submitted"):
+                  "evaluator after 5 images", "results.json", "2 submitted", "Finish & Next -> pre-labels",
+                  "pre-label age at opening"):
         assert words in table
     if not torch.cuda.is_available():
         assert "GPU: not run" in table
@@ -98,7 +107,7 @@ def test_bench_on_bccd_folder(data_dir: Path, tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "bccd"
     argv = ["bench", "--out", str(out), "--images", str(bccd / "JPEGImages"), "--labels",
             str(bccd / "Annotations"), "--format", "voc", "--classes", "RBC,WBC,Platelets",
-            "--labeled", "3", "--submissions", "1", "--device", "cpu", *TINY]
+            "--labeled", "3", "--submissions", "1", "--opens", "0", "--device", "cpu", *TINY]
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["data"]["source"] == "folder" and res["data"]["format"] == "voc" and res["data"]["images"] == 5
@@ -111,7 +120,8 @@ def test_bench_on_bccd_folder(data_dir: Path, tmp_path: Path, capsys: pytest.Cap
 
 async def test_run_bench_api_from_a_running_loop(tmp_path: Path) -> None:
     # A notebook cell has a running loop: run_bench must still work there (and not need `await`).
-    res = bench.run_bench(tmp_path / "api", labeled=2, steps_per_image=1, submissions=0, probes=1, input_size=96,
+    res = bench.run_bench(tmp_path / "api", labeled=2, steps_per_image=1, submissions=0, opens=0, probes=1,
+                          input_size=96,
                           batch_size=2, device="cpu", progress=False)
     assert res == json.loads((tmp_path / "api" / "results.json").read_text())
     assert res["cpu"]["checkpoint"]["loads"] and res["cpu"]["predict_s"]["idle"]["n"] == 1

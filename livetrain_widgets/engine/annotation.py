@@ -203,11 +203,25 @@ class Annotation:
         """Merge instances of the same class (semantic mode)."""
         return Annotation.from_semantic(self.semantic_map())
 
-    def filter(self, min_score: float) -> Annotation:
-        """Keep objects whose score is at least ``min_score`` (objects without scores are kept)."""
+    def filter(self, min_score: float | Sequence[float] | np.ndarray) -> Annotation:
+        """Keep objects whose score is at least ``min_score`` (objects without scores are kept).
+
+        ``min_score`` is one threshold for every object, or one per class (``min_score[label]`` applies
+        to the objects of class ``label``), since a model is often sure of one class and unsure of
+        another (see :mod:`livetrain_widgets.engine.autothreshold`). Thresholds are compared in the
+        scores' own precision (float32), so a float and the same value repeated per class keep the
+        same objects. An object whose class has no threshold in the sequence is an error.
+        """
         if self.scores is None:
             return self
-        keep = self.scores >= min_score
+        if np.ndim(min_score) == 0:
+            keep = self.scores >= min_score
+        else:
+            thr = np.asarray(min_score, self.scores.dtype).reshape(-1)
+            if len(self) and (self.labels.min() < 0 or self.labels.max() >= len(thr)):
+                bad = int(self.labels[(self.labels < 0) | (self.labels >= len(thr))][0])
+                raise ValueError(f"no threshold for class {bad}: got {len(thr)} per-class thresholds")
+            keep = self.scores >= thr[self.labels]
         return Annotation(
             self.width, self.height, self.boxes[keep], self.labels[keep], self.scores[keep],
             None if self.masks is None else self.masks[keep], self.category, self.category_scores,

@@ -36,6 +36,7 @@ from PIL import Image
 
 from ..models import create_model
 from ..models.base import LiveModel, full_config, model_from_config
+from .ahead import AheadConfig, PredictAhead
 from .annotation import TASKS, Annotation, AnnotationError
 from .checkpoint import FORMAT_VERSION, latest_checkpoint, load_checkpoint, save_checkpoint
 from .evaluator import EvaluatorConfig, LiveEvaluator
@@ -65,6 +66,8 @@ class SessionConfig:
     #: decoded images kept in memory for training and prediction
     image_cache_mb: int = 512
     keep_checkpoints: int = 2
+    #: pre-labels of the next images computed between training steps (``AheadConfig(images=0)``: off)
+    ahead: AheadConfig = field(default_factory=AheadConfig)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class Prediction:
     offered: bool
     seconds: float
     prediction_id: int
+    #: steps the model had taken since the weights that made it, when it was served
+    age: int = 0
+    #: computed ahead, before the image was opened (see :mod:`livetrain_widgets.engine.ahead`)
+    ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,11 @@ class LiveSession:
                 quality=lambda: self.evaluator.ema,
                 checkpoint=self._write_checkpoint,
                 checkpoint_extra=self._checkpoint_extra,
+                on_step=self._on_step,
+            )
+            self.ahead = PredictAhead(
+                self.trainer.predict, self._image, lambda: self.trainer.step,
+                lambda: self.trainer.weights_version, self.config.ahead,
             )
             self.last_checkpoint_step: int | None = None
             if ckpt is not None:
@@ -351,6 +363,7 @@ class LiveSession:
                 continue
             self.store.submit(image_id, ann, source="imported", user=self.user)
             self._labeled.add(image_id)
+            self.ahead.discard(image_id)
             imported[image_id] = ann
         self.trainer.load_samples(imported)
         if kept:
@@ -397,11 +410,13 @@ class LiveSession:
         """Start the trainer task on the running event loop (a Jupyter kernel's, or asyncio.run's)."""
         self._check_open()
         await self.trainer.start()
+        self.ahead.start()
 
     async def stop(self) -> None:
         """Stop training after the step in flight and write a final checkpoint."""
         if self._closed:
             return
+        await self.ahead.stop()
         await self.trainer.stop()
         await self.trainer.checkpoint_now()
 
@@ -426,17 +441,58 @@ class LiveSession:
         """Wait for ``n`` more training steps (returns early if training pauses); for scripts and tests."""
         return await self.trainer.wait_steps(n, timeout)
 
-    async def predict(self, image_id: int, *, threshold: float | None = None) -> Prediction:
-        """Pre-labels for an image from the latest weights, kept in the store beside the image."""
+    async def predict(self, image_id: int, *, threshold: float | None = None, fresh: bool = False) -> Prediction:
+        """Pre-labels for an image, kept in the store beside the image.
+
+        When the image was among the next ones (see :meth:`prefetch`), its pre-labels were computed ahead,
+        between training steps, and come back at once; ``Prediction.age`` says how many steps behind the
+        current weights they are (at most ``config.ahead.max_age_steps``). ``fresh=True`` (the Predict
+        button) always predicts with the current weights. Afterwards the images following this one (in
+        :attr:`image_ids` order, unlabeled) are predicted ahead.
+        """
         self._check_open()
         t0 = time.perf_counter()
-        image = await asyncio.to_thread(self._image, image_id)
-        (raw,), step = await self.trainer.predict([image])
+        kept = None if fresh else self.ahead.take(image_id)
+        if kept is not None:
+            raw, step = kept.annotation, kept.step
+        else:
+            image = await asyncio.to_thread(self._image, image_id)
+            (raw,), step = await self.trainer.predict([image])
         offered = self.trainer.offering
         # The store keeps every candidate with its score, so a threshold can be tuned afterwards.
         pid = await asyncio.to_thread(self.store.save_prediction, image_id, raw, model_step=step, shown=offered)
         thr = self.config.threshold if threshold is None else threshold
-        return Prediction(image_id, raw.filter(thr), step, offered, time.perf_counter() - t0, pid)
+        seconds = time.perf_counter() - t0
+        self.prefetch(self.upcoming(image_id))
+        return Prediction(image_id, raw.filter(thr), step, offered, seconds, pid,
+                          age=self.trainer.step - step, ahead=kept is not None)
+
+    def prefetch(self, image_ids: Sequence[int]) -> None:
+        """These images open next, in this order: compute their pre-labels ahead, between training steps.
+
+        :meth:`predict` calls it with :meth:`upcoming`; an app with another order calls it itself. Only the
+        first ``config.ahead.images`` are kept; images not named any more are dropped.
+        """
+        self.ahead.want([i for i in image_ids if i in self._paths and i not in self._labeled])
+
+    def upcoming(self, after: int) -> list[int]:
+        """The unlabeled images after ``after`` in :attr:`image_ids` order (wrapping), as many as are
+        predicted ahead."""
+        n = self.config.ahead.images
+        if n == 0:
+            return []
+        ids = list(self._paths)
+        start = ids.index(after) + 1 if after in self._paths else 0
+        out: list[int] = []
+        for i in ids[start:] + ids[:start]:
+            if i != after and i not in self._labeled:
+                out.append(i)
+                if len(out) == n:
+                    break
+        return out
+
+    def _on_step(self, _: Any) -> None:
+        self.ahead.on_step()
 
     async def submit(
         self,
@@ -474,6 +530,7 @@ class LiveSession:
             prediction_id=None if pred is None else pred.id,
         )
         self._labeled.add(image_id)
+        self.ahead.discard(image_id)
         if pred is not None:
             self._evaluate(image_id, pred, ann, thr)
         self.trainer.set_sample(image_id, ann)

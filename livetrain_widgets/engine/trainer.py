@@ -134,6 +134,9 @@ class Trainer:
         self._step_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
         self.step = 0
+        #: changes whenever the weights jump other than by a training step (a rollback, a restored
+        #: checkpoint): predictions kept from before are not from an ancestor of these weights
+        self.weights_version = 0
         self.phase = "idle"
         self.error: str | None = None
         #: the last checkpoint write's failure (a full disk); unlike a step error, a good training step
@@ -480,6 +483,7 @@ class Trainer:
             self.model.load_state_dict(self._good_state["model"])
             # load_state_dict moves the state to each parameter's device; the snapshot itself stays intact
             self.optimizer.load_state_dict(copy.deepcopy(self._good_state["optimizer"]))
+            self.weights_version += 1
 
     # ---------------------------------------------------------------------------- prediction
     async def predict(self, images: Sequence[np.ndarray]) -> tuple[list[Annotation], int]:
@@ -527,6 +531,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.weights_version += 1
         with self._lock:
             self.sampler.load_state_dict(state["sampler"])
         self.plateau.load_state_dict(state["plateau"])

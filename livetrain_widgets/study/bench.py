@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,57 @@ class _StepLog:
         return None
 
 
+async def _click_to_prelabels(session: LiveSession, ids: list[int], truth: dict[int, Annotation],
+                              steps_per_image: int, rng: random.Random, progress: bool,
+                              device: str) -> dict[str, Any]:
+    """Finish & Next as the app does it: submit the image on view, then the next image's pre-labels.
+
+    The person spends a random 0.5-1.5x ``steps_per_image`` training steps on each image (plus a random
+    fraction of a step, so clicks fall anywhere inside one). Every other image is opened with
+    ``fresh=True`` (predicted when it opens, as before predicting ahead), the others with the pre-labels
+    kept ahead: both in the same run, on the same machine load, so their ratio is the figure.
+    """
+    if len(ids) < 3:
+        return {"n": 0}
+    trainer = session.trainer
+    trainer.plateau.reset()  # a paused model never goes stale: measure while it trains
+    before = session.ahead.stats()
+    served0, ages0 = before["served"], len(session.ahead.ages)
+    step_median = trainer.status()["step_seconds"] or 0.2
+    rows: list[dict[str, Any]] = []
+    await session.predict(ids[0])
+    with _bar(progress, len(ids) - 1, f"{device}: click to pre-labels") as bar:
+        for k in range(len(ids) - 1):
+            lo = max(1, steps_per_image // 2)
+            await session.wait_steps(rng.randint(lo, lo + steps_per_image), timeout=600)
+            await asyncio.sleep(rng.uniform(0.0, step_median))
+            fresh = k % 2 == 1
+            training = trainer.phase == "training"
+            t0 = time.perf_counter()
+            await session.submit(ids[k], truth[ids[k]])
+            pred = await session.predict(ids[k + 1], fresh=fresh)
+            rows.append({"image_id": ids[k + 1], "fresh": fresh, "ahead": pred.ahead, "age": pred.age,
+                         "seconds": time.perf_counter() - t0, "predict_s": pred.seconds, "training": training})
+            bar.update()
+    ahead = [r["seconds"] for r in rows if not r["fresh"]]
+    fresh_s = [r["seconds"] for r in rows if r["fresh"]]
+    ages = list(session.ahead.ages)[ages0:]
+    stats = session.ahead.stats()
+    return {
+        "n": len(rows),
+        "ahead_s": spread(ahead),
+        "fresh_s": spread(fresh_s),
+        "ratio_p95": _ratio(_pct(ahead, 95), _pct(fresh_s, 95)),
+        "served_ahead": stats["served"] - served0,
+        "age_steps": {"p50": _pct(ages, 50), "p95": _pct(ages, 95), "max": max(ages) if ages else None,
+                      "histogram": {int(a): ages.count(a) for a in sorted(set(ages))}},
+        "config": asdict(session.config.ahead),
+        "predictions_ahead": stats["predictions"], "refreshes": stats["refreshes"],
+        "seconds_ahead": stats["seconds"],
+        "per_open": rows,
+    }
+
+
 # ------------------------------------------------------------------------------------ one device
 async def _timed_submit(session: LiveSession, image_id: int, label: Annotation) -> dict[str, Any]:
     trainer = session.trainer
@@ -209,7 +261,7 @@ def _submit_figures(submitted: list[dict[str, Any]], steps: _StepLog) -> dict[st
 
 
 async def _bench_device(device: str, data: BenchData, project: Path, *, labeled: int, steps_per_image: int,
-                        submissions: int, probes: int, seed: int, input_size: int | None, batch_size: int | None,
+                        submissions: int, opens: int, probes: int, seed: int, input_size: int | None, batch_size: int | None,
                         progress: bool) -> dict[str, Any]:
     """Every figure for one device; the CPU and GPU runs are this same code."""
     import torch
@@ -239,6 +291,7 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
             raise RuntimeError(f"only {len(ids)} of {len(data.images)} images could be added")
         # labeling run, then fresh submissions, then one never-labeled image for the prediction probes
         label_ids, sub_ids, probe_id = ids[:labeled], ids[labeled:labeled + submissions], ids[-1]
+        open_ids = ids[labeled + submissions:labeled + submissions + opens + 1]
         truth = dict(zip(ids, data.labels, strict=True))
         steps = _StepLog(trainer)
         await session.start()
@@ -284,6 +337,10 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
                         break
                     await session.wait_steps(1, timeout=600)
                 bar.update()
+
+        # ---- 2b: click to pre-labels: Finish & Next (submit) until the next image's pre-labels are there,
+        # alternating images whose pre-labels were computed ahead with images predicted on opening
+        opens_fig = await _click_to_prelabels(session, open_ids, truth, steps_per_image, rng, progress, device)
 
         # ---- 3: prediction latency and loop lag while training
         image = session.image(probe_id)
@@ -355,6 +412,7 @@ async def _bench_device(device: str, data: BenchData, project: Path, *, labeled:
                           "ratio": {"p50": _ratio(b50, i50), "p95": _ratio(b95, i95)}},
             "loop_lag_s": {**spread(lags), "tick": LAG_TICK_S},
             "submit_to_batch": {**_submit_figures(fresh, steps), "phase": "random point inside a step"},
+            "click_to_prelabels": opens_fig,
             "checkpoint": {"save_s": {"median": statistics.median(save_idle), "n": len(save_idle)},
                            "save_while_training_s": {"median": statistics.median(save_busy), "n": len(save_busy)},
                            "load_s": {"median": statistics.median(load), "n": len(load)},
@@ -402,6 +460,7 @@ async def run_bench_async(
     labeled: int = 20,
     steps_per_image: int = 15,
     submissions: int = 5,
+    opens: int = 30,
     probes: int = 40,
     seed: int = 0,
     device: str | None = None,
@@ -412,8 +471,8 @@ async def run_bench_async(
     """:func:`run_bench` on the running event loop (``await`` it in a notebook)."""
     if labeled < 2:
         raise ValueError("labeled must be at least 2 (training starts at two labeled images)")
-    if steps_per_image < 1 or probes < 1 or submissions < 0:
-        raise ValueError("steps_per_image and probes must be at least 1, submissions at least 0")
+    if steps_per_image < 1 or probes < 1 or submissions < 0 or opens < 0:
+        raise ValueError("steps_per_image and probes must be at least 1, submissions and opens at least 0")
     if images is None and task not in (None, "detection"):
         raise ValueError(f"the synthetic data is for detection; give --images/--labels for task {task!r}")
     if images is not None and format is None:
@@ -423,7 +482,8 @@ async def run_bench_async(
     arguments = {"out": str(out), "images": None if images is None else str(images),
                  "labels": None if labels is None else str(labels), "format": format, "task": task,
                  "classes": None if classes is None else list(classes), "labeled": labeled,
-                 "steps_per_image": steps_per_image, "submissions": submissions, "probes": probes, "seed": seed,
+                 "steps_per_image": steps_per_image, "submissions": submissions, "opens": opens, "probes": probes,
+                 "seed": seed,
                  "device": device, "input_size": input_size, "batch_size": batch_size}
     devices, reasons = _devices(device)
     out = Path(out)
@@ -432,7 +492,8 @@ async def run_bench_async(
     if project_root.exists():
         shutil.rmtree(project_root)
 
-    n = labeled + submissions + 1  # the last image is never labeled: the prediction probes run on it
+    # the last image is never labeled: the prediction probes run on it
+    n = labeled + submissions + (opens + 1 if opens else 0) + 1
     data = (_synthetic_data(n, seed) if images is None
             else _folder_data(images, labels, format or "", task, classes, n))
     if len(data.images) < 3:
@@ -440,9 +501,10 @@ async def run_bench_async(
     # A small folder: the labeling run keeps its images first, the fresh submissions get the rest.
     labeled = min(labeled, len(data.images) - 1)
     submissions = min(submissions, len(data.images) - 1 - labeled)
-    data.images, data.labels = data.images[:labeled + submissions] + data.images[-1:], \
-        data.labels[:labeled + submissions] + data.labels[-1:]
-    data.info.update(labeled=labeled, submissions=submissions)
+    opens = max(0, min(opens + 1, len(data.images) - 1 - labeled - submissions) - 1)
+    used = labeled + submissions + (opens + 1 if opens else 0)
+    data.images, data.labels = data.images[:used] + data.images[-1:], data.labels[:used] + data.labels[-1:]
+    data.info.update(labeled=labeled, submissions=submissions, opens=opens)
 
     results: dict[str, Any] = {"config": {"arguments": arguments, "environment": environment()},
                                "data": data.info, "cpu": None, "gpu": None,
@@ -450,7 +512,7 @@ async def run_bench_async(
     for dev in devices:
         results["cpu" if dev == "cpu" else "gpu"] = await _bench_device(
             dev, data, project_root / dev, labeled=labeled, steps_per_image=steps_per_image,
-            submissions=submissions, probes=probes, seed=seed, input_size=input_size, batch_size=batch_size,
+            submissions=submissions, opens=opens, probes=probes, seed=seed, input_size=input_size, batch_size=batch_size,
             progress=progress)
     results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(
         os, "getloadavg") else None
@@ -462,7 +524,7 @@ def run_bench(out: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
     """Measure the system figures (see the module docstring); writes ``out/results.json`` and returns it.
 
     Keyword arguments mirror the command line: ``images``, ``labels``, ``format``, ``task``, ``classes``,
-    ``labeled``, ``steps_per_image``, ``submissions``, ``probes``, ``seed``, ``device`` ("cpu", "cuda", or None for the
+    ``labeled``, ``steps_per_image``, ``submissions``, ``opens``, ``probes``, ``seed``, ``device`` ("cpu", "cuda", or None for the
     CPU plus the GPU where there is one), ``input_size``, ``batch_size``, ``progress``.
     """
     try:
@@ -514,6 +576,7 @@ def _device_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("event-loop lag p50 / p95 / max",
          f"{_f(lag['p50'], ms, 1)} / {_f(lag['p95'], ms, 1)} / {_f(lag['max'], ms, 1)} ms"),
         ("submission -> first batch p50 / max", _submit_cell(sb)),
+        *_click_rows(r.get("click_to_prelabels") or {"n": 0}),
         ("  same, labeling run (after step + predict)", _submit_cell(lab["submit_to_batch"])),
         ("checkpoint save / load (size)",
          f"{_f(ck['save_s']['median'], ms)} / {_f(ck['load_s']['median'], ms)} ms ({_f(ck['size_mb'], nd=1)} MB)"),
@@ -530,6 +593,21 @@ def _device_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"evaluator after {n} images: EMA / mean last 5",
                      f"{_f(sc['ema'], nd=2)} / {_f(sc['mean_last5'], nd=2)}"))
     return rows
+
+
+def _click_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
+    if not c["n"]:
+        return []
+    ms = 1000.0
+    a, f, age = c["ahead_s"], c["fresh_s"], c["age_steps"]
+    return [
+        ("Finish & Next -> pre-labels, ahead p50 / p95",
+         f"{_f(a['p50'], ms)} / {_f(a['p95'], ms)} ms ({c['served_ahead']} of {a['n']} served ahead)"),
+        ("  same, predicted on opening p50 / p95", f"{_f(f['p50'], ms)} / {_f(f['p95'], ms)} ms (n={f['n']})"),
+        ("  pre-label age at opening p50 / p95 / max",
+         f"{_f(age['p50'], nd=1)} / {_f(age['p95'], nd=1)} / {_f(age['max'])} steps "
+         f"(refresh every {c['config']['refresh_steps']})"),
+    ]
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -549,7 +627,8 @@ def format_table(results: dict[str, Any]) -> str:
     out = [line(header), "  ".join("-" * w for w in widths), *[line(row) for row in body]]
     d = results["data"]
     src = "synthetic shapes" if d["source"] == "synthetic" else f"{d['images_dir']} ({d['format']})"
-    out.append(f"data: {src}, {d['labeled']} labeled + {d['submissions']} submitted + 1 probe image")
+    out.append(f"data: {src}, {d['labeled']} labeled + {d['submissions']} submitted + {d.get('opens', 0)} opened "
+               "+ 1 probe image")
     for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
         if results.get(key) is None:
             out.append(f"{name}: not run: {results.get(f'{key}_reason')}")
@@ -572,6 +651,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="training steps between two submissions (default 15)")
     r.add_argument("--submissions", type=int, default=5,
                    help="fresh images submitted at random points inside steps (default 5)")
+    r.add_argument("--opens", type=int, default=30,
+                   help="images opened with Finish & Next for click-to-pre-labels, half predicted ahead (default 30)")
     r.add_argument("--probes", type=int, default=40, help="prediction probes, busy and idle each (default 40)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", choices=("cpu", "cuda"),
@@ -594,7 +675,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_bench(
             args.out, images=args.images, labels=args.labels, format=args.format, task=args.task,
             classes=classes, labeled=args.labeled, steps_per_image=args.steps_per_image,
-            submissions=args.submissions, probes=args.probes,
+            submissions=args.submissions, opens=args.opens, probes=args.probes,
             seed=args.seed, device=args.device, input_size=args.input_size, batch_size=args.batch_size,
             progress=not args.no_progress,
         )

@@ -364,6 +364,8 @@ class LiveAnnotator(widgets.VBox):
         self._timing({"event": "open", "image_id": image_id, "ms": 1000 * (time.perf_counter() - t0)})
         if not (self.panel.skip_predict_if_labeled and ann is not None and not ann.is_empty):
             self._spawn(self._predict(image_id))
+        else:
+            self.session.prefetch(self.session.upcoming(image_id))
         self._spawn(self._prefetch(image_id))
 
     async def _prefetch(self, image_id: int) -> None:
@@ -378,13 +380,14 @@ class LiveAnnotator(widgets.VBox):
             return
         self.panel.busy = "Predicting…"
         try:
-            pred = await self.session.predict(image_id, threshold=MIN_SENT_SCORE)
+            # Opening an image shows the pre-labels computed ahead; the Predict button asks for fresh ones.
+            pred = await self.session.predict(image_id, threshold=MIN_SENT_SCORE, fresh=forced)
         finally:
             if self.canvas.image_id == image_id:
                 self.panel.busy = ""
         self.panel.predict_ms = round(pred.seconds * 1000, 1)
         self._timing({"event": "predict", "image_id": image_id, "ms": pred.seconds * 1000,
-                      "step": pred.step, "offered": pred.offered})
+                      "step": pred.step, "offered": pred.offered, "age": pred.age, "ahead": pred.ahead})
         if self.canvas.image_id != image_id:
             return  # the person moved on; the stored prediction is still judged if they come back
         self._predictions[image_id] = pred.annotation
