@@ -106,3 +106,40 @@ async def plateaued_trainer(plateau_config: Any, image: np.ndarray | None = None
         if tr.phase == "paused":
             break
     return tr
+
+
+@register
+class ScriptedDetector(LiveModel):
+    """A detector whose predictions are set by the test: ``answers[i]`` for the image whose first pixel is i.
+
+    Its loss is a real (trivial) function of one parameter, so the trainer can step it; what it predicts
+    does not depend on training. For tests of what happens *around* predictions (thresholds, offering).
+    """
+
+    family = "scripted-test"
+    tasks = ("detection",)
+
+    def __init__(self, task: str = "detection", classes: Sequence[str] = ("a", "b")) -> None:
+        super().__init__(task, classes)
+        self.w = nn.Parameter(torch.ones(1))
+        self.answers: dict[int, Annotation] = {}
+
+    def loss(self, images: Sequence[np.ndarray], targets: Sequence[Annotation]) -> torch.Tensor:
+        return (self.w**2).sum()
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Annotation]:
+        out = []
+        for im in images:
+            ann = self.answers.get(int(im[0, 0, 0]))
+            out.append(ann if ann is not None else Annotation.empty(im.shape[1], im.shape[0]))
+        return out
+
+
+def indexed_images(n: int, size: int = 64) -> list[np.ndarray]:
+    """Grey images whose first pixel is their index (what ScriptedDetector reads)."""
+    images = []
+    for i in range(n):
+        im = np.full((size, size, 3), 128, np.uint8)
+        im[0, 0] = i
+        images.append(im)
+    return images

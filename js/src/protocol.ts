@@ -63,6 +63,8 @@ export interface CanvasModel {
   category_scores: number[];
   /** pending pre-labels scoring below this are hidden, and are not submitted */
   threshold: number;
+  /** one threshold per class instead of `threshold` ([] = none): the thresholds chosen from the history */
+  class_thresholds: number[];
   /** class index given to new objects (digit keys and the class chips set it) */
   label: number;
   /** id of the selected object, "" = none */
@@ -146,6 +148,10 @@ export interface PanelModel {
   prelabels: number;
   /** prediction settings */
   threshold: number;
+  /** the threshold follows the history's choice (the slider turns it off) */
+  auto_threshold: boolean;
+  /** the chosen thresholds and the expected saving, in words ("" = none yet) */
+  threshold_info: string;
   semantic: boolean;
   skip_predict_if_labeled: boolean;
   /** the last pre-label round trip in ms as seen by the kernel (null = none yet) */

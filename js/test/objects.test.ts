@@ -20,6 +20,13 @@ describe("visibility follows the threshold (as Python's _codec.visible)", () => 
     expect(isVisible(box("x", "prelabel", 0.3), 0.3)).toBe(true); // at the threshold: shown
   });
 
+  it("takes one threshold per class (a class beyond the list shows everything)", () => {
+    const mixed = [box("a", "prelabel", 0.5, 0), box("b", "prelabel", 0.5, 1), box("c", "prelabel", 0.1, 2), box("u", "user", null, 1)];
+    expect(visibleObjects(mixed, [0.4, 0.6]).map((o) => o.id)).toEqual(["a", "c", "u"]);
+    expect(pendingCount(mixed, [0.6, 0.4]).valueOf()).toBe(2);
+    expect(acceptAll(mixed, [0.4, 0.6, 0.2]).map((o) => o.id)).toEqual(["a", "u"]);
+  });
+
   it("accept all keeps the visible pre-labels as the user's and drops the hidden ones", () => {
     const r = acceptAll(objs, 0.3);
     expect(r.map((o) => [o.id, o.source, o.score])).toEqual([["s0", "user", null], ["p0", "user", null], ["p2", "user", null]]);

@@ -300,8 +300,9 @@ class ThresholdTuner:
         manual = np.array([i.manual_s + i.manual_draws * draw for i in imgs], np.float64)
         tcounts = np.array([len(i.truth_labels) for i in imgs], np.int64)
         labels = cat("labels", np.int64)
-        support = np.bincount(labels, weights=cw, minlength=self.num_classes)
-        support += np.bincount(cat("truth_labels", np.int64), weights=np.repeat(w, tcounts), minlength=self.num_classes)
+        support = np.bincount(labels, weights=cw, minlength=self.num_classes).astype(np.float64)
+        truths = cat("truth_labels", np.int64)
+        support = support + np.bincount(truths, weights=np.repeat(w, tcounts), minlength=self.num_classes)
         self._arrays = {
             "n": n, "w": w, "wsum": float(w.sum()), "base": float(w @ base) if n else 0.0,
             "manual": float(w @ manual) if n else 0.0, "scores": cat("scores", np.float64), "labels": labels,
@@ -310,34 +311,55 @@ class ThresholdTuner:
         }
         return self._arrays
 
-    def _best(self, scores: np.ndarray, delta: np.ndarray) -> float:
-        """The threshold in [floor, ceiling] that minimises ``sum(delta[scores >= t])``, ``delta`` being
-        the weighted seconds showing a candidate adds (negative: saves) over hiding it."""
+    @staticmethod
+    def _groups(s: np.ndarray, k: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates sorted by key, then descending score, merged where both are equal: (distinct
+        scores, their keys, summed deltas)."""
+        new = np.ones(len(s), bool)
+        new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+        starts = np.flatnonzero(new)
+        return s[starts], k[starts], (np.add.reduceat(d, starts) if len(s) else np.zeros(0))
+
+    def _best(self, gs: np.ndarray, gk: np.ndarray, gd: np.ndarray, n_keys: int) -> list[float]:
+        """Per key, the threshold in [floor, ceiling] that minimises ``sum(delta[scores >= t])``.
+
+        ``gs, gk, gd`` are :meth:`_groups`: distinct scores (descending within a key), their keys and
+        the summed weighted seconds that showing those candidates adds over hiding them (negative:
+        saves). Showing the first ``j`` groups of a key costs a prefix sum; the least prefix over the
+        ``j`` the floor and ceiling allow wins, the smallest ``j`` among equals (fewer objects to look
+        at), and the threshold is a round number inside the interval of thresholds that show exactly
+        those groups. Vectorised over keys, since a loop over 80 classes would cost milliseconds.
+        """
         cfg = self.config
-        lo_f, hi_f = _f32(cfg.floor), _f32(cfg.ceiling)
-        order = np.argsort(-scores, kind="stable")
-        s = scores[order]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
-        gs = s[starts]  # distinct scores, descending
-        cum = np.r_[0.0, np.cumsum(np.add.reduceat(delta[order], starts))] if len(s) else np.zeros(1)
-        j_min = int(np.sum(gs >= hi_f))  # shown even at the ceiling
-        j_max = int(np.sum(gs >= lo_f))  # below the floor: never shown
-        seg = cum[j_min:j_max + 1]
-        best = float(seg.min())
-        j = j_min + int(np.flatnonzero(seg <= best + _TIE * (1.0 + abs(best)))[0])  # fewest shown among equals
-        upper = min(cfg.ceiling, float(gs[j - 1])) if j > 0 else cfg.ceiling  # lowest shown score
-        lower = float(gs[j]) if j < len(gs) else -math.inf  # highest hidden score
-
-        def ok(t: float) -> bool:
-            t32 = _f32(t)
-            return cfg.floor <= t <= cfg.ceiling and t32 <= _f32(upper) and (t32 > lower)
-
-        lo = max(lower, cfg.floor)
-        mid = (lo + upper) / 2.0
-        for t in (*(round(mid, d) for d in (2, 3, 4, 6)), mid, upper, cfg.floor):
-            if ok(t):
-                return float(t)
-        return float(min(max(upper, cfg.floor), cfg.ceiling))  # not reached: upper or floor is feasible
+        keys = np.arange(n_keys)
+        lo = np.searchsorted(gk, keys, side="left")
+        n_k = np.searchsorted(gk, keys, side="right") - lo
+        prefix = np.zeros(len(gs) + 1)
+        np.cumsum(gd, out=prefix[1:])
+        j_min = np.bincount(gk, weights=gs >= _f32(cfg.ceiling), minlength=n_keys).astype(np.int64)
+        j_max = np.bincount(gk, weights=gs >= _f32(cfg.floor), minlength=n_keys).astype(np.int64)
+        # option "show through group i" (j = i - lo + 1 groups of its key), and option "show none"
+        j_of = np.arange(len(gs)) - lo[gk] + 1
+        val = np.where((j_of >= j_min[gk]) & (j_of <= j_max[gk]), prefix[1:] - prefix[lo[gk]], np.inf)
+        none = np.where(j_min == 0, 0.0, np.inf)
+        best = none.copy()
+        full = n_k > 0
+        if full.any():
+            best[full] = np.minimum(best[full], np.minimum.reduceat(val, lo[full]))
+        limit = best + _TIE * (1.0 + np.abs(best))  # best is finite: j_min..j_max is never empty
+        hits = np.flatnonzero(val <= limit[gk])
+        first = hits[np.minimum(np.searchsorted(hits, lo), max(len(hits) - 1, 0))] if len(hits) else lo
+        j = np.where(none <= limit, 0, first - lo + 1)
+        padded = np.concatenate([gs, [-np.inf]])
+        upper = np.where(j > 0, np.minimum(cfg.ceiling, padded[lo + j - 1]), cfg.ceiling)  # lowest shown
+        lower = np.where(j < n_k, padded[np.minimum(lo + j, len(gs))], -np.inf)  # highest hidden
+        mid = (np.maximum(lower, cfg.floor) + upper) / 2.0
+        cands = np.stack([*(np.round(mid, d) for d in (2, 3, 4, 6)), mid, upper, np.full(n_keys, cfg.floor)], 1)
+        c32 = cands.astype(np.float32).astype(np.float64)
+        up32 = upper.astype(np.float32).astype(np.float64)
+        ok = (cands >= cfg.floor) & (cands <= cfg.ceiling) & (c32 > lower[:, None]) & (c32 <= up32[:, None])
+        t = np.where(ok.any(1), cands[keys, ok.argmax(1)], np.clip(upper, cfg.floor, cfg.ceiling))
+        return [float(v) for v in t]
 
     # ---------------------------------------------------------------------------------- reading
     def _tune(self) -> tuple[float | None, list[float] | None]:
@@ -348,12 +370,17 @@ class ThresholdTuner:
             return self._tuned
         a = self._window()
         delta = a["cw"] * (a["shown"] - a["hidden"])
-        glob = self._best(a["scores"], delta)
+        # one sort by descending score serves the global threshold, a stable sort by class the rest
+        order = np.argsort(-a["scores"], kind="stable")
+        zeros = np.zeros(len(order), np.int64)
+        glob = self._best(*self._groups(a["scores"][order], zeros, delta[order]), 1)[0]
         per = [glob] * self.num_classes
         enough = (a["support"] >= self.config.min_class_objects) & a["has_candidates"]
-        for k in np.flatnonzero(enough):
-            m = a["labels"] == k
-            per[int(k)] = self._best(a["scores"][m], delta[m])
+        if enough.any():
+            order = order[np.argsort(a["labels"][order], kind="stable")]
+            groups = self._groups(a["scores"][order], a["labels"][order], delta[order])
+            own = self._best(*groups, self.num_classes)
+            per = [own[k] if enough[k] else glob for k in range(self.num_classes)]
         self._tuned = (glob, per)
         return self._tuned
 

@@ -5,13 +5,14 @@ A checkpoint is a folder ``checkpoints/step-00001234/`` holding
 - ``model.safetensors``: the model's weights (no pickles);
 - ``optimizer.pt``: the optimizer's ``state_dict`` (plain tensors and numbers), read back with
   ``torch.load(weights_only=True)``, which refuses arbitrary objects;
-- ``state.json``: everything else (step, sampler, plateau detector, evaluator, trainer counters,
-  model architecture config).
+- ``state.json``: everything else (step, sampler, plateau detector, evaluator, threshold tuner, trainer
+  counters, model architecture config).
 
 It is written into a temporary folder, fsynced, and renamed into place, then ``LATEST`` is replaced
 atomically. A process killed at any point leaves either the previous checkpoint or the new one, never
 a half-written one that ``LATEST`` points to. Loading rejects unknown or missing keys, so a checkpoint
-from an incompatible version fails loudly instead of resuming half its state.
+from an incompatible version fails loudly instead of resuming half its state; only keys added later
+(``OPTIONAL_KEYS``) may be missing, and the session starts those parts afresh.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ FORMAT_VERSION = 1
 STATE_KEYS = frozenset(
     {"format", "step", "time", "model", "model_config", "optimizer", "sampler", "plateau", "evaluator", "trainer"}
 )
+#: Keys added after format 1 was first written: a checkpoint from before lacks them and still loads.
+OPTIONAL_KEYS = frozenset({"tuner"})
 _TENSOR_KEYS = ("model", "optimizer")
 
 
@@ -43,7 +46,7 @@ class CheckpointError(RuntimeError):
 
 def _check(state: dict[str, Any], what: str) -> None:
     try:
-        check_keys(state, STATE_KEYS, what)
+        check_keys({k: v for k, v in state.items() if k not in OPTIONAL_KEYS}, STATE_KEYS, what)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
 

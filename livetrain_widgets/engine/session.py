@@ -38,7 +38,9 @@ from ..models import create_model
 from ..models.base import LiveModel, full_config, model_from_config
 from .ahead import AheadConfig, PredictAhead
 from .annotation import TASKS, Annotation, AnnotationError
+from .autothreshold import ThresholdTuner, TunerConfig
 from .checkpoint import FORMAT_VERSION, latest_checkpoint, load_checkpoint, save_checkpoint
+from .costs import CostModel
 from .evaluator import EvaluatorConfig, LiveEvaluator
 from .formats import FORMATS, export_labels, load_labels
 from .images import ImageError, image_info, list_images, load_image, to_rgb
@@ -61,8 +63,17 @@ class SessionConfig:
     sampler: SamplerConfig | None = None
     plateau: PlateauConfig | None = None
     evaluator: EvaluatorConfig | None = None
-    #: pre-labels below this confidence are not shown (the UI slider overrides it per view)
+    #: pre-labels below this confidence are not shown until the history chooses one (``auto_threshold``);
+    #: the UI slider overrides both per view
     threshold: float = 0.3
+    #: choose the threshold, per class where there is enough data, that minimises the expected correction
+    #: time of the recent submissions under ``costs`` (see :mod:`livetrain_widgets.engine.autothreshold`)
+    auto_threshold: bool = True
+    #: don't offer pre-labels while the recent submissions say they cost more time than they save
+    auto_offer: bool = True
+    #: what a person's actions cost, for the two above (default: ``CostModel()``)
+    costs: CostModel | None = None
+    tuner: TunerConfig | None = None
     #: decoded images kept in memory for training and prediction
     image_cache_mb: int = 512
     keep_checkpoints: int = 2
@@ -103,6 +114,12 @@ class SessionState:
     device: str
     error: str | None
     last_checkpoint_step: int | None
+    #: the confidence threshold chosen from the history (one value for a single slider), None until chosen
+    threshold: float | None = None
+    #: per class, the same
+    thresholds: list[float] | None = None
+    #: seconds per image the pre-labels are expected to save (negative: they cost), None without history
+    saving_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The state as plain values (for logging or JSON)."""
@@ -165,6 +182,7 @@ class LiveSession:
             else:
                 net = create_model(model, self.task, self.classes, **(model_options or {}))
             self.evaluator = LiveEvaluator(self.task, len(self.classes), self.config.evaluator)
+            self.tuner = ThresholdTuner(self.task, len(self.classes), self.config.costs, self.config.tuner)
             self._cache = _ImageCache(self.config.image_cache_mb << 20)
             self._paths: dict[int, str] = {r.id: r.path for r in self.store.images()}
             self.trainer = Trainer(
@@ -186,6 +204,8 @@ class LiveSession:
             if ckpt is not None:
                 self.trainer.load_state_dict(ckpt)
                 self.evaluator.load_state_dict(ckpt["evaluator"])
+                if "tuner" in ckpt:  # absent in checkpoints from before the tuner: it learns afresh
+                    self.tuner.load_state_dict(ckpt["tuner"])
                 self.last_checkpoint_step = int(ckpt["step"])
                 self._replay_evaluations(float(ckpt["time"]))
             # Ids with a label, kept here so "which image is next" costs no store query per submission
@@ -233,10 +253,17 @@ class LiveSession:
             if version.prediction_id is not None and version.prediction_id not in judged:
                 self._evaluate(image_id, self.store.prediction_by_id(version.prediction_id), version.annotation)
 
-    def _evaluate(self, image_id: int, pred: Any, final: Annotation, threshold: float | None = None) -> None:
-        thr = self.config.threshold if threshold is None else threshold
+    def _evaluate(self, image_id: int, pred: Any, final: Annotation,
+                  threshold: float | Sequence[float] | None = None) -> None:
+        thr = self.thresholds() if threshold is None else threshold
         rec = self.evaluator.evaluate(image_id, pred.annotation.filter(thr), final, step=pred.model_step)
         rec.update(prediction_id=pred.id, shown=pred.shown)
+        # Every candidate the model proposed against what was submitted, shown or not: the threshold tuner
+        # learns from silent predictions too, so it can say when pre-labels start (again) to pay off.
+        try:
+            self.tuner.record(image_id, pred.annotation, final)
+        except Exception as exc:  # a tuning problem must never cost a submission
+            warnings.warn(f"the threshold tuner skipped image {image_id}: {exc}", RuntimeWarning, stacklevel=2)
 
     def _image(self, image_id: int) -> np.ndarray:
         path = self._paths.get(image_id)
@@ -441,14 +468,16 @@ class LiveSession:
         """Wait for ``n`` more training steps (returns early if training pauses); for scripts and tests."""
         return await self.trainer.wait_steps(n, timeout)
 
-    async def predict(self, image_id: int, *, threshold: float | None = None, fresh: bool = False) -> Prediction:
+    async def predict(self, image_id: int, *, threshold: float | Sequence[float] | None = None,
+                      fresh: bool = False) -> Prediction:
         """Pre-labels for an image, kept in the store beside the image.
 
         When the image was among the next ones (see :meth:`prefetch`), its pre-labels were computed ahead,
         between training steps, and come back at once; ``Prediction.age`` says how many steps behind the
         current weights they are (at most ``config.ahead.max_age_steps``). ``fresh=True`` (the Predict
         button) always predicts with the current weights. Afterwards the images following this one (in
-        :attr:`image_ids` order, unlabeled) are predicted ahead.
+        :attr:`image_ids` order, unlabeled) are predicted ahead. Objects below ``threshold`` (one value, or
+        one per class) are left out; the default is :meth:`thresholds`.
         """
         self._check_open()
         t0 = time.perf_counter()
@@ -458,10 +487,10 @@ class LiveSession:
         else:
             image = await asyncio.to_thread(self._image, image_id)
             (raw,), step = await self.trainer.predict([image])
-        offered = self.trainer.offering
+        offered = self.offering
         # The store keeps every candidate with its score, so a threshold can be tuned afterwards.
         pid = await asyncio.to_thread(self.store.save_prediction, image_id, raw, model_step=step, shown=offered)
-        thr = self.config.threshold if threshold is None else threshold
+        thr = self.thresholds() if threshold is None else threshold
         seconds = time.perf_counter() - t0
         self.prefetch(self.upcoming(image_id))
         return Prediction(image_id, raw.filter(thr), step, offered, seconds, pid,
@@ -494,6 +523,23 @@ class LiveSession:
     def _on_step(self, _: Any) -> None:
         self.ahead.on_step()
 
+    def thresholds(self) -> list[float]:
+        """The confidence threshold per class that pre-labels are shown at: the one chosen from the recent
+        submissions (``config.auto_threshold``), else ``config.threshold`` for every class."""
+        tuned = self.tuner.thresholds() if self.config.auto_threshold else None
+        return tuned if tuned is not None else [self.config.threshold] * len(self.classes)
+
+    @property
+    def offering(self) -> bool:
+        """Whether pre-labels are shown now.
+
+        Once the tuner has judged enough submissions (``config.auto_offer``), its verdict decides: pre-labels
+        are offered while they are expected to save time and withheld while they cost more than they save.
+        Before that, the trainer's rule: the loss fell well below its start, or the evaluator's score rose.
+        """
+        verdict = self.tuner.verdict() if self.config.auto_offer else None
+        return self.trainer.offering if verdict is None else verdict
+
     async def submit(
         self,
         image_id: int,
@@ -501,7 +547,7 @@ class LiveSession:
         *,
         source: str | None = None,
         user: str | None = None,
-        threshold: float | None = None,
+        threshold: float | Sequence[float] | None = None,
     ) -> int:
         """Store the final annotation (committed before this returns) and train on it at once.
 
@@ -509,7 +555,8 @@ class LiveSession:
         is inferred when not given: "prelabel_accepted" if it equals the pre-label shown,
         "prelabel_edited" if a pre-label was shown, else "manual". ``threshold`` is the confidence
         threshold the pre-label was shown at (the UI slider; default ``config.threshold``), so the
-        evaluator judges exactly what the person saw. Returns the annotation's version.
+        evaluator judges exactly what the person saw (one value, or one per class; default
+        :meth:`thresholds`). Returns the annotation's version.
         """
         self._check_open()
         ann = annotation if isinstance(annotation, Annotation) else Annotation.from_json(annotation)
@@ -518,7 +565,8 @@ class LiveSession:
         pred = self.store.prediction(image_id)
         if pred is not None and any(v.prediction_id == pred.id for v in previous):
             pred = None  # that pre-label was judged at an earlier submission
-        thr = self.config.threshold if threshold is None else float(threshold)
+        thr = self.thresholds() if threshold is None else (
+            float(threshold) if isinstance(threshold, (int, float)) else [float(v) for v in threshold])
         shown = pred.annotation.filter(thr) if pred is not None else None
         if source is None:
             if pred is None or not pred.shown:
@@ -572,6 +620,7 @@ class LiveSession:
             "time": time.time(),
             "model_config": full_config(self.trainer.model),
             "evaluator": self.evaluator.state_dict(),
+            "tuner": self.tuner.state_dict(),
         }
 
     def _write_checkpoint(self, state: dict[str, Any]) -> Path:
@@ -589,6 +638,7 @@ class LiveSession:
         """A snapshot of where training stands, in the words the panel shows (see :class:`SessionState`)."""
         t = self.trainer.status()
         labeled = self.trainer.num_samples
+        tuned = self.tuner.summary()
         return SessionState(
             phase=t["phase"],
             message=self._message(t),
@@ -596,7 +646,7 @@ class LiveSession:
             loss=t["loss"],
             smoothed_loss=t["smoothed_loss"],
             plateaued=t["plateaued"],
-            offering=t["offering"],
+            offering=self.offering,
             quality=self.evaluator.ema,
             evaluated=len(self.evaluator.history),
             labeled=labeled,
@@ -605,6 +655,9 @@ class LiveSession:
             device=t["device"],
             error=t["error"],
             last_checkpoint_step=self.last_checkpoint_step,
+            threshold=tuned["threshold"] if self.config.auto_threshold else None,
+            thresholds=tuned["thresholds"] if self.config.auto_threshold else None,
+            saving_s=tuned["saved_s"],
         )
 
     def _message(self, t: dict[str, Any]) -> str:
@@ -620,7 +673,12 @@ class LiveSession:
             return labels_needed_message(self.trainer.labels_needed)
         if phase == "paused":
             return "Paused: the loss has plateaued, waiting for new labels"
-        if not t["offering"]:
+        verdict = self.tuner.verdict() if self.config.auto_offer else None
+        if verdict is False:
+            e = self.tuner.expected()
+            return (f"Learning… pre-labels are held back: lately they cost about {e['with_s']:.0f} s per image "
+                    f"against {e['manual_s']:.0f} s by hand")
+        if verdict is None and not t["offering"]:
             return "Learning… pre-labels appear once the model has learned enough"
         return "Learning…"
 

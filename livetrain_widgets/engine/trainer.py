@@ -67,10 +67,20 @@ class TrainerConfig:
     #: False turns the loss-plateau detector off: training never pauses (for comparison)
     plateau: bool = True
     seed: int = 0
+    #: learning-rate multiplier while the labeled set is small, where every label moves the model a lot
+    #: and the model is far from fitting them: ``1 + (lr_boost - 1) * 0.5 ** (extra / boost_half_life)``,
+    #: ``extra`` being the labeled images beyond ``min_labeled``. 1.0 = a constant rate.
+    lr_boost: float = 1.0
+    boost_half_life: float = 8.0
+    #: a label with a class the model has not trained on yet restarts the boost, decaying to the size-based
+    #: rate along a half cosine over this many steps (a warm restart); 0 = no restarts
+    restart_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.sampler not in ("frequency", "uniform"):
             raise ValueError(f"sampler must be 'frequency' or 'uniform', got {self.sampler!r}")
+        if self.lr_boost < 1.0 or self.boost_half_life <= 0 or self.restart_steps < 0:
+            raise ValueError("need lr_boost >= 1, boost_half_life > 0 and restart_steps >= 0")
 
 
 @dataclass
@@ -104,6 +114,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.model.train()
         self.optimizer = torch.optim.AdamW(model.param_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for group in self.optimizer.param_groups:  # the schedule scales each group's own rate
+            group["base_lr"] = group["lr"]
         # bfloat16 only where the GPU computes it natively (Ampere and later): is_bf16_supported() also says
         # yes for emulated bfloat16 (a T4, as on Colab), which is far slower than float16 with loss scaling.
         self._amp_dtype = (
@@ -121,6 +133,9 @@ class Trainer:
         self._checkpoint = checkpoint
         self._checkpoint_extra = checkpoint_extra
         self._targets: dict[int, Annotation] = {}
+        #: classes the labels so far contain, and the step at which a label brought a new one (warm restart)
+        self._classes: set[int] = set()
+        self._restart_step: int | None = None
         self._lock = threading.Lock()  # guards sampler and targets across the loop and worker threads
         self._gate = ModelGate()
         self._hooks = self._gate.attach(self.model)
@@ -159,9 +174,13 @@ class Trainer:
     # ------------------------------------------------------------------------------- samples
     def set_sample(self, key: int, target: Annotation) -> None:
         """A labeled image joins (or, relabeled, rejoins) training at once; a paused trainer resumes."""
+        classes = _classes_of(target)
         with self._lock:
             self._targets[key] = target
-            self.sampler.add(key)
+            self.sampler.add(key, classes)
+            if self.config.restart_steps and self._classes and not classes <= self._classes:
+                self._restart_step = self.step
+            self._classes |= classes
         self.plateau.reset()
         if self.phase == "paused":
             self.phase = "training"
@@ -178,8 +197,13 @@ class Trainer:
         with self._lock:
             self._targets.update(targets)
             new = [k for k in targets if k not in self.sampler]
-            for k in new:
-                self.sampler.add(k)
+            for k, t in targets.items():
+                if k in self.sampler:  # restored from a checkpoint (one from before class balance has none)
+                    self.sampler.set_classes(k, _classes_of(t))
+                else:
+                    self.sampler.add(k, _classes_of(t))
+            for t in targets.values():
+                self._classes |= _classes_of(t)
         if new:
             self.plateau.reset()
             self._notify()
@@ -402,6 +426,9 @@ class Trainer:
                 raise FloatingPointError("the gradients are not finite; the step was skipped")
             # Last chance for a waiting prediction before the weights change (no yield points below).
             self._gate.yield_point()
+            scale = self.lr_scale()
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * scale
             if self._scaler is not None:
                 self._scaler.step(opt)
                 self._scaler.update()
@@ -414,6 +441,19 @@ class Trainer:
         # Step time without the predictions that ran inside it: what training alone costs.
         seconds = time.perf_counter() - t0 - (self._gate.lent_seconds - lent0)
         return StepResult(step, value, seconds, batch)
+
+    def lr_scale(self) -> float:
+        """The learning-rate multiplier of the next step (see ``TrainerConfig.lr_boost``)."""
+        cfg = self.config
+        if cfg.lr_boost == 1.0:
+            return 1.0
+        extra = max(0, self.num_samples - cfg.min_labeled)
+        scale = 1.0 + (cfg.lr_boost - 1.0) * 0.5 ** (extra / cfg.boost_half_life)
+        if self._restart_step is not None and cfg.restart_steps:
+            t = self.step - self._restart_step
+            if t < cfg.restart_steps:
+                scale = max(scale, 1.0 + (cfg.lr_boost - 1.0) * 0.5 * (1.0 + math.cos(math.pi * t / cfg.restart_steps)))
+        return scale
 
     def _snapshot(self) -> dict[str, Any]:
         # Kept in host memory: on a GPU a second copy of the weights and AdamW state would cost as much
@@ -523,6 +563,7 @@ class Trainer:
                 "smoothed_loss": self._smoothed,
                 "last_loss": self.last_loss,
                 "offering": self.offering,
+                "restart_step": self._restart_step,
                 "losses": list(self.losses)[-200:],
                 "config": asdict(self.config),
             },
@@ -531,6 +572,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a checkpoint from before the schedule: its rate is the base
+            group.setdefault("base_lr", group["lr"])
         self.weights_version += 1
         with self._lock:
             self.sampler.load_state_dict(state["sampler"])
@@ -541,6 +584,7 @@ class Trainer:
         self._smoothed = t["smoothed_loss"]
         self.last_loss = t["last_loss"]
         self.offering = bool(t["offering"])
+        self._restart_step = t.get("restart_step")  # absent in checkpoints from before warm restarts
         self.losses.extend(t["losses"])
 
     async def checkpoint_now(self) -> Any:
@@ -574,8 +618,16 @@ class Trainer:
             "step_seconds": float(np.median(secs)) if secs else None,
             "device": str(self.device),
             "amp": self.amp,
+            "lr_scale": self.lr_scale(),
             "error": self.error or self.checkpoint_error,
         }
+
+
+def _classes_of(target: Annotation) -> set[int]:
+    """The classes a label contains: its objects' classes, or its image class."""
+    if target.category is not None:
+        return {int(target.category)}
+    return {int(v) for v in np.unique(target.labels)}
 
 
 def _to_cpu(obj: Any) -> Any:

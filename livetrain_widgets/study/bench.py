@@ -261,8 +261,8 @@ def _submit_figures(submitted: list[dict[str, Any]], steps: _StepLog) -> dict[st
 
 
 async def _bench_device(device: str, data: BenchData, project: Path, *, labeled: int, steps_per_image: int,
-                        submissions: int, opens: int, probes: int, seed: int, input_size: int | None, batch_size: int | None,
-                        progress: bool) -> dict[str, Any]:
+                        submissions: int, opens: int, probes: int, seed: int, input_size: int | None,
+                        batch_size: int | None, progress: bool) -> dict[str, Any]:
     """Every figure for one device; the CPU and GPU runs are this same code."""
     import torch
 
@@ -512,8 +512,8 @@ async def run_bench_async(
     for dev in devices:
         results["cpu" if dev == "cpu" else "gpu"] = await _bench_device(
             dev, data, project_root / dev, labeled=labeled, steps_per_image=steps_per_image,
-            submissions=submissions, opens=opens, probes=probes, seed=seed, input_size=input_size, batch_size=batch_size,
-            progress=progress)
+            submissions=submissions, opens=opens, probes=probes, seed=seed, input_size=input_size,
+            batch_size=batch_size, progress=progress)
     results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(
         os, "getloadavg") else None
     write_results(results, out)
@@ -524,8 +524,8 @@ def run_bench(out: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
     """Measure the system figures (see the module docstring); writes ``out/results.json`` and returns it.
 
     Keyword arguments mirror the command line: ``images``, ``labels``, ``format``, ``task``, ``classes``,
-    ``labeled``, ``steps_per_image``, ``submissions``, ``opens``, ``probes``, ``seed``, ``device`` ("cpu", "cuda", or None for the
-    CPU plus the GPU where there is one), ``input_size``, ``batch_size``, ``progress``.
+    ``labeled``, ``steps_per_image``, ``submissions``, ``opens``, ``probes``, ``seed``, ``device`` ("cpu", "cuda",
+    or None for the CPU plus the GPU where there is one), ``input_size``, ``batch_size``, ``progress``.
     """
     try:
         asyncio.get_running_loop()

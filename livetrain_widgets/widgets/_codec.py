@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +121,9 @@ def annotation_to_objects(
     return out
 
 
-def visible(objects: Any, threshold: float) -> Any:
-    """What the person sees: user objects, and pending pre-labels at or above the threshold.
+def visible(objects: Any, threshold: float | Sequence[float]) -> Any:
+    """What the person sees: user objects, and pending pre-labels at or above the threshold (one for every
+    class, or one per class: a class beyond the list shows everything, as the front end does).
 
     Anything malformed is passed through untouched, for :func:`objects_to_annotation` to refuse.
     """
@@ -131,11 +132,17 @@ def visible(objects: Any, threshold: float) -> Any:
     return [o for o in objects if not _hidden(o, threshold)]
 
 
-def _hidden(obj: Any, threshold: float) -> bool:
+def _hidden(obj: Any, threshold: float | Sequence[float]) -> bool:
     if not isinstance(obj, Mapping) or obj.get("source") != "prelabel":
         return False
     score = obj.get("score")
-    return isinstance(score, (int, float)) and not isinstance(score, bool) and score < threshold
+    if not isinstance(score, (int, float)) or isinstance(score, bool):
+        return False
+    if not isinstance(threshold, (int, float)):
+        label = obj.get("label")
+        ok = isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(threshold)
+        threshold = threshold[label] if ok else 0.0
+    return score < threshold
 
 
 def objects_to_annotation(

@@ -111,7 +111,7 @@ class LiveAnnotator(widgets.VBox):
         self.canvas.on_action(self._on_action)
         self.panel.on_action(self._on_action)
         self.canvas.threshold = self.panel.threshold
-        self.panel.observe(self._on_threshold, names=["threshold"])
+        self.panel.observe(self._on_threshold, names=["threshold", "auto_threshold"])
         self.panel.observe(self._on_semantic, names=["semantic"])
         self.canvas.on_change(self._count_prelabels)
 
@@ -293,7 +293,7 @@ class LiveAnnotator(widgets.VBox):
         ann = self.canvas.annotation()  # WireError: a readable message, nothing stored
         self.panel.busy = "Saving…"
         try:
-            await self.session.submit(image_id, ann, threshold=self.canvas.threshold)
+            await self.session.submit(image_id, ann, threshold=self.canvas.effective_threshold)
         finally:
             self.panel.busy = ""
         self.panel.error = ""
@@ -394,6 +394,7 @@ class LiveAnnotator(widgets.VBox):
         self._predictions.move_to_end(image_id)
         while len(self._predictions) > 4:
             self._predictions.popitem(last=False)
+        self._apply_auto_threshold()  # the tuner learns with every submission: its newest choice
         if pred.offered or forced:
             self.canvas.set_prelabels(pred.annotation)
         self._count_prelabels()
@@ -405,8 +406,20 @@ class LiveAnnotator(widgets.VBox):
 
     # ----------------------------------------------------------------------------- settings
     def _on_threshold(self, change: dict[str, Any]) -> None:
-        self.canvas.threshold = float(change["new"])
+        if change["name"] == "threshold" and self.canvas.class_thresholds:
+            return  # "auto": the panel shows the chosen threshold, the canvas has one per class
+        self.canvas.threshold = float(self.panel.threshold)
+        self._apply_auto_threshold()
         self._count_prelabels()
+
+    def _apply_auto_threshold(self) -> None:
+        """Per-class thresholds chosen from the history while the panel's "auto" is on (and chosen yet);
+        otherwise the slider's one threshold."""
+        tuned = self.session.tuner.thresholds() if (
+            self.panel.auto_threshold and self.session.config.auto_threshold) else None
+        values = [round(float(v), 4) for v in tuned] if tuned is not None else []
+        if list(self.canvas.class_thresholds) != values:
+            self.canvas.class_thresholds = values
 
     def _on_semantic(self, change: dict[str, Any]) -> None:
         self.canvas.semantic = bool(change["new"])

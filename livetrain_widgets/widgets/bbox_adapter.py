@@ -37,6 +37,7 @@ class BBoxCanvasAdapter:
         self._prelabels: list[dict[str, Any]] = []  # pre-label boxes as placed (display pixels)
         self._pred: Annotation | None = None
         self._threshold = 0.3
+        self._class_thresholds: list[float] = []
         self._action_callbacks: list[Callable[[str], Any]] = []
         self._change_callbacks: list[Callable[[], Any]] = []
         bbox_widget.classes = self.classes
@@ -66,7 +67,7 @@ class BBoxCanvasAdapter:
     def set_prelabels(self, prediction: Annotation | None) -> None:
         self._pred = prediction
         keep = self._user_boxes()
-        shown = prediction.filter(self.threshold) if prediction is not None else None
+        shown = prediction.filter(self.effective_threshold) if prediction is not None else None
         self._prelabels = self._to_bboxes(shown) if shown is not None else []
         self.widget.bboxes = keep + [dict(b) for b in self._prelabels]
 
@@ -120,6 +121,23 @@ class BBoxCanvasAdapter:
     @threshold.setter
     def threshold(self, value: float) -> None:
         self._threshold = float(value)
+        self._refilter()
+
+    @property
+    def class_thresholds(self) -> list[float]:
+        """One threshold per class instead of ``threshold`` ([] = none), as ``LabelCanvas``."""
+        return list(self._class_thresholds)
+
+    @class_thresholds.setter
+    def class_thresholds(self, values: list[float]) -> None:
+        self._class_thresholds = [float(v) for v in values]
+        self._refilter()
+
+    @property
+    def effective_threshold(self) -> float | list[float]:
+        return list(self._class_thresholds) if self._class_thresholds else self._threshold
+
+    def _refilter(self) -> None:
         if self._pred is not None and self._prelabels:
             self.set_prelabels(self._pred)  # re-filter what is shown
 

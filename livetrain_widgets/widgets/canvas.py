@@ -72,6 +72,8 @@ class LabelCanvas(GuardedWidget):
     category = t.Int(-1).tag(sync=True)
     category_scores = t.List(t.Float(), default_value=[]).tag(sync=True)
     threshold = t.Float(0.3, min=0.0, max=1.0).tag(sync=True)
+    #: one threshold per class, used instead of ``threshold`` when set ([] = none)
+    class_thresholds = t.List(t.Float(min=0.0, max=1.0), default_value=[]).tag(sync=True)
     label = t.Int(0, min=0).tag(sync=True)
     selected = t.Unicode("").tag(sync=True)
     tool = t.Unicode("box").tag(sync=True)
@@ -175,6 +177,11 @@ class LabelCanvas(GuardedWidget):
             return
         self.objects = keep + self._objects_of(prediction, "prelabel", "p")
 
+    @property
+    def effective_threshold(self) -> float | list[float]:
+        """The threshold pending pre-labels are shown at: ``class_thresholds`` when set, else ``threshold``."""
+        return list(self.class_thresholds) if self.class_thresholds else self.threshold
+
     def discard_prelabels(self) -> None:
         """Remove every pending pre-label (what X does); the user's own objects stay."""
         self.objects = [o for o in self.objects if not _is_prelabel(o)]
@@ -182,14 +189,14 @@ class LabelCanvas(GuardedWidget):
 
     def accept_prelabels(self) -> None:
         """Accept every visible pre-label as it is; those below the threshold are dropped."""
-        shown = visible(self.objects, self.threshold)
+        shown = visible(self.objects, self.effective_threshold)
         # Whatever is not an object stays as it is, for annotation() to refuse with a readable message.
         self.objects = [{**o, "source": "user", "score": None} if isinstance(o, Mapping) else o for o in shown]
 
     @property
     def prelabel_count(self) -> int:
         """Pending pre-labels the person can see (at or above the threshold)."""
-        shown = visible(self.objects, self.threshold)
+        shown = visible(self.objects, self.effective_threshold)
         return sum(1 for o in shown if isinstance(o, dict) and o.get("source") == "prelabel")
 
     # -------------------------------------------------------------------------------- reading
@@ -207,7 +214,8 @@ class LabelCanvas(GuardedWidget):
             if self.category < 0:
                 raise WireError("choose a class for this image first")
             return Annotation(w, h, category=self.category)
-        return objects_to_annotation(visible(self.objects, self.threshold), w, h, self.task, len(self.classes))
+        shown = visible(self.objects, self.effective_threshold)
+        return objects_to_annotation(shown, w, h, self.task, len(self.classes))
 
     # -------------------------------------------------------------------------------- actions
     @property
@@ -217,7 +225,7 @@ class LabelCanvas(GuardedWidget):
 
     def on_change(self, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` when the objects, the threshold or the class suggestions change."""
-        self.observe(lambda _change: callback(), names=["objects", "threshold", "category_scores"])
+        self.observe(lambda _change: callback(), names=["objects", "threshold", "class_thresholds", "category_scores"])
 
     def show_error(self, message: str) -> None:
         """A short message over the canvas (for a lasting one, set ``message``)."""

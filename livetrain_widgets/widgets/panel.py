@@ -29,7 +29,8 @@ class LivePanel(GuardedWidget):
 
     _esm = asset("panel.js")
     _css = asset("panel.css")
-    _frontend_writable: ClassVar[frozenset[str]] = frozenset({"threshold", "semantic", "skip_predict_if_labeled"})
+    _frontend_writable: ClassVar[frozenset[str]] = frozenset(
+        {"threshold", "auto_threshold", "semantic", "skip_predict_if_labeled"})
 
     task = t.Unicode("detection").tag(sync=True)
     status = t.Unicode("Not started").tag(sync=True)
@@ -47,6 +48,10 @@ class LivePanel(GuardedWidget):
     can_back = t.Bool(False).tag(sync=True)
     prelabels = t.Int(0).tag(sync=True)
     threshold = t.Float(0.3, min=0.0, max=1.0).tag(sync=True)
+    #: the threshold follows what the recent submissions say saves most time; moving the slider turns it off
+    auto_threshold = t.Bool(True).tag(sync=True)
+    #: the chosen thresholds and expected saving in words (empty: nothing chosen yet)
+    threshold_info = t.Unicode("").tag(sync=True)
     semantic = t.Bool(False).tag(sync=True)
     skip_predict_if_labeled = t.Bool(False).tag(sync=True)
     predict_ms = t.Float(None, allow_none=True).tag(sync=True)
@@ -64,6 +69,8 @@ class LivePanel(GuardedWidget):
         self._session = session
         self.task = session.task
         self.threshold = session.config.threshold
+        self.auto_threshold = bool(session.config.auto_threshold)
+        self._classes = list(session.classes)
         SessionWatcher.of(session).add(self.refresh)
 
     def unbind(self) -> None:
@@ -82,12 +89,31 @@ class LivePanel(GuardedWidget):
             "status": s.message, "phase": s.phase, "quality": s.quality, "evaluated": s.evaluated,
             "labeled": s.labeled, "total": s.images, "step": s.step, "loss": s.loss,
             "training": s.phase in ("waiting", "training", "paused"),
+            "threshold_info": self._threshold_info(s),
         }
+        if self.auto_threshold and s.threshold is not None:
+            values["threshold"] = s.threshold
         changed = {k: v for k, v in values.items() if getattr(self, k) != v}
         if changed:
             with self.hold_sync():
                 for k, v in changed.items():
                     setattr(self, k, v)
+
+    def _threshold_info(self, s: Any) -> str:
+        if s.saving_s is None and s.thresholds is None:
+            return ""
+        parts = []
+        if self.auto_threshold and s.thresholds is not None:
+            names = getattr(self, "_classes", [])
+            per = sorted({round(v, 2) for v in s.thresholds})
+            if len(per) > 1 and len(names) == len(s.thresholds):
+                parts.append("auto: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, s.thresholds, strict=True)))
+            else:
+                parts.append(f"auto: {per[0]:.2f}")
+        if s.saving_s is not None:
+            word = "save" if s.saving_s >= 0 else "cost"
+            parts.append(f"pre-labels {word} ≈ {abs(s.saving_s):.0f} s per image")
+        return " · ".join(parts)
 
     def on_action(self, callback: Callable[[str], Any]) -> Callable[[str], Any]:
         """Call ``callback(action)`` when a button is pressed; usable as a decorator."""

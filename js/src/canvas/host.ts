@@ -8,7 +8,7 @@ import { type Box, fitView, panBy, type Point, type View, zoomAt, zoomLimits } f
 import { History } from "./history";
 import { runCommand } from "./commands";
 import { commandFor, repeatable, type Tool } from "./keys";
-import { fromWire, isVisible, type Obj, pendingCount, sameAsWire, toWire, visibleObjects } from "./objects";
+import { fromWire, isVisible, type Obj, pendingCount, sameAsWire, type Threshold, toWire, visibleObjects } from "./objects";
 import { type MaskListener, relabel } from "./paint";
 import { type ClickMark, drawScene, MaskCache, Pyramid } from "./render";
 import { Tools, type ToolHost } from "./tools";
@@ -24,7 +24,7 @@ const TOOLS_OF: Record<Task, Tool[]> = {
 /** Traits whose changes the view follows. */
 const TRAITS = [
   "classes", "colors", "image", "image_size", "image_id", "image_name", "objects", "category", "category_scores",
-  "threshold", "label", "selected", "tool", "brush_size", "semantic", "view_only", "message", "height", "click_tool",
+  "threshold", "class_thresholds", "label", "selected", "tool", "brush_size", "semantic", "view_only", "message", "height", "click_tool",
 ] as const;
 
 /** A click's request id: unique per view, since every view of the model receives every reply. */
@@ -40,7 +40,8 @@ export class CanvasHost implements ToolHost {
   label = 0;
   brushSize = 12;
   semantic = false;
-  threshold = 0.3;
+  /** the threshold of pending pre-labels: `class_thresholds` when set, else `threshold` */
+  threshold: Threshold = 0.3;
   readonly maskListener: MaskListener;
 
   private viewOnly = false;
@@ -149,7 +150,8 @@ export class CanvasHost implements ToolHost {
     this.classes = (m.get("classes") ?? []).map(String);
     this.colors = m.get("colors") ?? [];
     this.ui.setClasses(this.classes, this.colors);
-    this.threshold = Number(m.get("threshold") ?? 0.3);
+    const perClass = m.get("class_thresholds") ?? [];
+    this.threshold = perClass.length ? perClass.map(Number) : Number(m.get("threshold") ?? 0.3);
     this.semantic = !!m.get("semantic");
     this.viewOnly = !!m.get("view_only");
     this.label = m.get("label") ?? 0;

@@ -17,17 +17,23 @@ export interface Obj {
   readonly mask: Mask | null;
 }
 
-/** What the person sees: user objects, and pending pre-labels at or above the threshold (the same
- * rule as Python's `_codec.visible`). Hidden pre-labels are neither drawn, hit nor counted. */
-export function isVisible(o: Obj, threshold: number): boolean {
-  return o.source !== "prelabel" || o.score === null || o.score >= threshold;
+/** One confidence threshold for every class, or one per class (index = class; a class beyond the list
+ * shows everything). */
+export type Threshold = number | readonly number[];
+
+/** What the person sees: user objects, and pending pre-labels at or above the threshold of their class
+ * (the same rule as Python's `_codec.visible`). Hidden pre-labels are neither drawn, hit nor counted. */
+export function isVisible(o: Obj, threshold: Threshold): boolean {
+  if (o.source !== "prelabel" || o.score === null) return true;
+  const t = typeof threshold === "number" ? threshold : (threshold[o.label] ?? 0);
+  return o.score >= t;
 }
 
-export function visibleObjects(objs: readonly Obj[], threshold: number): Obj[] {
+export function visibleObjects(objs: readonly Obj[], threshold: Threshold): Obj[] {
   return objs.filter((o) => isVisible(o, threshold));
 }
 
-export function pendingCount(objs: readonly Obj[], threshold: number): number {
+export function pendingCount(objs: readonly Obj[], threshold: Threshold): number {
   return objs.filter((o) => o.source === "prelabel" && isVisible(o, threshold)).length;
 }
 
@@ -180,7 +186,7 @@ export function addBox(objs: readonly Obj[], box: Box, label: number, W: number,
 
 /** "Accept all": visible pre-labels become the user's; hidden ones are dropped, as Python's
  * `LabelCanvas.accept_prelabels` does (they would not be submitted anyway). */
-export function acceptAll(objs: readonly Obj[], threshold: number): Obj[] {
+export function acceptAll(objs: readonly Obj[], threshold: Threshold): Obj[] {
   return objs
     .filter((o) => isVisible(o, threshold))
     .map((o) => (o.source === "prelabel" ? { ...o, source: "user" as const, score: null } : o));

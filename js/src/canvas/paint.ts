@@ -14,13 +14,13 @@ import {
   cloneMask, copyMask, emptyMask, fillHole, fillPolygon, growMask, type Mask, type Painted, paintSegment,
   polygonRect, type Rect, segmentRect, tightBox,
 } from "./mask";
-import { edited, isVisible, newId, type Obj } from "./objects";
+import { edited, isVisible, newId, type Obj, type Threshold } from "./objects";
 
 export interface EditContext {
   /** original image size */
   W: number;
   H: number;
-  threshold: number;
+  threshold: Threshold;
   semantic: boolean;
   /** class of new instances / the semantic class being painted */
   label: number;
@@ -207,7 +207,7 @@ export class MaskEdit {
 /** Give object `id` class `label`. In semantic mode a class has one mask, so when that class already
  * has one the object's pixels are merged into it (and the merged object is selected). */
 export function relabel(
-  objs: readonly Obj[], id: string, label: number, semantic: boolean, W: number, H: number, threshold: number,
+  objs: readonly Obj[], id: string, label: number, semantic: boolean, W: number, H: number, threshold: Threshold,
 ): { objects: Obj[]; selected: string } {
   const o = objs.find((x) => x.id === id);
   const into = semantic && o?.mask ? objs.find((x) => x.id !== id && x.label === label && x.mask && isVisible(x, threshold)) : undefined;

@@ -8,7 +8,7 @@ import {
 } from "./geometry";
 import type { Tool } from "./keys";
 import { maskHas } from "./mask";
-import { addBox, moveObj, type Obj, resizeObj } from "./objects";
+import { addBox, moveObj, type Obj, resizeObj, type Threshold } from "./objects";
 import { type EditContext, MaskEdit, type MaskListener } from "./paint";
 
 /** What the tools need from the canvas view. */
@@ -22,7 +22,7 @@ export interface ToolHost {
   readonly label: number;
   readonly brushSize: number;
   readonly semantic: boolean;
-  readonly threshold: number;
+  readonly threshold: Threshold;
   readonly editable: boolean;
   readonly maskListener: MaskListener;
   visible(): Obj[];

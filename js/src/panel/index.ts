@@ -70,9 +70,21 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     thrValue.textContent = Number(thr.value).toFixed(2);
   });
   thr.addEventListener("change", () => {
+    // a threshold of one's own: the history's choice stops applying until "auto" is ticked again
+    m.set("auto_threshold", false);
     m.set("threshold", Number(thr.value));
     m.save_changes();
   });
+  const autoLabel = put(settings, "label", "lt-setting lt-auto-threshold");
+  const auto = put(autoLabel, "input", "");
+  auto.type = "checkbox";
+  autoLabel.title = "Choose the threshold (per class) that saved the most time on the images you submitted lately";
+  put(autoLabel, "span", "", " auto");
+  auto.addEventListener("change", () => {
+    m.set("auto_threshold", auto.checked);
+    m.save_changes();
+  });
+  const thrInfo = put(settings, "span", "lt-threshold-info");
   /** A labelled checkbox that writes `checked` (through `toTrait`) into a boolean trait. */
   const checkbox = (cls: string, text: string, trait: "semantic" | "skip_predict_if_labeled",
     toTrait: (checked: boolean) => boolean) => {
@@ -132,6 +144,10 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
       thrValue.textContent = m.get("threshold").toFixed(2);
     }
     thrLabel.hidden = task !== "detection";
+    auto.checked = m.get("auto_threshold");
+    autoLabel.hidden = task !== "detection";
+    thrInfo.textContent = m.get("threshold_info");
+    thrInfo.hidden = task === "classification" || !m.get("threshold_info");
     sem.checked = !m.get("semantic");
     semLabel.hidden = task !== "segmentation";
     skip.checked = m.get("skip_predict_if_labeled");
