@@ -186,8 +186,7 @@ async def _click_to_prelabels(session: LiveSession, ids: list[int], truth: dict[
         return {"n": 0}
     trainer = session.trainer
     trainer.plateau.reset()  # a paused model never goes stale: measure while it trains
-    before = session.ahead.stats()
-    served0, ages0 = before["served"], len(session.ahead.ages)
+    ages0 = len(session.ahead.ages)
     step_median = trainer.status()["step_seconds"] or 0.2
     rows: list[dict[str, Any]] = []
     await session.predict(ids[0])
@@ -213,7 +212,7 @@ async def _click_to_prelabels(session: LiveSession, ids: list[int], truth: dict[
         "ahead_s": spread(ahead),
         "fresh_s": spread(fresh_s),
         "ratio_p95": _ratio(_pct(ahead, 95), _pct(fresh_s, 95)),
-        "served_ahead": stats["served"] - served0,
+        "served_ahead": sum(r["ahead"] for r in rows),
         "age_steps": {"p50": _pct(ages, 50), "p95": _pct(ages, 95), "max": max(ages) if ages else None,
                       "histogram": {int(a): ages.count(a) for a in sorted(set(ages))}},
         "config": asdict(session.config.ahead),
@@ -576,8 +575,8 @@ def _device_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         ("event-loop lag p50 / p95 / max",
          f"{_f(lag['p50'], ms, 1)} / {_f(lag['p95'], ms, 1)} / {_f(lag['max'], ms, 1)} ms"),
         ("submission -> first batch p50 / max", _submit_cell(sb)),
-        *_click_rows(r.get("click_to_prelabels") or {"n": 0}),
         ("  same, labeling run (after step + predict)", _submit_cell(lab["submit_to_batch"])),
+        *_click_rows(r.get("click_to_prelabels") or {"n": 0}),
         ("checkpoint save / load (size)",
          f"{_f(ck['save_s']['median'], ms)} / {_f(ck['load_s']['median'], ms)} ms ({_f(ck['size_mb'], nd=1)} MB)"),
         ("checkpoint save while training", f"{_f(ck['save_while_training_s']['median'], ms)} ms"),
