@@ -24,6 +24,11 @@ def test_strategy_options_parse_and_bad_ones_are_named() -> None:
     s = Strategy.parse("live:uniform,noplateau,offer=5,steps=7")
     assert (s.kind, s.sampler, s.plateau, s.offer_from, s.steps) == ("live", "uniform", False, 5, 7)
     assert Strategy.parse("hitl:at=20/5/10").at == [5, 10, 20]
+    s = Strategy.parse("live:fixedthreshold,nowithhold,nobalance,boost=3,restart=40")
+    assert (s.auto_threshold, s.auto_offer, s.class_balance, s.lr_boost, s.restart_steps) == (
+        False, False, False, 3.0, 40)
+    with pytest.raises(ValueError, match="option 'boost'"):
+        Strategy.parse("live:boost")
     assert Strategy.parse("static:k=0,model=/tmp/m").model == "/tmp/m"
     with pytest.raises(ValueError, match="unknown strategy 'auto'"):
         Strategy.parse("auto")
@@ -137,6 +142,14 @@ def test_simulate_bccd_quick_all_strategies(tmp_path: Path, capsys: pytest.Captu
     assert live["summary"]["training_steps"] == 8
     assert [r["model_step"] for r in live["records"]] == [0, 0, 0, 2, 4, 6]
     assert "4" in live["heldout_at"] and 0.0 <= live["heldout"]["map50"] <= 1.0
+    # the rarest class in the walk, its recall at the fixed threshold on the held-out images
+    assert live["summary"]["rarest_class"] in ("WBC", "Platelets")
+    k = ["RBC", "WBC", "Platelets"].index(live["summary"]["rarest_class"])
+    assert live["summary"]["rarest_recall"] == live["heldout"]["recall_per_class"][k]
+    assert len(live["heldout"]["ap50_per_class"]) == 3 and "recall" in table
+    # the threshold each image was shown at: one per class, chosen once the tuner has 3 judged images
+    assert all(len(r["threshold"]) == 3 for r in live["records"])
+    assert all(r["threshold"] == [0.3] * 3 for r in live["records"][:3])
     forced = strat["live:uniform,offer=3"]
     assert [r["offered"] for r in forced["records"]] == [False, False, True, True, True, True]
     assert "live:uniform,offer=3" in res["ablations"]
@@ -189,3 +202,15 @@ def test_bad_arguments_give_a_clear_message(tmp_path: Path, capsys: pytest.Captu
     code = cli(["simulate", "--task", "detection", "--images", str(tmp_path), "--labels", str(tmp_path),
                 "--format", "voc", "--strategy", "live:fast", "--out", str(tmp_path / "o")])
     assert code == 2 and "option 'fast'" in capsys.readouterr().err
+
+
+def test_recall_per_class_by_hand() -> None:
+    from livetrain_widgets.study.simulate import recall_per_class
+
+    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], np.float32)
+    truth = Annotation(64, 64, b, np.array([0, 0, 1]))
+    # class 0: one found, one predicted with the wrong class; class 1: found twice (counted once)
+    pred = Annotation(64, 64, np.array([[0, 0, 10, 11], [20, 20, 30, 30], [40, 40, 50, 50], [40, 40, 50, 49]],
+                                       np.float32), np.array([0, 1, 1, 1]), np.array([0.9, 0.8, 0.7, 0.6]))
+    assert recall_per_class([pred], [truth], 3) == [0.5, 1.0, None]
+    assert recall_per_class([Annotation.empty(64, 64)], [truth], 3) == [0.0, 0.0, None]

@@ -265,7 +265,7 @@ def _coco_map(task: str, predictions: Sequence[Annotation], targets: Sequence[An
         # COCOeval has nothing to average (it reports -1): no objects and no predictions is a perfect
         # result, predictions on images without objects are all false positives.
         out.update(map=1.0 if n_dt == 0 else 0.0, map50=1.0 if n_dt == 0 else 0.0,
-                   ap_per_class=[None] * num_classes)
+                   ap_per_class=[None] * num_classes, ap50_per_class=[None] * num_classes)
         return out
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress unconditionally
         gt = COCO()
@@ -290,6 +290,9 @@ def _coco_map(task: str, predictions: Sequence[Annotation], targets: Sequence[An
         p = prec[:, :, k]
         per.append(float(p[p > -1].mean()) if (p > -1).any() else None)
     out["ap_per_class"] = per
+    # AP at IoU 0.5 alone: the figure a rare class's detections are usually judged by (mAP@0.5 per class)
+    out["ap50_per_class"] = [float(prec[0, :, k][prec[0, :, k] > -1].mean()) if (prec[0, :, k] > -1).any()
+                             else None for k in range(num_classes)]
     return out
 
 

@@ -119,18 +119,27 @@ def relate(results: dict[str, Any]) -> None:
 def format_table(results: dict[str, Any]) -> str:
     """The short table printed at the end of a run."""
     metric = results["metric"]
+    rare = next((r["summary"]["rarest_class"] for r in results["strategies"].values()
+                 if r["summary"].get("rarest_class")), None)
     head = ["strategy", "images", "hours", "days", "vs manual", "vs hitl", "saves from", metric, "/offline"]
+    if rare:
+        head.append(f"{rare} recall")
     rows = [head]
     f = lambda v, nd=2: "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))  # noqa: E731
     for name, res in results["strategies"].items():
         s = res["summary"]
         rows.append([name, str(s["images"]), f(s["work_hours"]), f(s["calendar_days"], 1),
                      f(s.get("hours_vs_manual")), f(s.get("hours_vs_hitl")), f(s["saves_from_image"]),
-                     f(s["heldout"], 3), f(s.get("heldout_vs_offline"))])
+                     f(s["heldout"], 3), f(s.get("heldout_vs_offline"))]
+                    + ([f(s.get("rarest_recall"), 3)] if rare else []))
     off = results.get("offline")
     if off:
+        rec = off["heldout"].get("recall_per_class")
+        names = results["dataset"].get("classes", [])
+        idx = names.index(rare) if rare in names else None
         rows.append(["offline (ref.)", str(off["images"]), "-", "-", "-", "-", "-",
-                     f(off["heldout"]["headline"], 3), "1.00"])
+                     f(off["heldout"]["headline"], 3), "1.00"]
+                    + ([f(rec[idx] if rec and idx is not None else None, 3)] if rare else []))
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     lines = ["  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]

@@ -21,6 +21,11 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   live:noplateau         ... with the loss-plateau detector off (training never pauses)
   live:offer=N           ... pre-labels offered from image N on (the engine's own rule otherwise)
   live:steps=K           ... with K steps per image
+  live:fixedthreshold    ... shown at the fixed --threshold instead of the thresholds the tuner chooses
+  live:nowithhold        ... offered by the trainer's rule alone: never held back when they cost more
+  live:nobalance         ... without class balance in the frequency sampler
+  live:boost=B           ... learning rate B times higher while the set is small (TrainerConfig.lr_boost)
+  live:restart=N         ... a new class restarts the boost for N steps (TrainerConfig.restart_steps)
 
 ``--mode stream`` runs the correction mode's protocol instead (see ``livetrain_widgets.study.stream``).
 
@@ -46,9 +51,11 @@ import numpy as np
 import torch
 
 from ..engine.annotation import Annotation
+from ..engine.autothreshold import ThresholdTuner
 from ..engine.evaluator import EvaluatorConfig, LiveEvaluator, offline_metrics
 from ..engine.formats import FORMATS
 from ..engine.plateau import PlateauConfig
+from ..engine.sampler import SamplerConfig
 from ..engine.trainer import Trainer, TrainerConfig
 from .costs import SOURCES, CostModel
 from .dataset import Item, StudyData, load_study_data
@@ -71,6 +78,11 @@ class Strategy:
     k: int | None = None
     at: list[int] | None = None
     model: str | None = None
+    auto_threshold: bool = True
+    auto_offer: bool = True
+    class_balance: bool = True
+    lr_boost: float | None = None
+    restart_steps: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Strategy:
@@ -89,6 +101,16 @@ class Strategy:
                     s.offer_from = int(value)
                 elif (kind, key) == ("live", "steps") and eq:
                     s.steps = int(value)
+                elif (kind, key, eq) == ("live", "fixedthreshold", ""):
+                    s.auto_threshold = False
+                elif (kind, key, eq) == ("live", "nowithhold", ""):
+                    s.auto_offer = False
+                elif (kind, key, eq) == ("live", "nobalance", ""):
+                    s.class_balance = False
+                elif (kind, key) == ("live", "boost") and eq:
+                    s.lr_boost = float(value)
+                elif (kind, key) == ("live", "restart") and eq:
+                    s.restart_steps = int(value)
                 elif (kind, key) == ("static", "k") and eq:
                     s.k = int(value)
                 elif (kind, key) == ("static", "model") and eq:
@@ -145,7 +167,8 @@ class _Engine:
     """The engine's trainer and live evaluator, driven synchronously on the study's virtual clock."""
 
     def __init__(self, data: StudyData, cfg: StudyConfig, *, sampler: str = "frequency", plateau: bool = True,
-                 model: str | None = None, seed: int = 0) -> None:
+                 model: str | None = None, seed: int = 0, strategy: Strategy | None = None,
+                 costs: CostModel | None = None) -> None:
         from ..models import create_model
 
         self.data = data
@@ -162,11 +185,21 @@ class _Engine:
         net = create_model(spec, data.task, data.classes, **options)
         self.evaluator = LiveEvaluator(data.task, len(data.classes),
                                        EvaluatorConfig(semantic=bool(options.get("semantic"))))
+        st = strategy or Strategy(name="live", kind="live")
         tcfg = TrainerConfig(min_labeled=cfg.min_labeled, batch_size=cfg.batch_size, lr=cfg.lr, sampler=sampler,
                              plateau=plateau, seed=seed, checkpoint_every_s=float("inf"))
-        self.trainer = Trainer(net, lambda k: self.items[k].load(), tcfg,
+        if st.lr_boost is not None:
+            tcfg.lr_boost = st.lr_boost
+        if st.restart_steps is not None:
+            tcfg.restart_steps = st.restart_steps
+        scfg = SamplerConfig() if st.class_balance else SamplerConfig(class_balance=0.0)
+        self.trainer = Trainer(net, lambda k: self.items[k].load(), tcfg, sampler_config=scfg,
                                plateau_config=PlateauConfig(window=cfg.plateau_window),
                                quality=lambda: self.evaluator.ema)
+        # The session's threshold tuner, on the study's cost model: it learns from every image, shown or not.
+        self.tuner = ThresholdTuner(data.task, len(data.classes), costs or CostModel())
+        self.auto_threshold, self.auto_offer = st.auto_threshold, st.auto_offer
+        self.threshold = cfg.threshold
         self.train_seconds = 0.0
 
     def add(self, key: int, item: Item) -> None:
@@ -182,6 +215,16 @@ class _Engine:
     def predict(self, item: Item) -> tuple[Annotation, int]:
         (pred,), step = self.trainer.predict_now([item.load()])
         return pred, step
+
+    def thresholds(self) -> list[float]:
+        """What ``LiveSession.thresholds`` gives: the tuner's choice, else the fixed threshold."""
+        tuned = self.tuner.thresholds() if self.auto_threshold else None
+        return tuned if tuned is not None else [self.threshold] * len(self.data.classes)
+
+    def offering(self) -> bool:
+        """What ``LiveSession.offering`` gives: the tuner's verdict once it has one, else the trainer's rule."""
+        verdict = self.tuner.verdict() if self.auto_offer else None
+        return self.trainer.offering if verdict is None else verdict
 
     def close(self) -> None:
         self.trainer.close()
@@ -222,8 +265,49 @@ def score_heldout(eng: _Engine, data: StudyData, cfg: StudyConfig) -> dict[str, 
         pred, _ = eng.predict(item)
         # Masks: score what is shown (class maps count every pixel); boxes and classes: everything, ranked.
         preds.append(pred.filter(cfg.threshold) if data.task == "segmentation" else pred)
-    m = offline_metrics(data.task, preds, [i.target for i in data.holdout], len(data.classes))
+    targets = [i.target for i in data.holdout]
+    m = offline_metrics(data.task, preds, targets, len(data.classes))
+    if data.task != "classification":
+        # Recall per class of what a person would see at the fixed threshold: how well a rare class is found.
+        m["recall_per_class"] = recall_per_class(
+            [p.filter(cfg.threshold) for p in preds], targets, len(data.classes), masks=data.task == "segmentation")
     return {**_round(m), "headline": _headline(data, m), "step": eng.trainer.step}
+
+
+def rarest_class(data: StudyData) -> int | None:
+    """The class with the fewest true objects in the walk (among those present), for objects tasks."""
+    if data.task == "classification" or len(data.classes) < 2:
+        return None
+    counts = np.zeros(len(data.classes))
+    for item in data.walk:
+        counts += np.bincount(item.target.labels.astype(np.int64), minlength=len(data.classes))[:len(data.classes)]
+    present = np.flatnonzero(counts > 0)
+    return None if present.size == 0 else int(present[np.argmin(counts[present])])
+
+
+def recall_per_class(preds: Sequence[Annotation], targets: Sequence[Annotation], num_classes: int,
+                     *, masks: bool = False, iou: float = 0.5) -> list[float | None]:
+    """Per class: the share of true objects found by a predicted object of the same class at IoU >= ``iou``
+    (greedy, highest score first, each prediction used once); None for a class with no true object."""
+    from ..engine._matching import box_iou, mask_iou
+
+    found = np.zeros(num_classes)
+    total = np.zeros(num_classes)
+    for p, t in zip(preds, targets, strict=True):
+        total += np.bincount(t.labels.astype(np.int64), minlength=num_classes)[:num_classes]
+        if not len(p) or not len(t):
+            continue
+        m = mask_iou(p.masks, t.masks) if masks and p.masks is not None and t.masks is not None else box_iou(
+            p.boxes, t.boxes)
+        order = np.argsort(-(p.scores if p.scores is not None else np.ones(len(p))), kind="stable")
+        free = np.ones(len(t), bool)
+        for j in order:
+            ok = free & (t.labels == p.labels[j]) & (m[j] >= iou)
+            if ok.any():
+                g = int(np.flatnonzero(ok)[np.argmax(m[j][ok])])
+                free[g] = False
+                found[int(t.labels[g])] += 1
+    return [None if total[k] == 0 else float(found[k] / total[k]) for k in range(num_classes)]
 
 
 def _headline(data: StudyData, m: dict[str, Any]) -> float:
@@ -260,7 +344,8 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
     kind = strategy.kind
     eng: _Engine | None = None
     if kind == "live":
-        eng = _Engine(data, cfg, sampler=strategy.sampler, plateau=strategy.plateau, seed=cfg.seed)
+        eng = _Engine(data, cfg, sampler=strategy.sampler, plateau=strategy.plateau, seed=cfg.seed,
+                      strategy=strategy, costs=costs)
     elif kind == "static" and strategy.model and (strategy.k or 0) == 0:
         eng = _Engine(data, cfg, model=strategy.model, seed=cfg.seed)  # zero-shot: never trains
     milestones = (strategy.at or _default_milestones(n)) if kind == "hitl" else []
@@ -279,15 +364,19 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         shown: Annotation | None = None
         step = None
         offered = False
+        threshold: Any = cfg.threshold
+        raw = None
         if eng is not None:
             raw, step = eng.predict(item)
-            shown = raw.filter(cfg.threshold)
+            if kind == "live":
+                threshold = eng.thresholds()
+            shown = raw.filter(threshold)
             if kind == "live":
                 # Silent predictions are judged too (as in a session): the evaluator's score is part of the
                 # engine's rule for when pre-labels start to be offered.
                 eng.evaluator.evaluate(i, shown, gt, step=step)
                 if strategy.offer_from is None:
-                    offered = eng.trainer.offering
+                    offered = eng.offering()
                 else:
                     offered = i + 1 >= strategy.offer_from and eng.trainer.num_samples >= cfg.min_labeled
             else:
@@ -307,6 +396,8 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
                 want = min(want, cfg.max_steps_per_image)
             steps_taken = eng.train(want)
             eng.add(i, item)
+            if raw is not None:
+                eng.tuner.record(i, raw, gt)  # what the session does at submission
         work_s += seconds
         labeled = i + 1
         if kind == "hitl" and labeled in milestones:
@@ -324,6 +415,7 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             "manual_seconds": round(manual_s, 3), "counts": counts, "objects": len(gt) if task != "classification"
             else None, "shown": None if shown is None or not offered or task == "classification" else len(shown),
             "model_step": step, "steps_trained": steps_taken,
+            "threshold": _round(threshold) if kind == "live" else None,
             "work_hours": round(work_s / 3600, 5),
             "calendar_days": round(work_s / 3600 / cfg.workday_hours + pause_days, 5),
         })
@@ -332,9 +424,15 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         bar.update(1)
     bar.close()
     final = score_heldout(eng, data, cfg) if eng is not None and data.holdout else None
+    summary = _summary(records, cfg, final, eng, pause_days)
+    rare = rarest_class(data)
+    if rare is not None:
+        summary["rarest_class"] = data.classes[rare]
+        summary["rarest_recall"] = None if final is None else final["recall_per_class"][rare]
+        summary["rarest_ap50"] = None if final is None else final["ap50_per_class"][rare]
     out = {
         "strategy": asdict(strategy),
-        "summary": _summary(records, cfg, final, eng, pause_days),
+        "summary": summary,
         "heldout": final,
         "heldout_at": evals,
         "retrains": retrains,
