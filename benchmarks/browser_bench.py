@@ -49,15 +49,17 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def cells(n_images: int) -> list[str]:
+def cells(n_images: int, ahead: int = 2) -> list[str]:
     bccd = DATA / "bccd"
     return [
         f"""import warnings; warnings.simplefilter("ignore")
 from pathlib import Path
-from livetrain_widgets import LabelCanvas, LiveAnnotator, LiveSession
+from livetrain_widgets import LabelCanvas, LiveAnnotator, LiveSession, SessionConfig
+from livetrain_widgets.engine.ahead import AheadConfig
 from livetrain_widgets.engine.formats import load_labels
 paths = sorted(Path({str(bccd / "JPEGImages")!r}).glob("*.jpg"))[:{8 + n_images}]
-session = LiveSession("cells", "detection", ["RBC", "WBC", "Platelets"])
+session = LiveSession("cells", "detection", ["RBC", "WBC", "Platelets"],
+                      config=SessionConfig(ahead=AheadConfig(images={ahead})))
 session.add_images(paths[:8], labels={str(bccd / "Annotations")!r}, format="voc")
 app = LiveAnnotator(paths[8:], session=session, height=480)""",
         "app",
@@ -120,17 +122,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-out/browser"))
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--review", type=float, default=1.0, help="seconds a person looks at each image")
+    ap.add_argument("--ahead", type=int, default=2,
+                    help="images predicted ahead (0: predict each image when it opens, as before)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    results: dict[str, object] = {"images": args.images, "review_s": args.review}
+    results: dict[str, object] = {"images": args.images, "review_s": args.review, "ahead": args.ahead}
     with tempfile.TemporaryDirectory() as tmp, JupyterServer(Path(tmp) / "root", "lab") as server, \
             sync_playwright() as pw:
         browser = launch_chromium(pw)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         nb = server.root / "bench.ipynb"
-        app, kernel = open_app(page, server, nb, cells(args.images), timeout=300)
+        app, kernel = open_app(page, server, nb, cells(args.images, args.ahead), timeout=300)
         t0 = time.monotonic()
         kernel.wait_for("app.session.trainer.offering", True, timeout=600)
         results["seconds_until_prelabels_offered"] = round(time.monotonic() - t0, 1)
@@ -155,7 +159,9 @@ def main() -> None:
             except AssertionError:
                 break  # the last image
         lat = latencies(app.timings())
-        kernel_predict = [t["ms"] for t in kernel.eval("app.timings") if t["event"] == "predict"]
+        predicts = [t for t in kernel.eval("app.timings") if t["event"] == "predict"]
+        kernel_predict = [t["ms"] for t in predicts]
+        ages = [t["age"] for t in predicts if t.get("ahead")]
         state = kernel.eval("app.session.state.as_dict()")
         results.update({
             "images_with_prelabels": with_prelabels,
@@ -166,6 +172,8 @@ def main() -> None:
             "finish_to_prelabels_ms": {"p50": pct(lat["prelabels_ms"], 50), "p95": pct(lat["prelabels_ms"], 95),
                                        "n": len(lat["prelabels_ms"])},
             "kernel_predict_ms": {"p50": pct(kernel_predict, 50), "p95": pct(kernel_predict, 95)},
+            "served_ahead": len(ages), "predictions": len(predicts),
+            "age_steps": {"p50": pct(ages, 50), "p95": pct(ages, 95), "max": max(ages) if ages else None},
             "training_step_s": state["step_seconds"],
             "steps": state["step"],
             "phase_after_run": state["phase"],
@@ -194,6 +202,8 @@ def main() -> None:
         ("Finish & Next → pre-labels shown (p50/p95)", "{p50} / {p95} ms (n={n})".format(
             **results["finish_to_prelabels_ms"])),
         ("kernel prediction time (p50/p95)", "{p50} / {p95} ms".format(**results["kernel_predict_ms"])),
+        ("pre-labels computed ahead", f"{results['served_ahead']} of {results['predictions']} opens"),
+        ("  their age at opening (p50/p95/max)", "{p50} / {p95} / {max} steps".format(**results["age_steps"])),
         ("training step (median)", f"{results['training_step_s']:.3f} s" if results["training_step_s"] else "-"),
         ("pan 2299×2472 + 570 boxes, training", f"{results['pan_training']['fps']} fps"),
         ("pan 2299×2472 + 570 boxes, idle", f"{results['pan_idle']['fps']} fps"),

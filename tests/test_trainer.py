@@ -174,3 +174,56 @@ async def test_mixed_precision_path_trains_under_autocast() -> None:
     assert preds[0].category == LABELS[20] and tr.offering
     await tr.stop()
     tr.close()
+
+
+def test_learning_rate_boost_decays_with_the_labeled_set_and_restarts_on_a_new_class() -> None:
+    import pytest
+
+    tr = make_trainer(lr_boost=3.0, boost_half_life=4.0, restart_steps=10)
+    base = [g["base_lr"] for g in tr.optimizer.param_groups]
+    for k in range(2):  # min_labeled: the full boost
+        tr.set_sample(k, Annotation(16, 16, category=0))
+    assert tr.lr_scale() == pytest.approx(3.0)
+    tr.run_steps(1)
+    assert [g["lr"] for g in tr.optimizer.param_groups] == pytest.approx([3.0 * b for b in base])
+    for k in range(2, 6):  # 4 more labels, one half-life: 1 + 2 * 0.5
+        tr.set_sample(k, Annotation(16, 16, category=0))
+    assert tr.lr_scale() == pytest.approx(2.0)
+    tr.run_steps(3)
+    assert tr.status()["lr_scale"] == pytest.approx(2.0)
+    tr.set_sample(6, Annotation(16, 16, category=1))  # a class never trained on: warm restart
+    at = tr.step
+    assert tr.lr_scale() == pytest.approx(3.0)
+    tr.run_steps(5)
+    half = 1 + 2.0 * 0.5 * (1 + math.cos(math.pi * 5 / 10))
+    assert tr.lr_scale() == pytest.approx(max(half, 1 + 2.0 * 0.5 ** (5 / 4.0)))
+    tr.run_steps(10)
+    assert tr.step >= at + 10 and tr.lr_scale() == pytest.approx(1 + 2.0 * 0.5 ** (5 / 4.0))
+    tr.set_sample(7, Annotation(16, 16, category=1))  # a class seen before: no restart
+    assert tr.lr_scale() == pytest.approx(1 + 2.0 * 0.5 ** (6 / 4.0))
+    # the boost survives a checkpoint, and one written before it (no base_lr) loads with its rate as base
+    state = tr.state_dict()
+    again = make_trainer(lr_boost=3.0, boost_half_life=4.0, restart_steps=10)
+    again.load_state_dict(state)
+    assert [g["base_lr"] for g in again.optimizer.param_groups] == base
+    for g in state["optimizer"]["param_groups"]:
+        del g["base_lr"]
+    old = make_trainer()
+    old.load_state_dict(state)
+    assert all(g["base_lr"] == g["lr"] for g in old.optimizer.param_groups)
+    tr.close()
+    again.close()
+    old.close()
+
+
+def test_constant_rate_by_default_and_bad_schedules_refused() -> None:
+    import pytest
+
+    tr = make_trainer()
+    for k in range(6):
+        tr.set_sample(k, label(k))
+    tr.run_steps(2)
+    assert tr.lr_scale() == 1.0 and tr.optimizer.param_groups[0]["lr"] == 1e-2
+    tr.close()
+    with pytest.raises(ValueError, match="lr_boost"):
+        TrainerConfig(lr_boost=0.5)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 8's ablations: every change to when and how pre-labels are shown, measured with the simulator on
+# the same walk, seed and cost model. "live:fixedthreshold,nowithhold,nobalance" is the engine before these
+# changes (fixed 0.3 threshold, the trainer's offer rule, no class balance, constant learning rate);
+# "live" is the engine now; each other live variant turns one change off (or the learning-rate boost on).
+#   LIVETRAIN_DATA=../shared/data bash benchmarks/prelabels.sh [OUT] [bccd|deepforest|nuclei ...]
+set -euo pipefail
+D=${LIVETRAIN_DATA:-../shared/data}
+OUT=${1:-benchmarks/results/prelabels}
+shift || true
+SETS=${*:-bccd deepforest nuclei}
+S="livetrain simulate --quiet --seed 0 --no-offline"
+ABL=(--strategy live:fixedthreshold,nowithhold,nobalance --strategy live --strategy live:fixedthreshold
+     --strategy live:nowithhold --strategy live:nobalance --strategy live:boost=3
+     --strategy hitl --strategy manual)
+
+for set in $SETS; do
+  case $set in
+    bccd)  # blood cells, 3 classes (platelets are the rare one)
+      $S --task detection --images "$D/bccd/JPEGImages" --labels "$D/bccd/Annotations" --format voc \
+         --classes RBC,WBC,Platelets --limit 50 --holdout-max 30 --steps-per-image 15 --eval-at 10,20,50 \
+         --offline-max-steps 250 --offline-min-steps 100 --plateau-window 50 --model-option input_size=320 \
+         "${ABL[@]}" --out "$OUT/bccd" ;;
+    deepforest)  # tree crowns, 400 px tiles of large aerial images, one class
+      $S --task detection --images "$D/deepforest" --labels "$D/deepforest" --format voc --tile 400 \
+         --merge-classes Tree --limit 50 --steps-per-image 10 --eval-at 10,20,50 \
+         --offline-max-steps 150 --offline-min-steps 100 --plateau-window 50 --model-option input_size=320 \
+         "${ABL[@]}" --out "$OUT/deepforest" ;;
+    nuclei)  # DSB nuclei, 16-bit, instance masks, 128 px tiles
+      $S --task segmentation --images "$D/nuclei/img2d.tif" --labels "$D/nuclei/mask2d.tif" --format instances \
+         --tile 128 --steps-per-image 15 --eval-at 5,10 \
+         --offline-max-steps 150 --offline-min-steps 100 --plateau-window 50 --model-option input_size=256 \
+         "${ABL[@]}" --out "$OUT/nuclei" ;;
+    *) echo "unknown set $set" >&2; exit 2 ;;
+  esac
+done
