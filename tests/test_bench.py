@@ -82,6 +82,8 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
     assert not any(r["ahead"] for r in c["per_open"] if r["fresh"])
     assert 0 <= c["age_steps"]["max"] <= c["config"]["max_age_steps"]
     assert all(r["age"] <= 1 for r in c["per_open"] if r["fresh"])  # a step may end while it is stored
+    judged = [r for r in c["per_open"] if r["ahead"]]
+    assert c["score_ahead_vs_now"]["n"] == len(judged) and all(-1 <= r["score_ahead"] <= 1 for r in judged)
     assert set(res["cpu"]["labeling"]["scores_at"]) == {"5"}
     if torch.cuda.is_available():
         assert res["gpu"]["device"].startswith("cuda") and res["gpu"]["memory"]["cuda_max_allocated_mb"] > 0
@@ -94,7 +96,7 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
     for words in ("training step", "prediction idle", "prediction while training", "ratio training/idle",
                   "event-loop lag", "submission -> first batch", "checkpoint save", "peak RSS",
                   "evaluator after 5 images", "results.json", "2 submitted", "Finish & Next -> pre-labels",
-                  "pre-label age at opening"):
+                  "pre-label age at opening", "served ahead / current weights"):
         assert words in table
     if not torch.cuda.is_available():
         assert "GPU: not run" in table

@@ -182,6 +182,8 @@ async def _click_to_prelabels(session: LiveSession, ids: list[int], truth: dict[
     ``fresh=True`` (predicted when it opens, as before predicting ahead), the others with the pre-labels
     kept ahead: both in the same run, on the same machine load, so their ratio is the figure.
     """
+    from ..engine.evaluator import LiveEvaluator
+
     if len(ids) < 3:
         return {"n": 0}
     trainer = session.trainer
@@ -200,14 +202,27 @@ async def _click_to_prelabels(session: LiveSession, ids: list[int], truth: dict[
             t0 = time.perf_counter()
             await session.submit(ids[k], truth[ids[k]])
             pred = await session.predict(ids[k + 1], fresh=fresh)
-            rows.append({"image_id": ids[k + 1], "fresh": fresh, "ahead": pred.ahead, "age": pred.age,
-                         "seconds": time.perf_counter() - t0, "predict_s": pred.seconds, "training": training})
+            seconds = time.perf_counter() - t0
+            row = {"image_id": ids[k + 1], "fresh": fresh, "ahead": pred.ahead, "age": pred.age,
+                   "seconds": seconds, "predict_s": pred.seconds, "training": training}
+            if pred.ahead:
+                # What the age cost: the served pre-label and one from the current weights, both judged
+                # against the truth by the evaluator's score (after the timing; it does not count in it).
+                (now,), _ = await trainer.predict([session.image(ids[k + 1])])
+                thr = session.thresholds()
+                judge = LiveEvaluator(session.task, len(session.classes), session.evaluator.config)
+                row["score_ahead"] = judge.evaluate(0, pred.annotation.filter(thr), truth[ids[k + 1]])["score"]
+                row["score_now"] = judge.evaluate(0, now.filter(thr), truth[ids[k + 1]])["score"]
+            rows.append(row)
             bar.update()
     ahead = [r["seconds"] for r in rows if not r["fresh"]]
     fresh_s = [r["seconds"] for r in rows if r["fresh"]]
     ages = list(session.ahead.ages)[ages0:]
     stats = session.ahead.stats()
+    judged = [r for r in rows if "score_ahead" in r]
     return {
+        "score_ahead_vs_now": {"ahead": _mean([r["score_ahead"] for r in judged]),
+                               "now": _mean([r["score_now"] for r in judged]), "n": len(judged)},
         "n": len(rows),
         "ahead_s": spread(ahead),
         "fresh_s": spread(fresh_s),
@@ -606,6 +621,9 @@ def _click_rows(c: dict[str, Any]) -> list[tuple[str, str]]:
         ("  pre-label age at opening p50 / p95 / max",
          f"{_f(age['p50'], nd=1)} / {_f(age['p95'], nd=1)} / {_f(age['max'])} steps "
          f"(refresh every {c['config']['refresh_steps']})"),
+        ("  evaluator score: served ahead / current weights",
+         f"{_f(c['score_ahead_vs_now']['ahead'], nd=3)} / {_f(c['score_ahead_vs_now']['now'], nd=3)} "
+         f"(n={c['score_ahead_vs_now']['n']})"),
     ]
 
 
