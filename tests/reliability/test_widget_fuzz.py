@@ -380,7 +380,7 @@ def trait_verdict(widget: Any, key: str, value: Any) -> bool | None:
         return isinstance(value, (list, str))  # traitlets' List takes a string as a list of that one string
     if key in ("threshold",):
         return None if isinstance(value, bool) else finite(value) and 0 <= value <= 1
-    if key in ("semantic", "skip_predict_if_labeled"):
+    if key in ("semantic", "skip_predict_if_labeled", "auto_threshold"):
         return True if isinstance(value, bool) else None if value in (0, 1) and is_number(value) else False
     if key == "selected":
         return isinstance(value, str)
@@ -646,7 +646,8 @@ def canvas_update(c: LabelCanvas) -> st.SearchStrategy[Any]:
         "semantic": st.sampled_from(["true", 2, None, [True]]),
     }
     protected = ["task", "classes", "colors", "image", "image_size", "image_id", "image_name", "category_scores",
-                 "view_only", "message", "height", "click_tool", "layout", "_model_name", "_esm", "tabbable"]
+                 "view_only", "message", "height", "click_tool", "layout", "_model_name", "_esm", "tabbable",
+                 "class_thresholds"]
     good = st.sampled_from(sorted(valid)).flatmap(lambda k: st.tuples(st.just(k), valid[k]))
     pair = st.one_of(
         good,
@@ -742,11 +743,13 @@ def test_panel_messages_and_updates() -> None:
     stats = Counter()
     message = mutated({"type": "action", "action": "submit"},
                       {"action": st.sampled_from([*PANEL_ACTIONS, "rm -rf", "Start", "save", ""])})
-    valid = {"threshold": st.floats(0, 1), "semantic": st.booleans(), "skip_predict_if_labeled": st.booleans()}
+    valid = {"threshold": st.floats(0, 1), "semantic": st.booleans(), "skip_predict_if_labeled": st.booleans(),
+             "auto_threshold": st.booleans()}
     near = {"threshold": st.sampled_from([math.nan, math.inf, -0.1, 7.0, "0.5", None]),
-            "semantic": st.sampled_from([2, "yes", None]), "skip_predict_if_labeled": st.sampled_from([[], {}, -1])}
+            "semantic": st.sampled_from([2, "yes", None]), "skip_predict_if_labeled": st.sampled_from([[], {}, -1]),
+            "auto_threshold": st.sampled_from([2, "no", None])}
     protected = ["status", "phase", "busy", "error", "quality", "evaluated", "labeled", "total", "position", "step",
-                 "loss", "training", "can_back", "prelabels", "task", "predict_ms", "layout"]
+                 "loss", "training", "can_back", "prelabels", "task", "predict_ms", "layout", "threshold_info"]
     good = st.sampled_from(sorted(valid)).flatmap(lambda k: st.tuples(st.just(k), valid[k]))
     pair = st.one_of(good,
                      st.sampled_from(sorted(near)).flatmap(lambda k: st.tuples(st.just(k), st.one_of(near[k], ODD))),
@@ -960,12 +963,16 @@ class AppModel:
     drawn: list[Drawn] | None = None
     category: int | None = None
 
-    def expected(self, task: str, w: int, h: int, threshold: float) -> Annotation | None:
+    def expected(self, task: str, w: int, h: int, threshold: float | list[float]) -> Annotation | None:
         if task == "classification":
             return None if self.category is None else Annotation(w, h, category=self.category)
         if self.drawn is None:
             return None
-        shown = [d for d in self.drawn if d.score is None or d.score >= threshold]
+        # one threshold, or one per class (the tuner's choice once the app has one)
+        per = [threshold] * (max([d.label for d in self.drawn], default=0) + 1) if isinstance(
+            threshold, (int, float)) else threshold
+        shown = [d for d in self.drawn
+                 if d.score is None or d.score >= (per[d.label] if d.label < len(per) else 0.0)]
         if task == "segmentation":
             shown = [d for d in shown if d.mask.any()]
             masks = np.stack([d.mask for d in shown]) if shown else np.zeros((0, h, w), bool)
@@ -1004,7 +1011,7 @@ def app_event(run: AppRun) -> st.SearchStrategy[tuple[str, Any]]:
                 lambda a: {"type": "action", "action": a}),
             mutated({"type": "action", "action": "submit"}, {"action": st.sampled_from(["start", "stop", "x"])}))),
         st.tuples(st.just("panel update"), st.one_of(
-            st.dictionaries(st.sampled_from(["threshold", "semantic", "skip_predict_if_labeled"]),
+            st.dictionaries(st.sampled_from(["threshold", "semantic", "skip_predict_if_labeled", "auto_threshold"]),
                             st.one_of(st.floats(0, 1), st.booleans(), ODD), min_size=1, max_size=2),
             st.dictionaries(st.sampled_from(["labeled", "status", "error", "total"]), ODD, min_size=1, max_size=1))),
     )
@@ -1017,7 +1024,7 @@ async def app_step(run: AppRun, kind: str, payload: Any) -> None:
     before_versions, before_canvas, before_panel = versions(session), c.get_state(), app.panel.get_state()
     image_id, history = c.image_id, list(app._history)
     w, h = c.image_size
-    expected = run.model.expected(c.task, w, h, c.threshold)
+    expected = run.model.expected(c.task, w, h, c.effective_threshold)
     try:
         readable: Annotation | WireError = c.annotation()
     except WireError as exc:
@@ -1062,6 +1069,8 @@ async def app_step(run: AppRun, kind: str, payload: Any) -> None:
         assert after == before_versions and app.panel.prelabels == c.prelabel_count
         if kind == "panel update":  # the canvas follows the panel's settings when they change
             for key in ("threshold", "semantic"):
+                if key == "threshold" and c.class_thresholds:
+                    continue  # "auto" with a choice: the canvas shows the chosen thresholds per class
                 if app.panel.get_state()[key] != before_panel[key]:
                     assert getattr(c, key) == getattr(app.panel, key)
         elif outcome == "applied" and isinstance(wire, dict) and ("objects" in wire or "category" in wire):
