@@ -29,6 +29,9 @@ def test_strategy_options_parse_and_bad_ones_are_named() -> None:
         False, False, False, 3.0, 40)
     with pytest.raises(ValueError, match="option 'boost'"):
         Strategy.parse("live:boost")
+    assert Strategy.parse("live:front=4").front == 4.0
+    with pytest.raises(ValueError, match=r"option 'front=0\.5'"):
+        Strategy.parse("live:front=0.5")
     assert Strategy.parse("static:k=0,model=/tmp/m").model == "/tmp/m"
     with pytest.raises(ValueError, match="unknown strategy 'auto'"):
         Strategy.parse("auto")
@@ -119,12 +122,15 @@ def test_simulate_bccd_quick_all_strategies(tmp_path: Path, capsys: pytest.Captu
                str(bccd / "Annotations"), "--format", "voc", "--limit", "6", "--holdout-max", "3",
                "--steps-per-image", "2", "--offline-max-steps", "6", "--eval-at", "4",
                "--model-option", "input_size=160", "--strategy", "live", "--strategy", "hitl:at=3",
-               "--strategy", "static:k=3", "--strategy", "manual", "--strategy", "live:uniform,offer=3")
+               "--strategy", "static:k=3", "--strategy", "manual", "--strategy", "live:uniform,offer=3",
+               "--strategy", "live:front=3")
     table = capsys.readouterr().out
     for name in ("live", "hitl", "static", "manual", "offline (ref.)", "ablation live:uniform,offer=3"):
         assert name in table
     strat = res["strategies"]
-    assert set(strat) == {"live", "hitl:at=3", "static:k=3", "manual", "live:uniform,offer=3"}
+    assert set(strat) == {"live", "hitl:at=3", "static:k=3", "manual", "live:uniform,offer=3", "live:front=3"}
+    # front-loaded compute: 3x the 2 steps at first, decaying with every label beyond the first two
+    assert [r["steps_trained"] for r in strat["live:front=3"]["records"]] == [0, 0, 6, 6, 5, 5]
     man = strat["manual"]
     # manual: nothing offered, every image charged exactly the cost model's manual time
     assert all(not r["offered"] and r["seconds"] == r["manual_seconds"] for r in man["records"])

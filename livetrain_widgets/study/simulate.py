@@ -26,6 +26,8 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   live:nobalance         ... without class balance in the frequency sampler
   live:boost=B           ... learning rate B times higher while the set is small (TrainerConfig.lr_boost)
   live:restart=N         ... a new class restarts the boost for N steps (TrainerConfig.restart_steps)
+  live:front=F           ... F times the training steps while the set is small (halving every 8 labels):
+                         front-loaded compute, as a real session gets when early images take long by hand
 
 ``--mode stream`` runs the correction mode's protocol instead (see ``livetrain_widgets.study.stream``).
 
@@ -83,6 +85,7 @@ class Strategy:
     class_balance: bool = True
     lr_boost: float | None = None
     restart_steps: int | None = None
+    front: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Strategy:
@@ -111,6 +114,10 @@ class Strategy:
                     s.lr_boost = float(value)
                 elif (kind, key) == ("live", "restart") and eq:
                     s.restart_steps = int(value)
+                elif (kind, key) == ("live", "front") and eq:
+                    s.front = float(value)
+                    if s.front < 1:
+                        raise ValueError
                 elif (kind, key) == ("static", "k") and eq:
                     s.k = int(value)
                 elif (kind, key) == ("static", "model") and eq:
@@ -392,6 +399,10 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
                 carry -= want
             else:
                 want = int(steps_fixed or 0)
+            if strategy.front is not None:
+                # front-loaded compute: F times the steps while the set is small, halving every 8 labels
+                extra = max(0, eng.trainer.num_samples - cfg.min_labeled)
+                want = round(want * (1.0 + (strategy.front - 1.0) * 0.5 ** (extra / 8.0)))
             if cfg.max_steps_per_image is not None:
                 want = min(want, cfg.max_steps_per_image)
             steps_taken = eng.train(want)
