@@ -10,9 +10,10 @@ OUT=${1:-benchmarks/results/prelabels}
 shift || true
 SETS=${*:-bccd deepforest nuclei}
 S="livetrain simulate --quiet --seed 0 --no-offline"
-ABL=(--strategy live:fixedthreshold,nowithhold,nobalance --strategy live --strategy live:fixedthreshold
-     --strategy live:nowithhold --strategy live:nobalance --strategy live:boost=3
-     --strategy hitl --strategy manual)
+# STRATEGIES="..." (space-separated) runs a subset, e.g. STRATEGIES="live manual"
+ABL=()
+for s in ${STRATEGIES:-live:fixedthreshold,nowithhold,nobalance live live:fixedthreshold live:nowithhold \
+                       live:nobalance live:boost=3 hitl manual}; do ABL+=(--strategy "$s"); done
 
 for set in $SETS; do
   case $set in
