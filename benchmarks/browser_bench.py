@@ -169,6 +169,8 @@ def main() -> None:
                                         "n": len(lat["next_image_ms"])},
             "round_trip_ms": {"p50": pct(lat["round_trip_ms"], 50), "p95": pct(lat["round_trip_ms"], 95)},
             "decode_draw_ms": {"p50": pct(lat["decode_draw_ms"], 50), "p95": pct(lat["decode_draw_ms"], 95)},
+            "shown_ahead": int(sum(lat["shown_ahead"])),
+            "confirmed_other_objects": int(sum(lat["confirmed_other_objects"])),
             "finish_to_prelabels_ms": {"p50": pct(lat["prelabels_ms"], 50), "p95": pct(lat["prelabels_ms"], 95),
                                        "n": len(lat["prelabels_ms"])},
             "kernel_predict_ms": {"p50": pct(kernel_predict, 50), "p95": pct(kernel_predict, 95)},
@@ -197,8 +199,12 @@ def main() -> None:
         ("images with pre-labels", f"{results['images_with_prelabels']} / {args.images}"),
         ("Finish & Next → next image (p50/p95)", "{p50} / {p95} ms (n={n})".format(
             **results["finish_to_next_image_ms"])),
-        ("  of which kernel round trip (p50/p95)", "{p50} / {p95} ms".format(**results["round_trip_ms"])),
-        ("  of which decoding + drawing (p50/p95)", "{p50} / {p95} ms".format(**results["decode_draw_ms"])),
+        ("  shown ahead (before the kernel answered)", "{} of {}".format(
+            results["shown_ahead"], results["finish_to_next_image_ms"]["n"])),
+        ("  confirmed with other pre-labels (recomputed)", "{} of {}".format(
+            results["confirmed_other_objects"], results["shown_ahead"])),
+        ("kernel round trip (p50/p95)", "{p50} / {p95} ms".format(**results["round_trip_ms"])),
+        ("decoding + drawing, not shown ahead (p50/p95)", "{p50} / {p95} ms".format(**results["decode_draw_ms"])),
         ("Finish & Next → pre-labels shown (p50/p95)", "{p50} / {p95} ms (n={n})".format(
             **results["finish_to_prelabels_ms"])),
         ("kernel prediction time (p50/p95)", "{p50} / {p95} ms".format(**results["kernel_predict_ms"])),

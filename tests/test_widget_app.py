@@ -20,7 +20,7 @@ from livetrain_widgets.widgets.bbox_adapter import BBoxCanvasAdapter
 from livetrain_widgets.widgets.canvas import LabelCanvas
 
 from .test_widget_canvas import capture, custom, update
-from .tiny_model import TinyClassifier, two_class_images
+from .tiny_model import ScriptedDetector, TinyClassifier, indexed_images, two_class_images
 
 IMAGES, LABELS = two_class_images(12)
 
@@ -296,4 +296,163 @@ async def test_autolabel_stops_on_a_refused_label_and_can_be_stopped(tmp_path) -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert s.store.labeled_count() == 0 and not app.panel.busy.startswith("Simulated")
+    await app.close()
+
+
+# ------------------------------------------------------------------------------- the next image, ahead
+def scripted_app(tmp_path: Path, n: int = 5) -> tuple[LiveAnnotator, list[int]]:
+    """A detection app whose model answers ``RIGHT`` for every image and offers at once; the trainer has no
+    labels to step on, so the pre-labels computed ahead stay those of step 0 (nothing is refreshed)."""
+    model = ScriptedDetector()
+    s = LiveSession(tmp_path / "d", "detection", ["a", "b"], model=model,
+                    config=SessionConfig(auto_threshold=False, auto_offer=False))
+    ids = s.add_images(indexed_images(n))
+    model.answers.update({k: RIGHT for k in range(n)})
+    s.trainer.offering = True
+    return LiveAnnotator(session=s, plots=False), ids
+
+
+RIGHT = Annotation(64, 64, np.array([[4, 4, 20, 20], [30, 30, 50, 50], [40, 2, 60, 12]], np.float32),
+                   np.array([0, 0, 1]), np.array([0.8, 0.7, 0.2], np.float32))
+
+
+async def next_with_prelabels(app: LiveAnnotator, image_id: int, timeout: float = 20.0) -> dict[str, Any]:
+    """Wait until the canvas holds ``image_id`` as its next image, with pre-labels (the session watcher
+    sends them once computed ahead; called here too, so the test does not wait for its tick)."""
+    for _ in range(int(timeout / 0.02)):
+        app._refresh_next()
+        meta = app.canvas.next_meta
+        if meta.get("image_id") == image_id and meta.get("step") is not None:
+            return dict(meta)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no pre-labels ahead for image {image_id}: {app.canvas.next_meta}, "
+                         f"{app.session.ahead.stats()}")
+
+
+async def test_the_next_image_is_sent_ahead_and_opening_it_shows_the_same_prelabels(tmp_path) -> None:
+    app, ids = scripted_app(tmp_path)
+    await settle(app)
+    c, s = app.canvas, app.session
+    assert c.image_id == ids[0] and c.group and c.group == app.panel.group  # the panel goes through the canvas
+    meta = await next_with_prelabels(app, ids[1])
+    rec = s.store.image(ids[1])
+    assert meta == {"image_id": ids[1], "image_name": rec.name, "image_size": [64, 64], "category_scores": [],
+                    "step": 0}
+    assert c.next_image == app._display_cache[ids[1]] and c.next_image[:2] in (b"\xff\xd8", b"\x89P")
+    ahead = list(c.next_objects)
+    assert [(o["id"], o["source"], o["score"]) for o in ahead] == [("p0", "prelabel", 0.8), ("p1", "prelabel", 0.7),
+                                                                    ("p2", "prelabel", 0.2)]
+    # Shown ahead, not served: no prediction row yet, and the kept one is still there for the open.
+    assert s.store.prediction(ids[1]) is None and s.kept_prelabel(ids[1]) is not None
+    changes: list[str] = []
+    c.observe(lambda ch: changes.append(ch["name"]), names=["next_image", "next_meta", "next_objects"])
+    app._refresh_next()
+    assert changes == []  # nothing new: nothing sent again
+    sent = capture(c)
+    update(c, {"objects": [{"id": "u0", "label": 1, "box": [1, 1, 9, 9], "source": "user"}]})
+    act(app, "submit")
+    await settle(app)
+    # The kernel's answer to the view that swapped already: the same image, with the same objects in the same
+    # update, so the view adopts it as it is; the prediction stored (and judged later) is the one shown.
+    assert c.image_id == ids[1] and c.objects == ahead and not [m for m in sent if m.get("type") == "stay"]
+    stored = s.store.prediction(ids[1])
+    assert stored.model_step == meta["step"] and stored.shown and len(stored.annotation) == 3
+    opened = [t for t in app.timings if t["event"] == "predict" and t["image_id"] == ids[1]]
+    assert len(opened) == 1 and opened[0]["ahead"]
+    assert c.next_meta["image_id"] == ids[2]  # and the one after is on its way
+    # The person hides the doubtful one with the threshold; the stored prediction judges what was shown.
+    c.threshold = 0.5
+    act(app, "submit")
+    await settle(app)
+    assert s.annotation(ids[1]).labels.tolist() == [0, 0] and s.store.annotation_history(ids[1])[-1].source == (
+        "prelabel_accepted")
+    await app.close()
+
+
+async def test_a_refused_submission_tells_the_view_to_stay_and_keeps_the_next_image(tmp_path) -> None:
+    app, ids = scripted_app(tmp_path)
+    await settle(app)
+    c, s = app.canvas, app.session
+    await next_with_prelabels(app, ids[1])
+    bad = [{"id": "u1", "label": 5, "box": [1, 1, 10, 10], "source": "user"}]
+    update(c, {"objects": bad})
+    sent = capture(c)
+    custom(app.panel, {"type": "action", "action": "submit"})  # the panel's own message (no canvas claimed it)
+    await settle(app)
+    assert {"type": "stay", "image_id": ids[0]} in sent and "class index 5" in app.panel.error
+    assert c.image_id == ids[0] and c.objects == bad and s.store.labeled_count() == 0
+    assert c.next_meta["image_id"] == ids[1] and c.next_objects  # still ready for the next try
+    # A second Enter that reaches the kernel after it moved on is about an image no longer shown: dropped.
+    update(c, {"objects": []})
+    act(app, "submit")
+    stale = {"type": "action", "action": "submit", "image_id": ids[0]}
+    await settle(app)
+    custom(c, stale)
+    await settle(app)
+    assert c.image_id == ids[1] and s.store.labeled_count() == 1 and not s.is_labeled(ids[1])
+    await app.close()
+
+
+async def test_the_last_image_has_no_next_and_its_submission_stays(tmp_path) -> None:
+    app, ids = scripted_app(tmp_path, n=2)
+    await settle(app)
+    c = app.canvas
+    await next_with_prelabels(app, ids[1])
+    act(app, "submit")
+    await settle(app)
+    assert c.image_id == ids[1] and c.next_meta == {} and c.next_image == b"" and c.next_objects == []
+    sent = capture(c)
+    act(app, "submit")
+    await settle(app)
+    assert {"type": "stay", "image_id": ids[1]} in sent and "All 2 images are labeled" in app.panel.error
+    await app.close()
+
+
+async def test_next_prelabels_are_sent_again_only_when_they_change(tmp_path) -> None:
+    app, ids = scripted_app(tmp_path)
+    await settle(app)
+    c, s = app.canvas, app.session
+    await next_with_prelabels(app, ids[1])
+    changes: list[str] = []
+    c.observe(lambda ch: changes.append(ch["name"]), names=["next_image", "next_meta", "next_objects"])
+    for _ in range(3):
+        app._refresh_next()
+    assert changes == []
+    s.trainer.offering = False  # pre-labels withheld: the next image goes without them
+    app._refresh_next()
+    assert c.next_objects == [] and c.next_meta["step"] is None and "next_image" not in changes
+    s.trainer.offering = True
+    changes.clear()
+    app._refresh_next()
+    assert c.next_meta["step"] == 0 and len(c.next_objects) == 3 and "next_image" not in changes
+    # The kept pre-label recomputed at a later step (as every refresh_steps steps): sent again, once.
+    kept, weights = s.ahead._kept[ids[1]]
+    s.ahead._kept[ids[1]] = (type(kept)(kept.annotation, 0, kept.seconds), weights)
+    app._refresh_next()
+    assert changes.count("next_meta") == 1
+    s.trainer.step = 3
+    s.ahead._kept[ids[1]] = (type(kept)(kept.annotation, 3, kept.seconds), weights)
+    app._refresh_next()
+    app._refresh_next()
+    assert c.next_meta["step"] == 3 and changes.count("next_meta") == 2
+    # Too old for the open to serve it: not shown ahead either.
+    s.trainer.step = 3 + s.config.ahead.max_age_steps + 1
+    app._refresh_next()
+    assert c.next_meta["step"] is None and c.next_objects == []
+    s.trainer.step = 3
+    await app.close()
+
+
+async def test_classification_next_image_carries_its_class_suggestion(tmp_path) -> None:
+    app = await classify_app(tmp_path)
+    c, s = app.canvas, app.session
+    s.trainer.offering = True  # before the trainer has labels to step on: the model of step 0
+    ids = s.image_ids
+    meta = await next_with_prelabels(app, ids[1])
+    assert len(meta["category_scores"]) == 2 and c.next_objects == []
+    update(c, {"category": 1})
+    act(app, "submit")
+    await settle(app)
+    assert c.image_id == ids[1] and c.category == -1
+    assert c.category_scores == meta["category_scores"] or s.trainer.step != meta["step"]
     await app.close()

@@ -212,3 +212,31 @@ def test_panel_actions_and_guard() -> None:
 def test_canvas_rejects_unknown_task() -> None:
     with pytest.raises(ValueError, match="task must be one of"):
         LabelCanvas("keypoints", ["a"])
+
+
+def test_set_next_sends_the_next_image_ahead_and_the_front_end_cannot_change_it(canvas) -> None:
+    pre = Annotation(200, 100, boxes=[[1, 2, 30, 40]], labels=[2], scores=[0.61234])
+    canvas.set_next(b"\xff\xd8next", (200, 100), 8, "b.png", pre, step=12)
+    assert canvas.next_image == b"\xff\xd8next"
+    assert canvas.next_meta == {"image_id": 8, "image_name": "b.png", "image_size": [200, 100], "category_scores": [],
+                                "step": 12}
+    assert canvas.next_objects == [{"id": "p0", "label": 2, "box": [1.0, 2.0, 30.0, 40.0], "source": "prelabel",
+                                    "score": 0.6123}]
+    assert canvas.image_id == 7 and len(canvas.objects) == 1  # the current image is untouched
+    sent = capture(canvas)
+    update(canvas, {"next_meta": {"image_id": 99}, "next_objects": [], "group": "x"})
+    assert canvas.next_meta["image_id"] == 8 and canvas.next_objects and canvas.group == ""
+    assert sent and "may not change" in sent[0]["message"]
+    canvas.stay(7)
+    assert sent[-1] == {"type": "stay", "image_id": 7}
+    canvas.clear_next()
+    assert canvas.next_image == b"" and canvas.next_meta == {} and canvas.next_objects == []
+
+
+def test_set_next_and_set_image_carry_a_class_suggestion() -> None:
+    c = LabelCanvas("classification", ["cat", "dog"])
+    pre = Annotation(20, 10, category_scores=[0.25, 0.75])
+    c.set_next(b"x", (20, 10), 3, "c.png", pre)
+    assert c.next_objects == [] and c.next_meta["category_scores"] == [0.25, 0.75]
+    c.set_image(b"x", (20, 10), image_id=3, prelabels=pre)
+    assert c.category_scores == [0.25, 0.75] and c.category == -1 and c.objects == []

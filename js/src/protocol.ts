@@ -82,6 +82,43 @@ export interface CanvasModel {
   height: number;
   /** segmentation: the kernel answers click messages, so the click tool is offered (correction mode) */
   click_tool: boolean;
+  /** the image a submission opens next, sent ahead (same encoding as `image`; empty = none). The view
+   * decodes it in the background and shows it at once on Finish & Next; the kernel then confirms with
+   * the usual traits of that image (same id), or answers a StayMessage (see canvas/advance.ts). */
+  next_image: DataView;
+  /** what goes with `next_image` ({} = none) */
+  next_meta: NextMeta | Record<string, never>;
+  /** the next image's pending pre-labels (wire form of `objects`) */
+  next_objects: WireObject[];
+  /** pairs the canvas with a LivePanel of the same group (PanelRequest); "" = none */
+  group: string;
+}
+
+export interface NextMeta {
+  image_id: number;
+  image_name: string;
+  image_size: [number, number];
+  /** classification: the pre-label's probabilities ([] = none) */
+  category_scores: number[];
+  /** the model step of its pre-labels (null = none sent) */
+  step: number | null;
+}
+
+/** Python's answer to a submission that did not move on (refused, nothing left, the next image failed to
+ * open): a view that showed the next image ahead goes back to `image_id` as it was. */
+export interface StayMessage {
+  type: "stay";
+  image_id: number;
+}
+
+/** A panel button asks the canvas of its group first: a window CustomEvent with this detail, dispatched
+ * synchronously; a canvas view that handles the action sets `claimed` (it sends the message itself, about
+ * the image it shows), otherwise the panel sends its own PanelActionMessage. */
+export const PANEL_EVENT = "livetrain:panel-action";
+export interface PanelRequest {
+  group: string;
+  action: PanelAction;
+  claimed: boolean;
 }
 
 /** Custom messages the canvas sends. `image_id` is the image the user was looking at. */
@@ -156,6 +193,8 @@ export interface PanelModel {
   skip_predict_if_labeled: boolean;
   /** the last pre-label round trip in ms as seen by the kernel (null = none yet) */
   predict_ms: number | null;
+  /** the canvas this panel's buttons go through first (PanelRequest); "" = none */
+  group: string;
 }
 
 export type PanelAction =

@@ -131,18 +131,26 @@ class PredictAhead:
 
     def take(self, image_id: int) -> Ahead | None:
         """The kept pre-label of an image that is opening, if it is recent enough; counts what was served."""
+        ahead = self.usable(image_id)
         kept = self._kept.pop(image_id, None)
-        if kept is not None:
-            ahead, weights = kept
-            age = self._step() - ahead.step
-            if weights == self._weights() and 0 <= age <= self.config.max_age_steps:
-                self.served += 1
-                self.ages.append(age)
-                return ahead
+        if ahead is not None:
+            self.served += 1
+            self.ages.append(self._step() - ahead.step)
+        elif kept is not None:
             self.too_old += 1
         elif self.config.images:
             self.missed += 1
-        return None
+        return ahead
+
+    def usable(self, image_id: int) -> Ahead | None:
+        """The kept pre-label of an image if it may be shown now (from these weights, at most
+        ``max_age_steps`` old), without taking it or counting anything."""
+        kept = self._kept.get(image_id)
+        if kept is None:
+            return None
+        ahead, weights = kept
+        age = self._step() - ahead.step
+        return ahead if weights == self._weights() and 0 <= age <= self.config.max_age_steps else None
 
     def peek(self, image_id: int) -> Ahead | None:
         """The kept pre-label of an image without taking it (None if there is none)."""

@@ -496,6 +496,14 @@ class LiveSession:
         return Prediction(image_id, raw.filter(thr), step, offered, seconds, pid,
                           age=self.trainer.step - step, ahead=kept is not None)
 
+    def kept_prelabel(self, image_id: int) -> tuple[Annotation, int] | None:
+        """The pre-label computed ahead that :meth:`predict` would serve for an image if it opened now (all
+        candidates, unfiltered) and the model step that made it; None when there is none, or it is too old
+        or from replaced weights. Read-only: nothing is stored, served or counted (an app shows it early,
+        then :meth:`predict` serves the same one when the image opens)."""
+        ahead = self.ahead.usable(image_id)
+        return None if ahead is None else (ahead.annotation, ahead.step)
+
     def prefetch(self, image_ids: Sequence[int]) -> None:
         """These images open next, in this order: compute their pre-labels ahead, between training steps.
 

@@ -9,15 +9,20 @@ the canvas and panel report what the person did, the app turns it into session c
 event loop, and nothing here trains or draws. Every action runs as a task on the loop, one at a time
 (a double Enter does not submit twice); a failure shows in the panel and loses nothing — the canvas
 keeps its objects until a submission is committed.
+
+While the person labels an image, the app sends the image a submission will open (the next unlabeled
+one) to the canvas ahead, with its pre-labels once the session has computed them ahead
+(``LabelCanvas.set_next``): Finish & Next then shows it at once, and opening it here serves the same
+pre-labels, so the view keeps what it showed. A refused submission answers ``stay``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from pathlib import Path
@@ -26,9 +31,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..engine.annotation import Annotation
-from ..engine.session import LiveSession, SessionConfig
+from ..engine.session import LiveSession, Prediction, SessionConfig
 from ._codec import WireError, display_image
-from ._watch import kernel_loop
+from ._watch import SessionWatcher, kernel_loop
 from .canvas import LabelCanvas
 from .panel import LivePanel
 
@@ -107,6 +112,13 @@ class LiveAnnotator(widgets.VBox):
         self._display_cache: OrderedDict[int, bytes] = OrderedDict()
         #: kernel-side figures: open and predict times (the newest ``MAX_TIMINGS``)
         self.timings: list[dict[str, Any]] = []
+        # The image sent ahead to the canvas (what a submission opens next) and what was last sent of it.
+        self._next_id: int | None = None
+        self._next_sent: tuple[Any, ...] | None = None
+        if isinstance(self.canvas, LabelCanvas):
+            # The panel's Finish & Next goes through the canvas, which can show the next image at once.
+            self.canvas.group = self.panel.group = uuid.uuid4().hex
+            SessionWatcher.of(session).add(self._refresh_next)
 
         self.canvas.on_action(self._on_action)
         self.panel.on_action(self._on_action)
@@ -139,6 +151,7 @@ class LiveAnnotator(widgets.VBox):
         for task in list(self._tasks):
             task.cancel()
         self.panel.unbind()
+        SessionWatcher.of(self.session).remove(self._refresh_next)
         if self.plots is not None and hasattr(self.plots, "unbind"):
             self.plots.unbind()
         await self.session.close()
@@ -288,21 +301,27 @@ class LiveAnnotator(widgets.VBox):
         self.panel.refresh(self.session)
 
     async def _submit(self, image_id: int) -> None:
-        if image_id < 0:
-            raise WireError("no image is shown")
-        ann = self.canvas.annotation()  # WireError: a readable message, nothing stored
-        self.panel.busy = "Saving…"
         try:
-            await self.session.submit(image_id, ann, threshold=self.canvas.effective_threshold)
+            if image_id < 0:
+                raise WireError("no image is shown")
+            ann = self.canvas.annotation()  # WireError: a readable message, nothing stored
+            self.panel.busy = "Saving…"
+            try:
+                await self.session.submit(image_id, ann, threshold=self.canvas.effective_threshold)
+            finally:
+                self.panel.busy = ""
+            self.panel.error = ""
+            self.panel.refresh(self.session)
+            nxt = self._next_unlabeled(after=image_id)
+            if nxt is None:
+                self.panel.error = f"All {len(self.session.image_ids)} images are labeled."
+                return
+            await self._open(nxt)
         finally:
-            self.panel.busy = ""
-        self.panel.error = ""
-        self.panel.refresh(self.session)
-        nxt = self._next_unlabeled(after=image_id)
-        if nxt is None:
-            self.panel.error = f"All {len(self.session.image_ids)} images are labeled."
-            return
-        await self._open(nxt)
+            # Refused, nothing left, or the next image failed to open: a view that already showed the
+            # next image (sent ahead) goes back to this one, as it was.
+            if self.canvas.image_id == image_id and isinstance(self.canvas, LabelCanvas):
+                self.canvas.stay(image_id)
 
     async def _skip(self, image_id: int) -> None:
         nxt = self._next_unlabeled(after=image_id, include_labeled=True)
@@ -355,25 +374,70 @@ class LiveAnnotator(widgets.VBox):
         except Exception as exc:
             raise WireError(f"{rec.name} could not be shown: {exc}") from exc
         ann = self.session.annotation(image_id)
-        self.canvas.set_image(data, (rec.width, rec.height), image_id=image_id, name=rec.name, annotation=ann)
+        predict = not (self.panel.skip_predict_if_labeled and ann is not None and not ann.is_empty)
+        pred: Prediction | None = None
+        if predict and self.session.kept_prelabel(image_id) is not None:
+            # Computed ahead: served at once (no forward pass), and sent with the image in one update, so
+            # a view that showed this image ahead with these pre-labels (set_next) sees the same objects.
+            try:
+                pred = await self.session.predict(image_id, threshold=MIN_SENT_SCORE)
+            except Exception:  # the image still opens; predicting it the usual way shows the problem
+                log.exception("livetrain: serving the pre-labels computed ahead failed")
+        prelabels = pred.annotation if pred is not None and pred.offered else None
+        self.canvas.set_image(data, (rec.width, rec.height), image_id=image_id, name=rec.name, annotation=ann,
+                              prelabels=prelabels)
         ids = self.session.image_ids
         self.panel.position = f"{rec.name} ({ids.index(image_id) + 1} of {len(ids)})"
         if not self._history or self._history[-1] != image_id:
             self._history.append(image_id)
         self.panel.can_back = len(self._history) > 1
         self._timing({"event": "open", "image_id": image_id, "ms": 1000 * (time.perf_counter() - t0)})
-        if not (self.panel.skip_predict_if_labeled and ann is not None and not ann.is_empty):
+        if pred is not None:
+            self._predicted(image_id, pred, shown=True)
+        elif predict:
             self._spawn(self._predict(image_id))
         else:
             self.session.prefetch(self.session.upcoming(image_id))
-        self._spawn(self._prefetch(image_id))
+        self._spawn(self._prepare_next(image_id))
 
-    async def _prefetch(self, image_id: int) -> None:
-        """Encode the next image for display while the person labels this one."""
+    async def _prepare_next(self, image_id: int) -> None:
+        """Encode the image a submission of this one opens, and send it ahead to the canvas with its kept
+        pre-labels (the view shows it at once on Finish & Next; see LabelCanvas.set_next)."""
         nxt = self._next_unlabeled(after=image_id)
         if nxt is not None and nxt not in self._display_cache:
-            with contextlib.suppress(Exception):  # opening it will report the problem
+            try:
                 await self._display_bytes(nxt)
+            except Exception:  # opening it will report the problem
+                nxt = None
+        if self.canvas.image_id != image_id:
+            return  # the person moved on: the open of that image prepares its own next
+        self._next_id = nxt
+        self._refresh_next()
+
+    def _refresh_next(self, *_: Any) -> None:
+        """Send the next image ahead, or its pre-labels again once the kept ones were recomputed (a few
+        times a second from the session watcher; only what changed is sent)."""
+        if not isinstance(self.canvas, LabelCanvas):
+            return
+        nxt = self._next_id
+        if nxt is not None and nxt == self.canvas.image_id:
+            return  # it just opened (the view ignores a next that is the current image); its open sends a new one
+        data = None if nxt is None else self._display_cache.get(nxt)
+        if nxt is None or data is None or self.session.is_labeled(nxt):
+            if self._next_sent is not None:
+                self._next_sent = None
+                self.canvas.clear_next()
+            return
+        kept = self.session.kept_prelabel(nxt)
+        offered = kept is not None and self.session.offering
+        key = (nxt, kept[1] if offered else None, self.canvas.semantic)
+        if key == self._next_sent:
+            return
+        self._next_sent = key
+        rec = self.session.store.image(nxt)
+        prelabels = kept[0].filter(MIN_SENT_SCORE) if offered else None
+        self.canvas.set_next(data, (rec.width, rec.height), nxt, rec.name, prelabels,
+                             step=kept[1] if offered else None)
 
     async def _predict(self, image_id: int, forced: bool = False) -> None:
         if image_id < 0:
@@ -385,6 +449,10 @@ class LiveAnnotator(widgets.VBox):
         finally:
             if self.canvas.image_id == image_id:
                 self.panel.busy = ""
+        self._predicted(image_id, pred, forced=forced)
+
+    def _predicted(self, image_id: int, pred: Prediction, *, forced: bool = False, shown: bool = False) -> None:
+        """Figures and bookkeeping of a prediction; shows its pre-labels unless they were (``shown``)."""
         self.panel.predict_ms = round(pred.seconds * 1000, 1)
         self._timing({"event": "predict", "image_id": image_id, "ms": pred.seconds * 1000,
                       "step": pred.step, "offered": pred.offered, "age": pred.age, "ahead": pred.ahead})
@@ -395,7 +463,7 @@ class LiveAnnotator(widgets.VBox):
         while len(self._predictions) > 4:
             self._predictions.popitem(last=False)
         self._apply_auto_threshold()  # the tuner learns with every submission: its newest choice
-        if pred.offered or forced:
+        if (pred.offered or forced) and not shown:
             self.canvas.set_prelabels(pred.annotation)
         self._count_prelabels()
 
@@ -426,6 +494,7 @@ class LiveAnnotator(widgets.VBox):
         pred = self._predictions.get(self.canvas.image_id)
         if pred is not None and self.canvas.prelabel_count:
             self.canvas.set_prelabels(pred)
+        self._refresh_next()  # the next image's pre-labels in the new form
 
     def _count_prelabels(self, *_: Any) -> None:
         self.panel.prelabels = self.canvas.prelabel_count

@@ -12,10 +12,17 @@ The front end lives in ``js/src/canvas/`` and its trait contract in ``js/src/pro
 The click tool (segmentation, offered only while ``click_tool`` is set) does not edit on the canvas: it
 asks the kernel, which answers by replacing ``objects`` (the correction mode's clicks, see
 :class:`~livetrain_widgets.StreamAnnotator`). Whoever sets ``click_tool`` listens with :meth:`on_click`.
+
+The next image, ahead (:meth:`set_next`): whoever answers "submit" by opening another image can send that
+image and its pre-labels ahead. The view decodes it in the background and, on Enter, shows it at once
+while the kernel commits the submission; the kernel then confirms with :meth:`set_image` of that image
+(adopted without decoding again, keeping whatever the person did meanwhile) or :meth:`stay` (the view
+goes back to the submitted image as it was). The view's state machine is ``js/src/canvas/advance.ts``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +90,14 @@ class LabelCanvas(GuardedWidget):
     message = t.Unicode("").tag(sync=True)
     height = t.Int(560, min=120, max=4000).tag(sync=True)
     click_tool = t.Bool(False).tag(sync=True)
+    #: the image that opens after a submission, sent ahead so the view can show it at once (see set_next)
+    next_image = t.Bytes(b"").tag(sync=True)
+    #: {image_id, image_name, image_size, category_scores, step} of ``next_image`` ({} = none)
+    next_meta = t.Dict().tag(sync=True)
+    #: its pending pre-labels, in the wire form of ``objects``
+    next_objects = t.List(default_value=[]).tag(sync=True)
+    #: pairs this canvas with a LivePanel (its Finish & Next goes through the canvas); "" = none
+    group = t.Unicode("").tag(sync=True)
 
     def __init__(self, task: str = "detection", classes: Sequence[str] = (), **kwargs: Any) -> None:
         if task not in TASKS:
@@ -156,8 +171,50 @@ class LabelCanvas(GuardedWidget):
             self.selected = ""
             self.message = ""
             self.category = annotation.category if annotation is not None and annotation.category is not None else -1
-            self.category_scores = []
+            self.category_scores = _scores_of(prelabels) if self.task == "classification" else []
             self.image_id = int(image_id)
+
+    def set_next(
+        self,
+        data: bytes,
+        size: tuple[int, int],
+        image_id: int,
+        name: str = "",
+        prelabels: Annotation | None = None,
+        *,
+        step: int | None = None,
+    ) -> None:
+        """The image that opens after the next submission, with its pending pre-labels, sent ahead.
+
+        The view decodes it in the background and, on Finish & Next, shows it at once, before the kernel
+        has committed the submission. Whoever sets it must then answer the submission with
+        :meth:`set_image` of this image (same id; same ``prelabels`` so nothing flickers), or with
+        :meth:`stay` when the submission was refused (the view goes back to the submitted image as it was).
+        ``step``: the model step of the pre-labels (shown nowhere; a change tells the view they are new).
+        """
+        objects = [] if self.task == "classification" else self._objects_of(prelabels, "prelabel", "p")
+        meta = {
+            "image_id": int(image_id), "image_name": str(name), "image_size": [int(size[0]), int(size[1])],
+            "category_scores": _scores_of(prelabels) if self.task == "classification" else [],
+            "step": step,
+        }
+        with self.hold_sync():
+            self.next_image = data
+            self.next_objects = objects
+            self.next_meta = meta
+
+    def clear_next(self) -> None:
+        """No next image (the last one, or the next is not known): Finish & Next waits for the kernel."""
+        with self.hold_sync():
+            self.next_image = b""
+            self.next_objects = []
+            self.next_meta = {}
+
+    def stay(self, image_id: int) -> None:
+        """Tell the views that the submission of ``image_id`` did not move on (refused, or nothing is
+        next): a view that showed the next image ahead goes back to ``image_id`` exactly as it was."""
+        with contextlib.suppress(Exception):  # no comm (plain Python): no view to tell
+            self.send({"type": "stay", "image_id": int(image_id)})
 
     def _objects_of(self, ann: Annotation | None, source: str, prefix: str) -> list[dict[str, Any]]:
         return annotation_to_objects(ann, source=source, prefix=prefix, semantic=self.semantic)
@@ -172,8 +229,7 @@ class LabelCanvas(GuardedWidget):
         """Replace the pending pre-labels (keeps what the user drew or accepted)."""
         keep = [o for o in self.objects if not _is_prelabel(o)]
         if self.task == "classification":
-            scores = [] if prediction is None or prediction.category_scores is None else prediction.category_scores
-            self.category_scores = [round(float(s), 5) for s in scores]
+            self.category_scores = _scores_of(prediction)
             return
         self.objects = keep + self._objects_of(prediction, "prelabel", "p")
 
@@ -298,6 +354,12 @@ def request_id_of(content: Mapping[str, Any]) -> str | int:
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         return request_id
     raise WireError(f"a request needs an id (a short string or an integer), got {str(request_id)[:40]!r}")
+
+
+def _scores_of(prediction: Annotation | None) -> list[float]:
+    """A classification pre-label's probabilities as the ``category_scores`` trait holds them."""
+    scores = None if prediction is None else prediction.category_scores
+    return [] if scores is None else [round(float(s), 5) for s in scores]
 
 
 def _is_prelabel(obj: Any) -> bool:

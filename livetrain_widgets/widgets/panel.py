@@ -55,6 +55,9 @@ class LivePanel(GuardedWidget):
     semantic = t.Bool(False).tag(sync=True)
     skip_predict_if_labeled = t.Bool(False).tag(sync=True)
     predict_ms = t.Float(None, allow_none=True).tag(sync=True)
+    #: pairs the panel with a LabelCanvas of the same group: its image buttons go through the canvas,
+    #: which may show the next image at once (see LabelCanvas.set_next); "" = none
+    group = t.Unicode("").tag(sync=True)
 
     def __init__(self, session: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -20,11 +20,14 @@ class AppView:
     def attr(self, name: str) -> str:
         return self.root.get_attribute(f"data-{name}") or ""
 
-    def wait_image(self, not_id: str | None = None, timeout: float = 60) -> str:
+    def wait_image(self, not_id: str | None = None, timeout: float = 60, confirmed: bool = True) -> str:
+        """Wait for an image other than ``not_id`` to be drawn; with ``confirmed``, also for the kernel to have
+        opened it (an image shown ahead on Finish & Next is drawn before its submission is committed)."""
+
         def ready() -> str | None:
             image_id = self.attr("image-id")
             ok = self.attr("ready") == "1" and image_id not in ("", "-1") and image_id != not_id
-            return image_id if ok else None
+            return image_id if ok and not (confirmed and self.attr("pending") == "1") else None
 
         return wait_for(ready, timeout=timeout, message=lambda: f"no new image (data: {self.attrs()})")
 
@@ -64,9 +67,12 @@ class AppView:
 
 
 def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """From the canvas' marks: Finish & Next → next image drawn, and → its pre-labels drawn (ms); the
-    first split into the kernel's round trip (→ the new image's traits arrived) and decoding + drawing."""
-    out: dict[str, list[float]] = {"next_image_ms": [], "prelabels_ms": [], "round_trip_ms": [], "decode_draw_ms": []}
+    """From the canvas' marks: Finish & Next → next image drawn, and → its pre-labels drawn (ms); the kernel's
+    round trip (→ the new image's traits arrived) and, for an image not shown ahead, decoding + drawing
+    after it. ``shown_ahead``: 1 per submission whose next image was shown before the kernel answered, else 0;
+    ``confirmed_other_objects``: per one shown ahead, 1 when the kernel's confirmation brought other objects."""
+    out: dict[str, list[float]] = {"next_image_ms": [], "prelabels_ms": [], "round_trip_ms": [], "decode_draw_ms": [],
+                                   "shown_ahead": [], "confirmed_other_objects": []}
     for n, mark in enumerate(timings):
         if mark.get("event") != "action" or mark.get("action") != "submit":
             continue
@@ -75,11 +81,18 @@ def latencies(timings: list[dict[str, Any]]) -> dict[str, list[float]]:
         if image is None:
             continue
         out["next_image_ms"].append(image["t"] - mark["t"])
-        got = next((m for m in later if m.get("event") == "image_received" and m.get("image_id") == image["image_id"]),
-                   None)
+        ahead = next((m for m in later if m.get("event") == "advance"), None)
+        shown_ahead = ahead is not None and ahead["image_id"] == image["image_id"] and ahead["t"] <= image["t"]
+        out["shown_ahead"].append(1.0 if shown_ahead else 0.0)
+        answer = ("image_confirmed", "image_received")
+        got = next((m for m in later if m.get("event") in answer and m.get("image_id") == image["image_id"]), None)
         if got is not None:
             out["round_trip_ms"].append(got["t"] - mark["t"])
-            out["decode_draw_ms"].append(image["t"] - got["t"])
+            if not shown_ahead:
+                out["decode_draw_ms"].append(image["t"] - got["t"])
+            elif got.get("event") == "image_confirmed":
+                # 1: the kernel's objects differed from those shown ahead (pre-labels recomputed meanwhile)
+                out["confirmed_other_objects"].append(0.0 if got.get("same", True) else 1.0)
         pre = next((m for m in later if m.get("event") == "prelabels" and m.get("image_id") == image["image_id"]),
                    None)
         nxt = next((m for m in later if m.get("event") == "action"), None)

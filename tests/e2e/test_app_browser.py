@@ -214,3 +214,112 @@ app = LiveAnnotator(paths, "detection", {CLASSES!r}, project="bb", canvas=BBoxWi
     assert label == 1  # WBC
     assert max(abs(x0 - 100), abs(y0 - 100), abs(x1 - 200), abs(y1 - 180)) < 4, stored
     assert not console_log.errors(), console_log.text()
+
+
+def _marks(ui: Any, event: str, image_id: Any = None) -> list[dict[str, Any]]:
+    return [m for m in ui.timings() if m.get("event") == event and (image_id is None or m.get("image_id") == image_id)]
+
+
+def test_finish_and_next_shows_the_next_image_ahead_and_a_refusal_goes_back(page, lab_server, console_log) -> None:
+    """The next image and its pre-labels are drawn before the kernel has committed the submission; the
+    kernel's confirmation changes nothing on screen; a refused submission brings the submitted image back
+    with its boxes; boxes drawn while the kernel was still saving reach it; a double Enter submits once."""
+    notebook_path = notebook_in(lab_server, "ahead")
+    setup = f"""
+import sys; sys.path.insert(0, {str(REPO)!r})
+from livetrain_widgets import Annotation, LiveSession
+from tests.tiny_model import ScriptedDetector
+
+class Fixed(ScriptedDetector):
+    # the same two confident pre-labels on every image: this test is about the UI, not the model
+    def predict(self, images):
+        return [Annotation(im.shape[1], im.shape[0], boxes=[[40, 40, 200, 160], [300, 200, 420, 320]],
+                           labels=[0, 1], scores=[0.9, 0.8]) for im in images]
+
+paths = sorted(Path({str(DATA / "bccd" / "JPEGImages")!r}).glob("*.jpg"))[:6]
+session = LiveSession("ahead", "detection", {CLASSES!r}, model=Fixed(),
+                      config=SessionConfig(auto_threshold=False, auto_offer=False))
+session.trainer.offering = True
+app = LiveAnnotator(paths, session=session, plots=False, height=480)
+"""
+    ui, kernel = open_app(page, lab_server, notebook_path, app_cell(setup), timeout=180)
+    ids = kernel.eval("app.session.image_ids")
+    first = ui.wait_image()
+    assert first == str(ids[0])
+    wait_for(lambda: ui.attr("next") == str(ids[1]) and ui.attr("prelabels") == "2", timeout=30,
+             message=lambda: f"the next image was not decoded ahead: {ui.attrs()}")
+    kernel.wait_for("len(app.canvas.next_objects)", 2, timeout=30)  # its pre-labels went ahead too
+    wait_for(lambda: ui.attr("next") == str(ids[1]), timeout=10)
+
+    # 1. Finish & Next: the next image with its pre-labels at once, the kernel's answer adopted as it is.
+    ui.draw_box([460, 40, 600, 140], 1)
+    wait_for(lambda: ui.attr("objects") == "3", timeout=5, message=lambda: f"{ui.attrs()}")
+    kernel.wait_for("len(app.canvas.objects)", 3)
+    page.evaluate("() => { globalThis.__livetrainTimings = []; }")
+    ui.button("submit").click()
+    ui.wait_image(not_id=first)
+    assert ui.attr("image-id") == str(ids[1]) and ui.attr("prelabels") == "2"
+    advance, = _marks(ui, "advance", ids[1])
+    confirmed, = _marks(ui, "image_confirmed", ids[1])
+    drawn, = _marks(ui, "image", ids[1])
+    pre, = _marks(ui, "prelabels", ids[1])
+    assert advance["t"] <= drawn["t"] < confirmed["t"] and pre["t"] < confirmed["t"], ui.timings()
+    assert not _marks(ui, "image_received")  # nothing decoded again
+    screenshot(page, "01-shown-ahead")
+    stored = kernel.eval(f"app.session.annotation({ids[0]}).boxes.tolist()")
+    assert len(stored) == 3  # the two pre-labels shown and the box drawn
+
+    # 2. The kernel refuses the next submission: the view goes back to the image with everything on it.
+    kernel.run("""
+from livetrain_widgets.widgets._codec import WireError
+_submit = app.session.submit
+async def _refuse(*a, **k):
+    await asyncio.sleep(0.5)
+    raise WireError("refused for the test")
+app.session.submit = _refuse
+""".replace("async def", "import asyncio\nasync def", 1))
+    wait_for(lambda: ui.attr("next") == str(ids[2]), timeout=30, message=lambda: f"{ui.attrs()}")
+    ui.draw_box([460, 300, 600, 420], 2)
+    wait_for(lambda: ui.attr("objects") == "3", timeout=5)
+    kernel.wait_for("len(app.canvas.objects)", 3)
+    ui.button("submit").click()
+    wait_for(lambda: _marks(ui, "revert", ids[1]), timeout=20, message=lambda: f"no revert: {ui.attrs()}")
+    assert _marks(ui, "advance", ids[2])  # it had moved on ahead
+    assert ui.attr("image-id") == str(ids[1]) and ui.attr("pending") == "0"
+    assert ui.attr("objects") == "3" and ui.attr("prelabels") == "2"  # nothing lost
+    wait_for(lambda: "refused for the test" in ui.panel.inner_text(), timeout=10)
+    assert kernel.eval("[app.image_id, app.session.store.labeled_count(), len(app.canvas.objects)]") == [ids[1], 1, 3]
+    screenshot(page, "02-refused")
+
+    # 3. A slow save: a box drawn on the image shown ahead meanwhile reaches the kernel once it confirms.
+    kernel.run("""
+async def _slow(*a, **k):
+    await asyncio.sleep(1.5)
+    return await _submit(*a, **k)
+app.session.submit = _slow
+""")
+    ui.button("submit").click()
+    wait_for(lambda: ui.attr("image-id") == str(ids[2]) and ui.attr("pending") == "1", timeout=5,
+             message=lambda: f"not shown ahead: {ui.attrs()}")
+    ui.draw_box([460, 40, 600, 140], 0)
+    wait_for(lambda: ui.attr("objects") == "3", timeout=5)
+    assert ui.attr("pending") == "1"  # still saving: the box waits in the view
+    ui.wait_image(not_id=str(ids[1]))
+    kernel.wait_for("len(app.canvas.objects)", 3, timeout=10)
+    assert kernel.eval(f"[app.image_id, len(app.session.annotation({ids[1]}))]") == [ids[2], 3]
+
+    # 4. A double Enter on an untouched image: the first submits, the second does not submit the next one
+    # (the save still takes 1.5 s, so the second comes while the first is pending).
+    kernel.run("app.canvas.set_annotation(None)")
+    wait_for(lambda: ui.attr("objects") == "0", timeout=5)
+    ui.root.focus()
+    page.keyboard.press("Enter")
+    wait_for(lambda: ui.attr("image-id") == str(ids[3]), timeout=5)
+    page.keyboard.press("Enter")
+    assert ui.attr("pending") == "1" and "Still saving" in ui.root.locator(".ltc-toast").inner_text()
+    ui.wait_image(not_id=str(ids[2]))
+    kernel.wait_for("app.image_id", ids[3], timeout=10)
+    labeled = kernel.eval(f"[app.session.is_labeled(i) for i in {ids[:5]!r}]")
+    assert labeled == [True, True, True, False, False], labeled
+    assert not console_log.errors(), console_log.text()
+    kernel.run("app.session.submit = _submit; await app.close()")

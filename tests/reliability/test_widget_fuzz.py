@@ -647,7 +647,7 @@ def canvas_update(c: LabelCanvas) -> st.SearchStrategy[Any]:
     }
     protected = ["task", "classes", "colors", "image", "image_size", "image_id", "image_name", "category_scores",
                  "view_only", "message", "height", "click_tool", "layout", "_model_name", "_esm", "tabbable",
-                 "class_thresholds"]
+                 "class_thresholds", "next_image", "next_meta", "next_objects", "group"]
     good = st.sampled_from(sorted(valid)).flatmap(lambda k: st.tuples(st.just(k), valid[k]))
     pair = st.one_of(
         good,
@@ -749,7 +749,8 @@ def test_panel_messages_and_updates() -> None:
             "semantic": st.sampled_from([2, "yes", None]), "skip_predict_if_labeled": st.sampled_from([[], {}, -1]),
             "auto_threshold": st.sampled_from([2, "no", None])}
     protected = ["status", "phase", "busy", "error", "quality", "evaluated", "labeled", "total", "position", "step",
-                 "loss", "training", "can_back", "prelabels", "task", "predict_ms", "layout", "threshold_info"]
+                 "loss", "training", "can_back", "prelabels", "task", "predict_ms", "layout", "threshold_info",
+                 "group"]
     good = st.sampled_from(sorted(valid)).flatmap(lambda k: st.tuples(st.just(k), valid[k]))
     pair = st.one_of(good,
                      st.sampled_from(sorted(near)).flatmap(lambda k: st.tuples(st.just(k), st.one_of(near[k], ODD))),
@@ -1058,6 +1059,10 @@ async def app_step(run: AppRun, kind: str, payload: Any) -> None:
         wire = deliver_update(app.panel, payload)
     await settle(app)
     canvas_replies, panel_replies = run.canvas_out.take(), run.panel_out.take()
+    # "stay": a submission that did not move on tells a view that showed the next image ahead to go back
+    stays = [r for r in canvas_replies if r.get("type") == "stay"]
+    canvas_replies = [r for r in canvas_replies if r.get("type") != "stay"]
+    assert not stays or (submit and all(r["image_id"] == image_id for r in stays)), stays
     assert all(r["type"] == "error" and r["message"] for r in canvas_replies + panel_replies)
     after = versions(session)
 

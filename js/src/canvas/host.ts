@@ -3,7 +3,8 @@
 // tools.ts, the keys in keys.ts, the pixel work in mask.ts / paint.ts.
 
 import type { AnyModel } from "@anywidget/types";
-import type { CanvasAction, CanvasModel, ClickMessage, Task } from "../protocol";
+import { type CanvasAction, type CanvasModel, type ClickMessage, PANEL_EVENT, type PanelRequest, type Task } from "../protocol";
+import { Advance } from "./advance";
 import { type Box, fitView, panBy, type Point, type View, zoomAt, zoomLimits } from "./geometry";
 import { History } from "./history";
 import { runCommand } from "./commands";
@@ -25,7 +26,46 @@ const TOOLS_OF: Record<Task, Tool[]> = {
 const TRAITS = [
   "classes", "colors", "image", "image_size", "image_id", "image_name", "objects", "category", "category_scores",
   "threshold", "class_thresholds", "label", "selected", "tool", "brush_size", "semantic", "view_only", "message", "height", "click_tool",
+  "next_image", "next_meta", "next_objects", "group",
 ] as const;
+
+/** The image a submission opens next, as the kernel sent it ahead, decoded in the background. */
+interface NextSlot {
+  readonly id: number;
+  /** the `next_image` DataView it was decoded from (a new one means a new image) */
+  readonly bytes: unknown;
+  name: string;
+  size: [number, number];
+  /** the `next_objects` list `objects` was read from */
+  wire: unknown;
+  objects: readonly Obj[];
+  categoryScores: number[];
+  pyramid: Pyramid | null;
+  readonly decoding: { cancelled: boolean };
+  /** its pyramid is on screen (shown ahead, or adopted) */
+  taken: boolean;
+  /** what the person did on it before a revert: shown again at the next swap */
+  kept: { objects: readonly Obj[]; category: number } | null;
+}
+
+/** The submitted image as it was at the swap, for a revert. */
+interface Saved {
+  id: number;
+  size: [number, number];
+  name: string;
+  objects: readonly Obj[];
+  history: History<readonly Obj[]>;
+  selected: string;
+  category: number;
+  categoryScores: number[];
+  pyramid: Pyramid | null;
+  pyramidId: number;
+  imageBytes: unknown;
+  view: View;
+  fitted: boolean;
+  clicks: ClickMark[];
+  slot: NextSlot;
+}
 
 /** A click's request id: unique per view, since every view of the model receives every reply. */
 const VIEW_TOKEN = () => Math.random().toString(36).slice(2, 10);
@@ -55,7 +95,7 @@ export class CanvasHost implements ToolHost {
   private readonly ctx: CanvasRenderingContext2D;
   private readonly masks = new MaskCache();
   readonly tools: Tools;
-  private readonly history = new History<readonly Obj[]>(100);
+  private history = new History<readonly Obj[]>(100);
   private readonly cleanups: (() => void)[] = [];
 
   private imageId = -1;
@@ -82,6 +122,11 @@ export class CanvasHost implements ToolHost {
   private clicks: ClickMark[] = [];
   private clickSeq = 0;
   private readonly viewToken = VIEW_TOKEN();
+  /** the optimistic Finish & Next (advance.ts): the next image, the pending swap, the state to revert to */
+  private readonly advance = new Advance();
+  private nextSlot: NextSlot | null = null;
+  private saved: Saved | null = null;
+  private group = "";
 
   constructor(private readonly model: AnyModel<CanvasModel>, el: HTMLElement, task: Task) {
     this.task = task;
@@ -111,9 +156,12 @@ export class CanvasHost implements ToolHost {
     for (const t of TRAITS) model.on(`change:${t}`, onChange);
     const onMsg = (msg: unknown) => this.onReply(msg);
     model.on("msg:custom", onMsg);
+    const onPanel = (e: Event) => this.onPanel((e as CustomEvent<PanelRequest>).detail);
+    window.addEventListener(PANEL_EVENT, onPanel);
     this.cleanups.push(() => {
       for (const t of TRAITS) model.off(`change:${t}`, onChange);
       model.off("msg:custom", onMsg);
+      window.removeEventListener(PANEL_EVENT, onPanel);
     });
 
     this.listen();
@@ -129,6 +177,8 @@ export class CanvasHost implements ToolHost {
     if (this.raf) cancelAnimationFrame(this.raf);
     this.decoding.cancelled = true;
     this.pyramid?.close();
+    this.dropSaved();
+    this.dropNext();
     this.masks.clear();
     this.ui.destroy();
   }
@@ -163,12 +213,27 @@ export class CanvasHost implements ToolHost {
     const tool = m.get("tool") as Tool;
     this.tool = this.tools_().includes(tool) ? tool : this.tools_()[0];
     this.brushSize = Math.max(1, m.get("brush_size") ?? 12);
+    this.ui.setBanner(m.get("message") ?? "");
+    this.group = String(m.get("group") ?? "");
+    this.reconcileNext();
+
+    const id = m.get("image_id") ?? -1;
+    const verdict = this.advance.onModel(id);
+    if (verdict === "wait" || verdict === "adopt") {
+      // the image shown ahead stays; the model still describes the submitted one, or confirms this one
+      if (verdict === "adopt") this.adopt();
+      this.resize();
+      this.updateUi();
+      this.redraw();
+      return;
+    }
+    if (verdict === "replace") {
+      this.advance.finish(); // the kernel opened another image: what was shown ahead goes like any image
+      this.dropSaved();
+    }
     this.category = m.get("category") ?? -1;
     this.categoryScores = m.get("category_scores") ?? [];
     this.imageName = m.get("image_name") ?? "";
-    this.ui.setBanner(m.get("message") ?? "");
-
-    const id = m.get("image_id") ?? -1;
     const size = (m.get("image_size") ?? [0, 0]) as [number, number];
     const bytes = m.get("image");
     const wire = m.get("objects");
@@ -190,7 +255,7 @@ export class CanvasHost implements ToolHost {
       this.fitted = true;
       this.fitNow();
       this.ui.root.dataset.ready = "0";
-      if (bytes !== this.imageBytes) this.loadImage(bytes);
+      if (bytes !== this.imageBytes && !this.takeNextPyramid(id, bytes)) this.loadImage(bytes);
       else this.pyramidId = id;
     } else {
       if (size[0] !== this.imageSize[0] || size[1] !== this.imageSize[1]) {
@@ -241,8 +306,222 @@ export class CanvasHost implements ToolHost {
       });
   }
 
+  // ------------------------------------------------------------------------------ the next image
+  /** Follow `next_*`: a new next image is decoded in the background (the previous decoding cancelled). */
+  private reconcileNext(): void {
+    const m = this.model;
+    const meta = (m.get("next_meta") ?? {}) as Record<string, unknown>;
+    const bytes = m.get("next_image") as DataView | undefined;
+    const id = typeof meta.image_id === "number" ? meta.image_id : -1;
+    const size = Array.isArray(meta.image_size) ? meta.image_size.map(Number) : [];
+    if (id < 0 || !bytes || !bytes.byteLength || size.length !== 2 || !(size[0] > 0 && size[1] > 0)) {
+      this.dropNext();
+      return;
+    }
+    let s = this.nextSlot;
+    if (!s || s.id !== id || s.bytes !== bytes) {
+      this.dropNext();
+      s = this.nextSlot = {
+        id, bytes, name: "", size: [0, 0], wire: undefined, objects: [], categoryScores: [], pyramid: null,
+        decoding: { cancelled: false }, taken: false, kept: null,
+      };
+      this.decodeNext(s);
+    }
+    s.name = String(meta.image_name ?? "");
+    s.size = [size[0], size[1]];
+    s.categoryScores = Array.isArray(meta.category_scores) ? meta.category_scores.map(Number) : [];
+    const wire = m.get("next_objects");
+    if (s.wire !== wire) {
+      s.wire = wire;
+      s.objects = fromWire(wire, (e) => this.ui.toast(e));
+    }
+  }
+
+  private decodeNext(s: NextSlot): void {
+    Pyramid.decode(s.bytes as DataView, s.decoding)
+      .then((p) => {
+        if (s.decoding.cancelled || this.nextSlot !== s) {
+          p?.close();
+          return;
+        }
+        s.pyramid = p;
+        mark("next_decoded", { image_id: s.id });
+        this.updateUi();
+      })
+      .catch(() => {
+        // not shown ahead then: opening it the usual way decodes it again and reports the problem
+      });
+  }
+
+  /** Forget the next image (its pyramid too, unless it is on screen). */
+  private dropNext(): void {
+    const s = this.nextSlot;
+    if (!s) return;
+    s.decoding.cancelled = true;
+    if (!s.taken) s.pyramid?.close();
+    s.pyramid = null;
+    this.nextSlot = null;
+  }
+
+  /** The kernel opened the image sent ahead (without an optimistic swap: Skip, another view's Enter):
+   * its pyramid is decoded already. */
+  private takeNextPyramid(id: number, bytes: unknown): boolean {
+    const s = this.nextSlot;
+    if (!s || s.id !== id || s.taken || !s.pyramid) return false;
+    this.decoding.cancelled = true;
+    if (this.pyramid !== s.pyramid) this.pyramid?.close();
+    this.pyramid = s.pyramid;
+    this.imageBytes = bytes;
+    s.pyramid = null;
+    s.taken = true;
+    return true;
+  }
+
+  /** Finish & Next with the next image decoded: show it now, keep the submitted one for a revert. */
+  private advanceTo(from: number): void {
+    const s = this.nextSlot;
+    const next = s && !s.taken ? { id: s.id, decoded: s.pyramid !== null } : null;
+    if (!s || !Advance.possible(from, next, this.editable) || this.advance.pending) return;
+    this.tools.cancel();
+    this.tools.cancelPolygon();
+    this.decoding.cancelled = true; // a decoding of the submitted image still running: redone on a revert
+    this.saved = {
+      id: this.imageId, size: this.imageSize, name: this.imageName, objects: this.objects, history: this.history,
+      selected: this.selected, category: this.category, categoryScores: this.categoryScores,
+      pyramid: this.pyramidId === this.imageId ? this.pyramid : null, pyramidId: this.pyramidId,
+      imageBytes: this.imageBytes, view: this.view, fitted: this.fitted, clicks: this.clicks, slot: s,
+    };
+    if (this.pyramid && this.pyramid !== this.saved.pyramid) this.pyramid.close();
+    this.advance.start(from, s.id);
+    this.history = new History<readonly Obj[]>(100);
+    this.masks.clear();
+    this.imageId = s.id;
+    this.imageSize = [s.size[0], s.size[1]];
+    this.imageName = s.name;
+    this.objects = s.kept ? s.kept.objects : s.objects;
+    this.category = s.kept ? s.kept.category : -1;
+    if (s.kept) this.advance.edited();
+    this.categoryScores = s.categoryScores;
+    this.selected = "";
+    this.clicks = [];
+    this.pyramid = s.pyramid;
+    this.pyramidId = s.id;
+    this.imageBytes = s.bytes;
+    s.pyramid = null;
+    s.taken = true;
+    this.fitted = true;
+    this.fitNow();
+    this.ui.root.dataset.ready = "0";
+    mark("advance", { image_id: s.id, from });
+    this.updateUi();
+    this.redraw();
+  }
+
+  /** The kernel opened the image shown ahead: its traits are taken without decoding again; what the
+   * person did since the swap wins over its objects (and is synced now). */
+  private adopt(): void {
+    const p = this.advance.finish()!;
+    const m = this.model;
+    this.dropSaved();
+    this.imageBytes = m.get("image"); // the same image the view decoded ahead
+    const size = (m.get("image_size") ?? [0, 0]) as [number, number];
+    if (size[0] !== this.imageSize[0] || size[1] !== this.imageSize[1]) {
+      this.imageSize = [size[0], size[1]];
+      this.fitted = true;
+      this.fitNow();
+    }
+    this.imageName = m.get("image_name") ?? "";
+    this.categoryScores = m.get("category_scores") ?? [];
+    const wire = m.get("objects");
+    // whether the kernel sent the objects shown ahead (false: its pre-labels were recomputed meanwhile)
+    const same = sameAsWire(this.objects, wire);
+    if (p.dirty) {
+      const changes: Parameters<CanvasHost["sync"]>[0] = { objects: this.objects.map(toWire), selected: this.selected };
+      if (this.task === "classification") changes.category = this.category;
+      this.sync(changes);
+    } else {
+      if (!same) this.objects = fromWire(wire, (e) => this.ui.toast(e));
+      this.category = m.get("category") ?? -1;
+      if (!this.objects.some((o) => o.id === this.selected)) this.selected = "";
+      if (this.selected) this.sync({ selected: this.selected });
+    }
+    mark("image_confirmed", { image_id: p.to, same, dirty: p.dirty });
+    if (p.held) {
+      const held = p.held;
+      queueMicrotask(() => this.action(held));
+    }
+  }
+
+  /** The kernel refused the submission (or had nothing to open): back to the submitted image as it was.
+   * The image shown ahead goes back to being the next one, with whatever the person did on it. */
+  private revert(): void {
+    const p = this.advance.finish();
+    const sv = this.saved;
+    this.saved = null;
+    if (!p || !sv) return;
+    this.tools.cancel();
+    this.tools.cancelPolygon();
+    const shown = this.pyramid;
+    const slot = sv.slot;
+    if (this.nextSlot === slot && slot.id === p.to) {
+      slot.pyramid = shown;
+      slot.taken = false;
+      if (p.dirty) slot.kept = { objects: this.objects, category: this.category };
+    } else {
+      shown?.close();
+    }
+    this.masks.clear();
+    this.imageId = sv.id;
+    this.imageSize = sv.size;
+    this.imageName = sv.name;
+    this.objects = sv.objects;
+    this.history = sv.history;
+    this.selected = sv.selected;
+    this.category = sv.category;
+    this.categoryScores = sv.categoryScores;
+    this.clicks = sv.clicks;
+    this.pyramid = sv.pyramid;
+    this.pyramidId = sv.pyramidId;
+    this.imageBytes = sv.imageBytes;
+    this.view = sv.view;
+    this.fitted = sv.fitted;
+    if (this.fitted) this.fitNow();
+    if (!this.pyramid) this.loadImage(sv.imageBytes);
+    mark("revert", { image_id: sv.id, from: p.to });
+    this.reconcile(); // the submitted image's traits, should the kernel have changed them meanwhile
+  }
+
+  private dropSaved(): void {
+    const sv = this.saved;
+    this.saved = null;
+    if (sv?.pyramid && sv.pyramid !== this.pyramid) sv.pyramid.close();
+  }
+
+  /** A panel button of this app's group: Finish & Next through the canvas (it may swap at once); while a
+   * swap is pending, the image actions are held or done here, about the image shown. */
+  private onPanel(d: PanelRequest | undefined): void {
+    if (!d || d.claimed || !this.group || d.group !== this.group || this.imageId < 0) return;
+    const a = d.action;
+    if (a === "submit" || (this.advance.pending && (a === "skip" || a === "back" || a === "predict"))) {
+      d.claimed = true;
+      this.action(a);
+    } else if (this.advance.pending && (a === "accept" || a === "discard")) {
+      d.claimed = true;
+      runCommand(this, { kind: a === "accept" ? "acceptAll" : "discardAll" });
+    }
+  }
+
   // ------------------------------------------------------------------------------ view → model
   private sync(keys: Partial<Pick<CanvasModel, "objects" | "selected" | "label" | "tool" | "brush_size" | "category">>): void {
+    if (this.advance.pending) {
+      // The model still describes the submitted image: what concerns the image shown ahead waits for
+      // the kernel's confirmation (adopt) and must not change the submission meanwhile.
+      const { objects, selected, category, ...rest } = keys;
+      if (objects !== undefined || category !== undefined) this.advance.edited();
+      void selected;
+      keys = rest;
+      if (!Object.keys(keys).length) return;
+    }
     for (const [k, v] of Object.entries(keys)) this.model.set(k as keyof CanvasModel, v as never);
     this.model.save_changes();
   }
@@ -363,13 +642,25 @@ export class CanvasHost implements ToolHost {
       return;
     }
     if (this.tools.busy) return; // finish the drag first
-    mark("action", { action, image_id: this.imageId });
-    this.model.send({ type: "action", action, image_id: this.imageId });
+    const verdict = this.advance.onAction(action);
+    if (verdict === "drop") {
+      this.ui.toast("Still saving the previous image…");
+      return;
+    }
+    if (verdict === "hold") return; // sent about this image once the kernel confirms it
+    const from = this.imageId;
+    mark("action", { action, image_id: from });
+    this.model.send({ type: "action", action, image_id: from });
+    if (action === "submit") this.advanceTo(from);
   }
 
   /** The click tool: the kernel corrects the masks and sends them back as new objects. */
   sendClick(p: Point, positive: boolean): void {
     if (!this.editable || !this.clickTool) return;
+    if (this.advance.pending) {
+      this.toast("Still saving the previous image…");
+      return;
+    }
     const [W, H] = this.imageSize;
     if (!(p.x >= 0 && p.y >= 0 && p.x < W && p.y < H)) {
       this.toast("Click on the image");
@@ -387,7 +678,11 @@ export class CanvasHost implements ToolHost {
   /** Replies from the kernel: errors are shown; a click's answer settles its mark (another view's
    * request ids are not ours, and its errors are that view's to show). */
   private onReply(msg: unknown): void {
-    const m = msg as { type?: string; message?: unknown; id?: unknown };
+    const m = msg as { type?: string; message?: unknown; id?: unknown; image_id?: unknown };
+    if (m?.type === "stay") {
+      if (this.advance.onStay(Number(m.image_id))) this.revert();
+      return;
+    }
     if (!m || (m.type !== "error" && m.type !== "done")) return;
     const mine = typeof m.id === "string" && m.id.startsWith(`${this.viewToken}-`);
     if (m.id !== undefined && m.id !== null && !mine) return;
@@ -560,6 +855,10 @@ export class CanvasHost implements ToolHost {
     d.clicks = String(this.clicks.filter((c) => !c.pending).length);
     d.clicksPending = String(this.clicks.filter((c) => c.pending).length);
     d.viewOnly = this.viewOnly ? "1" : "0";
+    // "1" while the image shown ahead waits for the kernel's confirmation; "next": its id once decoded
+    d.pending = this.advance.pending ? "1" : "0";
+    const s = this.nextSlot;
+    d.next = s && s.pyramid && !s.taken ? String(s.id) : "";
   }
 
   // ---------------------------------------------------------------------------------- events

@@ -2,7 +2,7 @@
 // buttons of the labeling loop and the prediction settings. Everything shown comes from traits, so a
 // reloaded page or a saved notebook shows the last state; buttons send {type: "action"} messages.
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import type { PanelAction, PanelModel } from "../protocol";
+import { PANEL_EVENT, type PanelAction, type PanelModel, type PanelRequest } from "../protocol";
 import { mark, put, toaster } from "../dom";
 import "./panel.css";
 
@@ -47,6 +47,14 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     b.title = title;
     b.dataset.action = action;
     b.addEventListener("click", () => {
+      // The canvas of this app first: it may show the next image at once, and during a pending
+      // Finish & Next it holds the actions about the image shown (see canvas/advance.ts).
+      const group = m.get("group");
+      if (group) {
+        const detail: PanelRequest = { group, action, claimed: false };
+        window.dispatchEvent(new CustomEvent(PANEL_EVENT, { detail }));
+        if (detail.claimed) return;
+      }
       mark("action", { action, source: "panel" });
       m.send({ type: "action", action });
     });
