@@ -90,7 +90,8 @@ async def test_faults_in_steps_are_reported_skipped_and_survived(tmp_project) ->
     # A prediction that fails inside the model: a clear error for that request, training unaffected.
     model.fail_with = "predict"
     try:
-        await s.predict(ids[13])
+        # fresh: the pre-labels of ids[13] were computed ahead, before the model broke (served as they are)
+        await s.predict(ids[13], fresh=True)
         raise AssertionError("a failing predict must raise")
     except RuntimeError as exc:
         assert "predict" in str(exc)
