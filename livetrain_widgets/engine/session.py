@@ -649,7 +649,7 @@ class LiveSession:
         tuned = self.tuner.summary()
         return SessionState(
             phase=t["phase"],
-            message=self._message(t),
+            message=self._message(t, tuned),
             step=t["step"],
             loss=t["loss"],
             smoothed_loss=t["smoothed_loss"],
@@ -668,7 +668,7 @@ class LiveSession:
             saving_s=tuned["saved_s"],
         )
 
-    def _message(self, t: dict[str, Any]) -> str:
+    def _message(self, t: dict[str, Any], tuned: dict[str, Any]) -> str:
         """The status in words a labeler understands."""
         if t["error"]:
             return f"Problem: {t['error']}"
@@ -681,11 +681,11 @@ class LiveSession:
             return labels_needed_message(self.trainer.labels_needed)
         if phase == "paused":
             return "Paused: the loss has plateaued, waiting for new labels"
-        verdict = self.tuner.verdict() if self.config.auto_offer else None
+        # ``tuned`` is the tuner's summary the state was built from: read once per state, not per line
+        verdict = tuned["verdict"] if self.config.auto_offer else None
         if verdict is False:
-            e = self.tuner.expected()
-            return (f"Learning… pre-labels are held back: lately they cost about {e['with_s']:.0f} s per image "
-                    f"against {e['manual_s']:.0f} s by hand")
+            return (f"Learning… pre-labels are held back: lately they cost about {tuned['with_s']:.0f} s per image "
+                    f"against {tuned['manual_s']:.0f} s by hand")
         if verdict is None and not t["offering"]:
             return "Learning… pre-labels appear once the model has learned enough"
         return "Learning…"
