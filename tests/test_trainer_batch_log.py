@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import torch
 
@@ -38,8 +40,13 @@ async def test_batch_log_holds_each_trained_batch_with_the_sampler_step_of_its_d
     # Failing steps draw batches (the sampler advances) that are never trained on: not logged.
     drawn_before = tr.sampler.step
     model.fail_with = "error"
-    await tr.wait_steps(1, timeout=0.3)
+    # Wait for a failure to be reported rather than a fixed time: a slow, shared CI machine can take
+    # longer than any fixed window to draw the next batch.
+    deadline = asyncio.get_running_loop().time() + 30
+    while tr.error is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
     model.fail_with = None
+    assert tr.error is not None
     failed_draws = tr.sampler.step - drawn_before
     assert failed_draws >= 1
     await tr.wait_steps(10, timeout=30)
