@@ -9,7 +9,7 @@ D=${LIVETRAIN_DATA:-../shared/data}
 OUT=${1:-benchmarks/results/prelabels}
 shift || true
 SETS=${*:-bccd deepforest nuclei}
-S="livetrain simulate --quiet --seed 0 --no-offline"
+S="livetrain simulate --quiet --seed 0 --no-offline --save-predictions"
 # STRATEGIES="..." (space-separated) runs a subset, e.g. STRATEGIES="live manual"
 ABL=()
 for s in ${STRATEGIES:-live:fixedthreshold,nowithhold,nobalance live live:fixedthreshold live:nowithhold \

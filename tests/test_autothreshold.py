@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from livetrain_widgets.engine.costs import CostModel
 W = H = 400
 C = CostModel()
 GRID = [round(0.05 * i, 2) for i in range(1, 20)]  # 0.05 .. 0.95
+#: the fitted optimum itself, without shrinkage toward the prior (most tests check the fit by hand)
+EXACT = TunerConfig(prior_images=0)
 
 
 def det(rows: list[tuple[float, float, float, float, int]], scores: list[float] | None = None) -> Annotation:
@@ -50,7 +53,7 @@ def test_filter_takes_one_threshold_per_class() -> None:
 
 # ------------------------------------------------------------------------------------ hand-computed
 def two_images(half_life: float = 1.0, **cfg: float) -> ThresholdTuner:
-    tuner = ThresholdTuner("detection", 2, config=TunerConfig(half_life=half_life, min_images=2, **cfg))
+    tuner = ThresholdTuner("detection", 2, config=TunerConfig(prior_images=0, half_life=half_life, min_images=2, **cfg))
     gt_a = det([(0, 0, 50, 50, 0), (100, 100, 150, 150, 0)])
     raw_a = det([(0, 0, 50, 50, 0),  # correct: shown 1.0 s, hidden 7.0 s (drawn)
                  (100, 100, 150, 130, 0),  # IoU 0.6: imprecise, shown 4.0 s, hidden 7.0 s
@@ -139,7 +142,8 @@ def brute(pairs: list[tuple[Annotation, Annotation]], t: float | list[float], ha
 @given(st.lists(image_pairs(), min_size=1, max_size=5), st.sampled_from([1.0, 3.0, 1e9]))
 def test_tuned_thresholds_are_optimal_and_match_the_cost_model(pairs: list[tuple[Annotation, Annotation]],
                                                                half_life: float) -> None:
-    tuner = ThresholdTuner("detection", 3, config=TunerConfig(half_life=half_life, min_images=1, min_class_objects=0))
+    tuner = ThresholdTuner("detection", 3, config=TunerConfig(prior_images=0, half_life=half_life, min_images=1,
+                                                              min_class_objects=0))
     for i, (raw, gt) in enumerate(pairs):
         tuner.record(i, raw, gt)
     per, glob = tuner.thresholds(), tuner.global_threshold()
@@ -162,7 +166,7 @@ def test_tuned_thresholds_are_optimal_and_match_the_cost_model(pairs: list[tuple
 
 # ------------------------------------------------------------------------------------------ verdicts
 def test_verdict_false_when_every_candidate_is_an_extra() -> None:
-    tuner = ThresholdTuner("detection", 1)
+    tuner = ThresholdTuner("detection", 1, config=EXACT)
     for i in range(5):
         tuner.record(i, det([(200, 200, 250, 250, 0), (300, 300, 350, 350, 0)], [0.9, 0.5]),
                      det([(0, 0, 50, 50, 0)]))
@@ -172,14 +176,14 @@ def test_verdict_false_when_every_candidate_is_an_extra() -> None:
     assert tuner.global_threshold() > 0.9  # above every extra
     assert tuner.expected(0.05)["with_s"] == pytest.approx(5 + 7 + 3.0)
     # scores at or above the ceiling cannot be hidden: then pre-labels cost more than they save
-    high = ThresholdTuner("detection", 1)
+    high = ThresholdTuner("detection", 1, config=EXACT)
     for i in range(5):
         high.record(i, det([(200, 200, 250, 250, 0)], [0.99]), det([(0, 0, 50, 50, 0)]))
     assert high.verdict() is False and high.expected()["with_s"] == pytest.approx(5 + 7 + 1.5)
 
 
 def test_verdict_true_when_candidates_are_correct() -> None:
-    tuner = ThresholdTuner("detection", 1)
+    tuner = ThresholdTuner("detection", 1, config=EXACT)
     gt = det([(0, 0, 50, 50, 0), (100, 100, 160, 160, 0)])
     for i in range(5):
         tuner.record(i, det([(0, 0, 50, 50, 0), (100, 100, 160, 160, 0)], [0.8, 0.3]), gt)
@@ -190,7 +194,7 @@ def test_verdict_true_when_candidates_are_correct() -> None:
 
 
 def test_per_class_thresholds_differ() -> None:
-    tuner = ThresholdTuner("detection", 2, config=TunerConfig(min_class_objects=4))
+    tuner = ThresholdTuner("detection", 2, config=TunerConfig(prior_images=0, min_class_objects=4))
     for i in range(6):
         raw = det([(200, 200, 250, 250, 0),  # class 0 at 0.9: always an extra
                    (0, 0, 50, 50, 1)],  # class 1 at 0.9: always correct
@@ -203,14 +207,14 @@ def test_per_class_thresholds_differ() -> None:
     assert tuner.expected()["with_s"] == pytest.approx(5 + 1)
     assert tuner.expected(tuner.global_threshold())["with_s"] > 6  # one value cannot separate them
     # with too little data per class, both use the global threshold
-    few = ThresholdTuner("detection", 2, config=TunerConfig(min_class_objects=1e6))
+    few = ThresholdTuner("detection", 2, config=TunerConfig(prior_images=0, min_class_objects=1e6))
     few.load_state_dict({**tuner.state_dict(), "config": {**tuner.state_dict()["config"], "min_class_objects": 1e6}})
     assert few.thresholds() == [few.global_threshold()] * 2
 
 
 def test_recent_images_outweigh_old_ones() -> None:
     def run(half_life: float) -> ThresholdTuner:
-        tuner = ThresholdTuner("detection", 1, config=TunerConfig(half_life=half_life))
+        tuner = ThresholdTuner("detection", 1, config=TunerConfig(prior_images=0, half_life=half_life))
         for i in range(25):  # old: the box the model is sure of is an extra (+1.5 s each)
             tuner.record(i, det([(0, 0, 50, 50, 0)], [0.8]), det([]))
         for i in range(25, 30):  # recent: the same box is correct (-6 s each)
@@ -223,7 +227,7 @@ def test_recent_images_outweigh_old_ones() -> None:
 
 
 def test_window_drops_old_images_and_a_resubmission_replaces() -> None:
-    tuner = ThresholdTuner("detection", 1, config=TunerConfig(window=3, half_life=1e9))
+    tuner = ThresholdTuner("detection", 1, config=TunerConfig(prior_images=0, window=3, half_life=1e9))
     for i in range(5):
         tuner.record(i, det([(0, 0, 50, 50, 0)], [0.8]), det([]))
     assert tuner.expected()["n"] == 3
@@ -250,7 +254,7 @@ SEG_RAW = Annotation.from_masks(
 
 def test_segmentation_masks_by_hand() -> None:
     costs = CostModel(mask_draw_s=60.0)
-    tuner = ThresholdTuner("segmentation", 2, costs, TunerConfig(min_images=1))
+    tuner = ThresholdTuner("segmentation", 2, costs, TunerConfig(prior_images=0, min_images=1))
     tuner.record(7, SEG_RAW, SEG_GT)
     assert tuner.global_threshold() == pytest.approx(0.6)  # show 0.9 and 0.7, hide 0.5
     assert tuner.expected() == {"with_s": pytest.approx(30 + 0.5 + 4.0), "manual_s": pytest.approx(150.0), "n": 1}
@@ -259,7 +263,7 @@ def test_segmentation_masks_by_hand() -> None:
 
 
 def test_segmentation_uncalibrated_drawing_follows_the_data() -> None:
-    tuner = ThresholdTuner("segmentation", 2, config=TunerConfig(min_images=1))
+    tuner = ThresholdTuner("segmentation", 2, config=TunerConfig(prior_images=0, min_images=1))
     tuner.record(7, SEG_RAW, SEG_GT)
     cal = CostModel().calibrated([SEG_GT], "segmentation")  # (210 - 30) / 2 instances = 90 s
     assert tuner.expected()["manual_s"] == pytest.approx(210.0)
@@ -268,20 +272,20 @@ def test_segmentation_uncalibrated_drawing_follows_the_data() -> None:
     # a redraw (IoU 0.35: beyond three clicks) is never worth showing
     low = Annotation.from_masks([rect(0, 0, 20, 7)], [0], scores=[0.9])
     one = Annotation.from_masks([rect(0, 0, 20, 20)], [0])
-    t2 = ThresholdTuner("segmentation", 1, CostModel(mask_draw_s=60.0), TunerConfig(min_images=1))
+    t2 = ThresholdTuner("segmentation", 1, CostModel(mask_draw_s=60.0), TunerConfig(prior_images=0, min_images=1))
     t2.record(1, low, one)
     assert t2.global_threshold() > 0.9 and t2.verdict() is False
 
 
 def test_segmentation_needs_masks() -> None:
-    tuner = ThresholdTuner("segmentation", 2)
+    tuner = ThresholdTuner("segmentation", 2, config=EXACT)
     with pytest.raises(ValueError, match="mask for every object"):
         tuner.record(1, Annotation(64, 64, [[0, 0, 5, 5]], [0], [0.9]), SEG_GT)
 
 
 # ------------------------------------------------------------------------------------- classification
 def test_classification_verdict() -> None:
-    tuner = ThresholdTuner("classification", 3, config=TunerConfig(min_images=2))
+    tuner = ThresholdTuner("classification", 3, config=TunerConfig(prior_images=0, min_images=2))
     right = Annotation(8, 8, category_scores=np.array([0.1, 0.8, 0.1]))
     tuner.record(1, right, Annotation(8, 8, category=1))
     assert tuner.verdict() is None
@@ -289,7 +293,7 @@ def test_classification_verdict() -> None:
     assert tuner.thresholds() is None and tuner.global_threshold() is None
     assert tuner.expected() == {"with_s": pytest.approx(1.5), "manual_s": pytest.approx(4.0), "n": 2}
     assert tuner.verdict() is True
-    bad = ThresholdTuner("classification", 4, CostModel(top_k=1))
+    bad = ThresholdTuner("classification", 4, CostModel(top_k=1), EXACT)
     for i in range(3):  # confidently wrong, and only the top class is shown
         bad.record(i, Annotation(8, 8, category_scores=np.array([0.7, 0.2, 0.1, 0.0])), Annotation(8, 8, category=1))
     assert bad.verdict() is False and bad.expected()["with_s"] == pytest.approx(bad.expected()["manual_s"])
@@ -300,7 +304,7 @@ def test_classification_verdict() -> None:
 def test_state_round_trip_through_json() -> None:
     tuner = two_images(min_class_objects=0)
     state = json.loads(json.dumps(tuner.state_dict()))
-    again = ThresholdTuner("detection", 2)
+    again = ThresholdTuner("detection", 2, config=EXACT)
     again.load_state_dict(state)
     assert again.config == tuner.config and again.costs == tuner.costs
     assert again.summary() == tuner.summary() and again.thresholds() == tuner.thresholds()
@@ -309,9 +313,9 @@ def test_state_round_trip_through_json() -> None:
     tuner.record(3, *extra)
     again.record(3, *extra)
     assert again.summary() == tuner.summary()
-    seg = ThresholdTuner("segmentation", 2, config=TunerConfig(min_images=1))
+    seg = ThresholdTuner("segmentation", 2, config=TunerConfig(prior_images=0, min_images=1))
     seg.record(7, SEG_RAW, SEG_GT)
-    seg2 = ThresholdTuner("segmentation", 2)
+    seg2 = ThresholdTuner("segmentation", 2, config=EXACT)
     seg2.load_state_dict(json.loads(json.dumps(seg.state_dict())))
     assert seg2.summary() == seg.summary()
 
@@ -319,26 +323,26 @@ def test_state_round_trip_through_json() -> None:
 def test_state_for_another_task_or_class_count_is_refused() -> None:
     state = two_images().state_dict()
     with pytest.raises(ValueError, match="'detection' with 2 classes"):
-        ThresholdTuner("segmentation", 2).load_state_dict(state)
+        ThresholdTuner("segmentation", 2, config=EXACT).load_state_dict(state)
     with pytest.raises(ValueError, match="'detection' with 2 classes"):
-        ThresholdTuner("detection", 3).load_state_dict(state)
+        ThresholdTuner("detection", 3, config=EXACT).load_state_dict(state)
     with pytest.raises(ValueError, match="unknown keys"):
-        ThresholdTuner("detection", 2).load_state_dict({**state, "extra": 1})
+        ThresholdTuner("detection", 2, config=EXACT).load_state_dict({**state, "extra": 1})
     with pytest.raises(ValueError, match="missing keys"):
-        ThresholdTuner("detection", 2).load_state_dict({k: v for k, v in state.items() if k != "images"})
+        ThresholdTuner("detection", 2, config=EXACT).load_state_dict({k: v for k, v in state.items() if k != "images"})
     broken = {**state, "images": [{**state["images"][0], "scores": []}]}
     with pytest.raises(ValueError, match="differ in length"):
-        ThresholdTuner("detection", 2).load_state_dict(broken)
+        ThresholdTuner("detection", 2, config=EXACT).load_state_dict(broken)
 
 
 def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown task"):
-        ThresholdTuner("tracking", 2)
+        ThresholdTuner("tracking", 2, config=EXACT)
     with pytest.raises(ValueError, match="floor <= ceiling"):
         TunerConfig(floor=0.9, ceiling=0.5)
     with pytest.raises(ValueError, match="half_life"):
         TunerConfig(half_life=0)
-    tuner = ThresholdTuner("detection", 2)
+    tuner = ThresholdTuner("detection", 2, config=EXACT)
     with pytest.raises(ValueError, match="class index 5"):
         tuner.record(1, det([(0, 0, 5, 5, 5)], [0.5]), det([]))
     with pytest.raises(ValueError, match="image"):
@@ -348,11 +352,47 @@ def test_bad_inputs_are_refused() -> None:
 
 
 def test_no_candidates_means_no_saving() -> None:
-    tuner = ThresholdTuner("detection", 2)
+    tuner = ThresholdTuner("detection", 2, config=EXACT)
     for i in range(4):
         tuner.record(i, Annotation.empty(W, H), det([(0, 0, 50, 50, 1)]))
     assert tuner.verdict() is False and tuner.thresholds() == [0.5, 0.5]  # the middle of floor..ceiling
     assert tuner.expected() == {"with_s": 12.0, "manual_s": 12.0, "n": 4}
+
+
+def test_thin_evidence_is_shrunk_toward_the_prior() -> None:
+    fitted = two_images(min_class_objects=0)
+    f_glob, f_per = fitted.global_threshold(), fitted.thresholds()
+    assert f_glob == pytest.approx(0.35)
+    for prior, k in ((0.3, 5.0), (0.8, 2.0), (0.35, 5.0)):
+        shrunk = ThresholdTuner("detection", 2, config=TunerConfig(half_life=1.0, min_images=2, min_class_objects=0,
+                                                                  prior_images=k), prior=prior)
+        shrunk.load_state_dict({**fitted.state_dict(), "config": asdict(shrunk.config)})
+        n = 1.0 + 0.5  # two images, half-life 1: weights 1 and 0.5
+        lam = n / (n + k)
+        assert shrunk.global_threshold() == pytest.approx(prior + (f_glob - prior) * lam, abs=1e-4)
+        assert shrunk.thresholds() == pytest.approx([prior + (t - prior) * lam for t in f_per], abs=1e-4)
+        # what is judged and offered is what is shown: the shrunk thresholds
+        assert shrunk.expected()["with_s"] == pytest.approx(shrunk.expected(shrunk.thresholds())["with_s"])
+    # the weight of evidence grows with the images: a long history leaves the fit nearly alone
+    many = ThresholdTuner("detection", 1, config=TunerConfig(half_life=1e9, window=200, min_images=1), prior=0.9)
+    for i in range(200):
+        many.record(i, det([(0, 0, 50, 50, 0), (200, 0, 230, 30, 0)], [0.6, 0.2]), det([(0, 0, 50, 50, 0)]))
+    exact = ThresholdTuner("detection", 1, config=TunerConfig(half_life=1e9, window=200, min_images=1,
+                                                              prior_images=0))
+    exact.load_state_dict({**many.state_dict(), "config": asdict(exact.config)})
+    assert abs(many.global_threshold() - exact.global_threshold()) <= (0.9 - exact.global_threshold()) * 5 / 205 + 1e-4
+    with pytest.raises(ValueError, match="prior"):
+        ThresholdTuner("detection", 1, prior=1.5)
+    with pytest.raises(ValueError, match="prior_images"):
+        TunerConfig(prior_images=-1)
+
+
+def test_a_state_from_before_shrinkage_loads_with_the_default() -> None:
+    state = two_images().state_dict()
+    del state["config"]["prior_images"]
+    tuner = ThresholdTuner("detection", 2)
+    tuner.load_state_dict(state)
+    assert tuner.config.prior_images == TunerConfig().prior_images
 
 
 def test_the_engine_does_not_import_the_study() -> None:

@@ -182,7 +182,8 @@ class LiveSession:
             else:
                 net = create_model(model, self.task, self.classes, **(model_options or {}))
             self.evaluator = LiveEvaluator(self.task, len(self.classes), self.config.evaluator)
-            self.tuner = ThresholdTuner(self.task, len(self.classes), self.config.costs, self.config.tuner)
+            self.tuner = ThresholdTuner(self.task, len(self.classes), self.config.costs, self.config.tuner,
+                                        prior=self.config.threshold)
             self._cache = _ImageCache(self.config.image_cache_mb << 20)
             self._paths: dict[int, str] = {r.id: r.path for r in self.store.images()}
             self.trainer = Trainer(

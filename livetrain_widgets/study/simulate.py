@@ -162,6 +162,10 @@ class StudyConfig:
     speed_window: int = 10
     #: the final live model is compared with one trained offline on the same labels
     offline_reference: bool = True
+    #: keep every live prediction before any threshold, with the submitted truth, in
+    #: ``predictions/<strategy>.json.gz``: display policies (thresholds, when to offer) can then be replayed
+    #: on exactly the same model trajectory (``benchmarks/threshold_replay.py``) without training again
+    save_predictions: bool = False
 
 
 def _default_milestones(n: int) -> list[int]:
@@ -204,7 +208,7 @@ class _Engine:
                                plateau_config=PlateauConfig(window=cfg.plateau_window),
                                quality=lambda: self.evaluator.ema)
         # The session's threshold tuner, on the study's cost model: it learns from every image, shown or not.
-        self.tuner = ThresholdTuner(data.task, len(data.classes), costs or CostModel())
+        self.tuner = ThresholdTuner(data.task, len(data.classes), costs or CostModel(), prior=cfg.threshold)
         self.auto_threshold, self.auto_offer = st.auto_threshold, st.auto_offer
         self.threshold = cfg.threshold
         self.train_seconds = 0.0
@@ -360,6 +364,7 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         if kind == "static" else None
     steps_fixed = strategy.steps if strategy.steps is not None else cfg.steps_per_image
     records: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []  # cfg.save_predictions
     retrains: list[dict[str, Any]] = []
     evals: dict[str, Any] = {}
     work_s = pause_days = 0.0
@@ -382,6 +387,7 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
                 # Silent predictions are judged too (as in a session): the evaluator's score is part of the
                 # engine's rule for when pre-labels start to be offered.
                 eng.evaluator.evaluate(i, shown, gt, step=step)
+                rule = bool(eng.trainer.offering)  # the trainer's own rule, before this image trains
                 if strategy.offer_from is None:
                     offered = eng.offering()
                 else:
@@ -409,6 +415,9 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             eng.add(i, item)
             if raw is not None:
                 eng.tuner.record(i, raw, gt)  # what the session does at submission
+                if cfg.save_predictions:
+                    kept.append({"i": i + 1, "offered": bool(offered), "trainer_offering": rule, "model_step": step,
+                                 "raw": raw.to_json(), "truth": gt.to_json()})
         work_s += seconds
         labeled = i + 1
         if kind == "hitl" and labeled in milestones:
@@ -455,6 +464,8 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         out["plateau_pauses"] = sum(1 for h in eng.trainer.plateau.history if h.get("event") == "plateau") if (
             eng.trainer.config.plateau) else 0
         out["step_seconds_median"] = eng.trainer.status()["step_seconds"]
+        if cfg.save_predictions:
+            out["_predictions"] = kept
         out["_engine"] = eng  # the caller may train an offline reference on the same labels; popped there
     elif eng is not None:
         eng.close()
@@ -518,6 +529,9 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
     for strat in strategies:
         res = run_strategy(data, strat, cfg, costs, progress=progress)
         eng = res.pop("_engine", None)
+        kept = res.pop("_predictions", None)
+        if kept is not None and out is not None:
+            write_predictions(kept, Path(out) / "predictions" / f"{_slug(strat.name)}.json.gz")
         if eng is not None:
             if cfg.offline_reference and "offline" not in results and data.holdout:
                 results["offline"] = _offline_reference(data, cfg, progress, at_least=eng.trainer.step)
@@ -532,6 +546,22 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         results["plots"] = write_plots(results, Path(out))
         write_results(results, Path(out))
     return results
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in name)
+
+
+def write_predictions(kept: list[dict[str, Any]], path: Path) -> None:
+    """Every live prediction of a walk with its truth (``StudyConfig.save_predictions``), gzipped JSON."""
+    import gzip
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(kept, f)
+    os.replace(tmp, path)
 
 
 def _train_with_bar(data: StudyData, items: Sequence[Item], cfg: StudyConfig, desc: str,
@@ -599,6 +629,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a cost of the cost model, e.g. box_draw_s=10 (repeat)")
     p.add_argument("--out", required=True, help="output folder: results.json and the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--save-predictions", action="store_true",
+                   help="keep each live prediction (before any threshold) and its truth in OUT/predictions/, "
+                        "for replaying display policies (benchmarks/threshold_replay.py)")
     from . import stream
 
     stream.add_arguments(p)
@@ -673,6 +706,7 @@ def run(args: argparse.Namespace) -> int:
         offline_min_steps=min(args.offline_min_steps, args.offline_max_steps),
         eval_at=[int(v) for v in args.eval_at.split(",") if v], model=args.model,
         model_options=_kv(args.model_option, "--model-option"), offline_reference=not args.no_offline,
+        save_predictions=args.save_predictions,
         plateau_window=args.plateau_window,
     )
     if args.compute_ratio == "auto":
