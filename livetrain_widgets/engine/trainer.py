@@ -75,12 +75,19 @@ class TrainerConfig:
     #: a label with a class the model has not trained on yet restarts the boost, decaying to the size-based
     #: rate along a half cosine over this many steps (a warm restart); 0 = no restarts
     restart_steps: int = 0
+    #: per-object class balance: image sampling cannot lift a class that shares its images with a frequent
+    #: one (BCCD's platelets ride along with ten red cells per image), so the loss weighs each class by
+    #: repeat-factor weights on *object* shares, ``max(1, sqrt(object_balance / share))``, for models that
+    #: take class weights (:meth:`LiveModel.set_class_weights`; the embedded models do). 0 = off.
+    object_balance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sampler not in ("frequency", "uniform"):
             raise ValueError(f"sampler must be 'frequency' or 'uniform', got {self.sampler!r}")
         if self.lr_boost < 1.0 or self.boost_half_life <= 0 or self.restart_steps < 0:
             raise ValueError("need lr_boost >= 1, boost_half_life > 0 and restart_steps >= 0")
+        if not 0.0 <= self.object_balance <= 1.0:
+            raise ValueError(f"object_balance must lie in [0, 1], got {self.object_balance}")
 
 
 @dataclass
@@ -135,6 +142,10 @@ class Trainer:
         self._targets: dict[int, Annotation] = {}
         #: classes the labels so far contain, and the step at which a label brought a new one (warm restart)
         self._classes: set[int] = set()
+        # objects per class of each labeled sample and their sum: the object shares of object_balance
+        self._object_counts: dict[int, np.ndarray] = {}
+        self._object_total = np.zeros(model.num_classes, np.int64)
+        self._weights_sent: list[float] | None = None
         self._restart_step: int | None = None
         self._lock = threading.Lock()  # guards sampler and targets across the loop and worker threads
         self._gate = ModelGate()
@@ -177,6 +188,7 @@ class Trainer:
         classes = _classes_of(target)
         with self._lock:
             self._targets[key] = target
+            self._count_objects(key, target)
             self.sampler.add(key, classes)
             if self.config.restart_steps and self._classes and not classes <= self._classes:
                 self._restart_step = self.step
@@ -186,9 +198,39 @@ class Trainer:
             self.phase = "training"
         self._notify()
 
+    def _count_objects(self, key: int, target: Annotation | None) -> None:
+        """Keep the per-class object totals of the labeled set (under ``_lock``)."""
+        old = self._object_counts.pop(key, None)
+        if old is not None:
+            self._object_total -= old
+        if target is None:
+            return
+        labels = np.asarray([target.category] if target.category is not None else target.labels, np.int64)
+        labels = labels[(labels >= 0) & (labels < len(self._object_total))]
+        counts = np.bincount(labels, minlength=len(self._object_total)).astype(np.int64)
+        self._object_counts[key] = counts
+        self._object_total += counts
+
+    def class_weights(self) -> list[float] | None:
+        """The loss weight of each class under ``object_balance`` (None when it is off): repeat-factor
+        weights on the classes' shares of the labeled objects, 1 for a class with no objects yet."""
+        t = self.config.object_balance
+        if t <= 0:
+            return None
+        with self._lock:
+            total = self._object_total.astype(np.float64)
+        n = total.sum()
+        if n <= 0:
+            return [1.0] * len(total)
+        share = total / n
+        with np.errstate(divide="ignore"):
+            w = np.where(total > 0, np.maximum(1.0, np.sqrt(t / np.maximum(share, 1e-12))), 1.0)
+        return [round(float(v), 4) for v in w]
+
     def remove_sample(self, key: int) -> None:
         with self._lock:
             self._targets.pop(key, None)
+            self._count_objects(key, None)
             if key in self.sampler:
                 self.sampler.remove(key)
 
@@ -196,6 +238,8 @@ class Trainer:
         """Resume: set every stored label; only keys the sampler has not seen count as new."""
         with self._lock:
             self._targets.update(targets)
+            for k, t in targets.items():
+                self._count_objects(k, t)
             new = [k for k in targets if k not in self.sampler]
             for k, t in targets.items():
                 if k in self.sampler:  # restored from a checkpoint (one from before class balance has none)
@@ -403,6 +447,10 @@ class Trainer:
                 self.remove_sample(key)
                 raise RuntimeError(f"image {key} could not be read and was left out of training: {exc}") from exc
         opt = self.optimizer
+        weights = self.class_weights()
+        if weights != self._weights_sent:  # only when the shares moved: the model keeps them as a tensor
+            self.model.set_class_weights(weights)
+            self._weights_sent = weights
         with self._gate.training():
             self.model.train()
             opt.zero_grad(set_to_none=True)
@@ -619,6 +667,7 @@ class Trainer:
             "device": str(self.device),
             "amp": self.amp,
             "lr_scale": self.lr_scale(),
+            "class_weights": self._weights_sent,
             "error": self.error or self.checkpoint_error,
         }
 

@@ -103,14 +103,20 @@ def build_targets(
     return torch.from_numpy(heat), torch.from_numpy(tgt), torch.from_numpy(wgt)
 
 
-def focal_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss, summed and divided by the number of objects (>= 1)."""
+def focal_loss(logits: torch.Tensor, heat: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss, summed and divided by the number of objects (>= 1).
+
+    ``class_weights`` (C,) scale each class's heatmap channel, positives and negatives alike: a rare class
+    learns to fire on its objects *and* to stay quiet elsewhere at the same, raised rate."""
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = heat.eq(1).float()
     neg_w = (1 - heat).pow(4)
     pos_loss = -torch.log(p) * (1 - p).pow(2) * pos
     neg_loss = -torch.log(1 - p) * p.pow(2) * neg_w * (1 - pos)
     n = pos.sum().clamp(min=1.0)
+    if class_weights is not None:
+        w = class_weights.to(logits.dtype).view(1, -1, 1, 1)
+        return ((pos_loss + neg_loss) * w).sum() / n
     return (pos_loss.sum() + neg_loss.sum()) / n
 
 
@@ -145,10 +151,10 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
 
 def detection_loss(
     heat_logits: torch.Tensor, dist: torch.Tensor, heat: torch.Tensor, tgt: torch.Tensor, wgt: torch.Tensor,
-    stride: int, box_weight: float = 2.0,
+    stride: int, box_weight: float = 2.0, class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss on the heatmap + GIoU on boxes (averaged over objects). Works with no objects."""
-    hm = focal_loss(heat_logits, heat)
+    hm = focal_loss(heat_logits, heat, class_weights)
     mask = wgt > 0
     if not bool(mask.any()):
         return hm + dist.sum() * 0.0  # keep the box branch in the graph

@@ -64,10 +64,15 @@ def build_targets(
 
 def segmentation_loss(
     cls_logits: torch.Tensor, dist_logits: torch.Tensor, cls: torch.Tensor, dist: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy + soft dice on the foreground (robust when objects cover few pixels) + BCE on the
-    distance map. All terms are defined for images without objects."""
-    ce = F.cross_entropy(cls_logits, cls)
+    distance map. All terms are defined for images without objects. ``class_weights`` (C,) weigh the
+    cross-entropy's classes (the background keeps weight 1)."""
+    weight = None
+    if class_weights is not None:
+        weight = torch.cat([class_weights.new_ones(1), class_weights]).to(cls_logits.dtype)
+    ce = F.cross_entropy(cls_logits, cls, weight=weight)
     prob = cls_logits.softmax(1)
     onehot = F.one_hot(cls, prob.shape[1]).permute(0, 3, 1, 2).float()
     inter = (prob[:, 1:] * onehot[:, 1:]).sum((0, 2, 3))

@@ -82,6 +82,21 @@ class LiveModel(nn.Module, ABC):
     def predict(self, images: Sequence[np.ndarray]) -> list[Annotation]:
         """Pre-labels in original pixel coordinates, with scores. Called under ``torch.no_grad()``."""
 
+    #: whether :meth:`loss` weighs classes by :meth:`set_class_weights` (per-object class balance)
+    supports_class_weights: bool = False
+
+    def set_class_weights(self, weights: Sequence[float] | None) -> None:
+        """Weigh each class's part of the loss (one weight per class; None: all equal). The trainer calls
+        this when ``TrainerConfig.object_balance`` is on; models whose loss cannot take weights (a Hub
+        model computes its own) keep ignoring them, which :attr:`supports_class_weights` says."""
+        if weights is not None and len(weights) != self.num_classes:
+            raise ValueError(f"need {self.num_classes} class weights, got {len(weights)}")
+        self._class_weights = None if weights is None else torch.tensor([float(v) for v in weights])
+
+    def _class_weight_tensor(self, device: torch.device) -> torch.Tensor | None:
+        w = getattr(self, "_class_weights", None)
+        return None if w is None else w.to(device)
+
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups; override to give a pretrained backbone a smaller rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]

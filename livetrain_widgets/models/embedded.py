@@ -56,6 +56,8 @@ class EmbeddedModel(LiveModel):
     family: ClassVar[str] = "embedded"
     tasks: ClassVar[tuple[str, ...]] = ("detection", "segmentation", "classification")
 
+    supports_class_weights = True  # every loss below takes per-class weights
+
     def __init__(
         self,
         task: str,
@@ -161,7 +163,7 @@ class EmbeddedModel(LiveModel):
         if self.task == "classification":
             logits = self.head(_masked_mean(feats[0], samples, x.shape[-2:]))
             y = torch.as_tensor([s.category for s in samples], device=x.device)
-            return F.cross_entropy(logits, y)
+            return F.cross_entropy(logits, y, weight=self._class_weight_tensor(x.device))
         pyr = self.neck(feats)
         if self.task == "detection":
             heat_logits, dist = self.head(pyr[8])
@@ -170,12 +172,13 @@ class EmbeddedModel(LiveModel):
                 tuple(heat_logits.shape[-2:]), 8,
             )
             return det.detection_loss(heat_logits, dist, heat.to(x.device), tgt.to(x.device),
-                                      wgt.to(x.device), 8)
+                                      wgt.to(x.device), 8, class_weights=self._class_weight_tensor(x.device))
         cls_logits, dist_logits = self.head(pyr[4], tuple(x.shape[-2:]))
         cls, dist = seg.build_targets(
             [s.instances for s in samples], [s.labels for s in samples], tuple(x.shape[-2:])
         )
-        return seg.segmentation_loss(cls_logits, dist_logits, cls.to(x.device), dist.to(x.device))
+        return seg.segmentation_loss(cls_logits, dist_logits, cls.to(x.device), dist.to(x.device),
+                                     self._class_weight_tensor(x.device))
 
     def predict(self, images: Sequence[np.ndarray], *, semantic: bool | None = None) -> list[Annotation]:
         """One annotation per image, in original pixels. Images go through one at a time: sizes differ,

@@ -23,7 +23,8 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   live:steps=K           ... with K steps per image
   live:fixedthreshold    ... shown at the fixed --threshold instead of the thresholds the tuner chooses
   live:nowithhold        ... offered by the trainer's rule alone: never held back when they cost more
-  live:nobalance         ... without class balance in the frequency sampler
+  live:nobalance         ... without class balance (neither in the frequency sampler nor in the loss)
+  live:objbalance=T      ... with per-object class balance in the loss at T (TrainerConfig.object_balance)
   live:boost=B           ... learning rate B times higher while the set is small (TrainerConfig.lr_boost)
   live:restart=N         ... a new class restarts the boost for N steps (TrainerConfig.restart_steps)
   live:front=F           ... F times the training steps while the set is small (halving every 8 labels):
@@ -86,6 +87,7 @@ class Strategy:
     lr_boost: float | None = None
     restart_steps: int | None = None
     front: float | None = None
+    object_balance: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Strategy:
@@ -110,6 +112,10 @@ class Strategy:
                     s.auto_offer = False
                 elif (kind, key, eq) == ("live", "nobalance", ""):
                     s.class_balance = False
+                elif (kind, key) == ("live", "objbalance") and eq:
+                    s.object_balance = float(value)
+                    if not 0 <= s.object_balance <= 1:
+                        raise ValueError
                 elif (kind, key) == ("live", "boost") and eq:
                     s.lr_boost = float(value)
                 elif (kind, key) == ("live", "restart") and eq:
@@ -203,6 +209,10 @@ class _Engine:
             tcfg.lr_boost = st.lr_boost
         if st.restart_steps is not None:
             tcfg.restart_steps = st.restart_steps
+        if st.object_balance is not None:
+            tcfg.object_balance = st.object_balance
+        if not st.class_balance:
+            tcfg.object_balance = 0.0
         scfg = SamplerConfig() if st.class_balance else SamplerConfig(class_balance=0.0)
         self.trainer = Trainer(net, lambda k: self.items[k].load(), tcfg, sampler_config=scfg,
                                plateau_config=PlateauConfig(window=cfg.plateau_window),
