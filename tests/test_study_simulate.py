@@ -220,3 +220,33 @@ def test_recall_per_class_by_hand() -> None:
                                        np.float32), np.array([0, 1, 1, 1]), np.array([0.9, 0.8, 0.7, 0.6]))
     assert recall_per_class([pred], [truth], 3) == [0.5, 1.0, None]
     assert recall_per_class([Annotation.empty(64, 64)], [truth], 3) == [0.0, 0.0, None]
+
+
+@needs_data
+def test_saved_predictions_replay_each_display_policy_exactly(tmp_path: Path) -> None:
+    """benchmarks/threshold_replay.py charges display policies on a walk's saved predictions; it must give
+    the working hours of the runs it stands in for, digit for digit."""
+    import importlib.util
+
+    bccd = DATA / "bccd"
+    res = _run(tmp_path, "--task", "detection", "--images", str(bccd / "JPEGImages"), "--labels",
+               str(bccd / "Annotations"), "--format", "voc", "--classes", "RBC,WBC,Platelets", "--limit", "7",
+               "--holdout-max", "2", "--steps-per-image", "3", "--eval-at", "7", "--no-offline",
+               "--model-option", "input_size=128", "--save-predictions",
+               "--strategy", "live", "--strategy", "live:fixedthreshold")
+    out = tmp_path / "out"
+    assert {p.name for p in (out / "predictions").iterdir()} == {"live.json.gz", "live_fixedthreshold.json.gz"}
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("threshold_replay", root / "benchmarks" / "threshold_replay.py")
+    replay_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay_mod)
+    results, rows = replay_mod.load(out, "live")
+    assert [r["i"] for r in rows] == list(range(1, 8))
+    from livetrain_widgets.engine.costs import CostModel
+
+    costs = CostModel(**results["costs"])
+    tuned = replay_mod.replay(rows, "detection", 3, costs, prior=0.3)
+    fixed = replay_mod.replay(rows, "detection", 3, costs, fixed=0.3, prior=0.3)
+    for r, name in ((tuned, "live"), (fixed, "live:fixedthreshold")):
+        assert round(r["hours"], 4) == res["strategies"][name]["summary"]["work_hours"]
+    assert round(tuned["manual_hours"], 4) == res["strategies"]["live"]["summary"]["manual_hours_same_images"]
