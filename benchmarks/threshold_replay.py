@@ -27,12 +27,12 @@ from typing import Any
 from livetrain_widgets.engine.annotation import Annotation
 from livetrain_widgets.engine.autothreshold import ThresholdTuner, TunerConfig
 from livetrain_widgets.engine.costs import CostModel
+from livetrain_widgets.study.simulate import predictions_path
 
 
 def load(out: Path, strategy: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     results = json.loads((out / "results.json").read_text())
-    slug = "".join(c if c.isalnum() or c in "-_=." else "_" for c in strategy)
-    path = out / "predictions" / f"{slug}.json.gz"
+    path = predictions_path(out, strategy)
     if not path.exists():
         sys.exit(f"no {path}: run livetrain simulate with --save-predictions and --strategy {strategy}")
     with gzip.open(path, "rt") as f:

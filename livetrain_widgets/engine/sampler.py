@@ -132,6 +132,12 @@ def _flatten(classes: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
     return lens, np.fromiter(chain.from_iterable(classes), np.int64, count=int(lens.sum()))
 
 
+def repeat_factor(count: np.ndarray, total: float, t: float) -> np.ndarray:
+    """LVIS's repeat factor ``max(1, sqrt(t / f))`` of classes found ``count`` times out of ``total``
+    (samples here; objects for the trainer's per-object class weights). ``count`` must be positive."""
+    return np.maximum(1.0, np.sqrt(t * total / np.asarray(count, np.float64)))
+
+
 def _repeat_factors(classes: list[tuple[int, ...]], t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Repeat-factor sampling over per-sample class sets (see ``SamplerConfig.class_balance``).
 
@@ -141,7 +147,7 @@ def _repeat_factors(classes: list[tuple[int, ...]], t: float) -> tuple[np.ndarra
     n = len(classes)
     lens, flat = _flatten(classes)
     ids, inv, count = np.unique(flat, return_inverse=True, return_counts=True)
-    r = np.maximum(1.0, np.sqrt(t * n / count)) if t > 0 else np.ones(len(ids))
+    r = repeat_factor(count, n, t) if t > 0 else np.ones(len(ids))
     factor = np.ones(n)
     if t > 0 and flat.size:
         np.maximum.at(factor, np.repeat(np.arange(n), lens), r[inv])

@@ -32,7 +32,7 @@ from ..models.base import LiveModel
 from .annotation import Annotation
 from .gate import ModelGate
 from .plateau import PlateauConfig, PlateauDetector
-from .sampler import FrequencySampler, SamplerConfig, UniformSampler
+from .sampler import FrequencySampler, SamplerConfig, UniformSampler, repeat_factor
 
 
 @dataclass
@@ -205,7 +205,7 @@ class Trainer:
             self._object_total -= old
         if target is None:
             return
-        labels = np.asarray([target.category] if target.category is not None else target.labels, np.int64)
+        labels = _labels_of(target)
         labels = labels[(labels >= 0) & (labels < len(self._object_total))]
         counts = np.bincount(labels, minlength=len(self._object_total)).astype(np.int64)
         self._object_counts[key] = counts
@@ -219,12 +219,7 @@ class Trainer:
             return None
         with self._lock:
             total = self._object_total.astype(np.float64)
-        n = total.sum()
-        if n <= 0:
-            return [1.0] * len(total)
-        share = total / n
-        with np.errstate(divide="ignore"):
-            w = np.where(total > 0, np.maximum(1.0, np.sqrt(t / np.maximum(share, 1e-12))), 1.0)
+        w = np.where(total > 0, repeat_factor(np.maximum(total, 1.0), total.sum(), t), 1.0)
         return [round(float(v), 4) for v in w]
 
     def remove_sample(self, key: int) -> None:
@@ -672,11 +667,14 @@ class Trainer:
         }
 
 
+def _labels_of(target: Annotation) -> np.ndarray:
+    """A label's class per object, or its one image class."""
+    return np.asarray([target.category] if target.category is not None else target.labels, np.int64)
+
+
 def _classes_of(target: Annotation) -> set[int]:
     """The classes a label contains: its objects' classes, or its image class."""
-    if target.category is not None:
-        return {int(target.category)}
-    return {int(v) for v in np.unique(target.labels)}
+    return {int(v) for v in np.unique(_labels_of(target))}
 
 
 def _to_cpu(obj: Any) -> Any:

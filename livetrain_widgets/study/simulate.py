@@ -541,7 +541,7 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         eng = res.pop("_engine", None)
         kept = res.pop("_predictions", None)
         if kept is not None and out is not None:
-            write_predictions(kept, Path(out) / "predictions" / f"{_slug(strat.name)}.json.gz")
+            write_predictions(kept, predictions_path(out, strat.name))
         if eng is not None:
             if cfg.offline_reference and "offline" not in results and data.holdout:
                 results["offline"] = _offline_reference(data, cfg, progress, at_least=eng.trainer.step)
@@ -558,8 +558,10 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
     return results
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in name)
+def predictions_path(out: str | os.PathLike[str], strategy: str) -> Path:
+    """Where ``StudyConfig.save_predictions`` keeps one strategy's predictions under a study's ``out``."""
+    slug = "".join(c if c.isalnum() or c in "-_=." else "_" for c in strategy)
+    return Path(out) / "predictions" / f"{slug}.json.gz"
 
 
 def write_predictions(kept: list[dict[str, Any]], path: Path) -> None:
