@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .pg_server import PostgresServer, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +27,21 @@ def data_dir() -> Path:
 def tmp_project(tmp_path: Path) -> Path:
     """A not-yet-existing project folder inside the test's temporary folder."""
     return tmp_path / "project"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (skips where PostgreSQL cannot run; see pg_server)."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on that server, dropped after the test."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,14 +1,16 @@
-"""The annotation store: every image, every submitted label version and every shown prediction, in SQLite.
+"""The annotation store: every image, every submitted label version and every shown prediction, in
+SQLite (embedded, the default) or PostgreSQL (one server a team shares), selected by the location.
 
 Labels are what a person spent their time on, so a submission is durable the moment :meth:`submit`
-returns: WAL journal with ``synchronous=FULL`` (the commit fsyncs the log), so a killed kernel or a
-power cut loses nothing that was acknowledged. Nothing is overwritten: each submit adds a version,
-which keeps the history the live evaluator and an audit need (which pre-label was accepted, edited or
-ignored).
+returns: SQLite runs a WAL journal with ``synchronous=FULL`` (the commit fsyncs the log), PostgreSQL
+commits with ``synchronous_commit`` on, so a killed kernel or a power cut loses nothing that was
+acknowledged. Nothing is overwritten: each submit adds a version, which keeps the history the live
+evaluator and an audit need (which pre-label was accepted, edited or ignored).
 
 One connection serves all threads (the session calls in from the event loop and from the training
 worker); a re-entrant lock serialises its use, which is simpler and faster than a connection per
-thread for this tiny write rate.
+thread for this tiny write rate. The engine-specific part (opening, transactions, the schema version,
+errors) is in :mod:`._sql`; this module holds the schema and the queries, written once for both.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,18 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._disk import disk_full
+from ._sql import Connection, StoreError, connect, redact
 from .annotation import Annotation, AnnotationError
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "AnnotationStore",
+    "AnnotationVersion",
+    "Connection",
+    "ImageRecord",
+    "StoreError",
+    "StoredPrediction",
+]
 
 #: Where an annotation came from: drawn by hand, a pre-label accepted as is, a pre-label corrected,
 #: or read from a label file.
 SOURCES: tuple[str, ...] = ("manual", "prelabel_accepted", "prelabel_edited", "imported")
-
-_BUSY_TIMEOUT_MS = 10_000
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked: closed, from a newer version, or holding damaged data."""
 
 
 @dataclass(frozen=True)
@@ -70,19 +77,13 @@ class StoredPrediction:
 
 
 # ------------------------------------------------------------------------------------------ schema
-# JSON columns are declared TEXT on purpose: a column typed "JSON" gets NUMERIC affinity in SQLite,
-# which would silently turn a stored JSON text like "5" or "1.0" into a number.
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """Statements one by one: ``executescript`` would COMMIT first and break the migration's
-    transaction (a failed migration must leave the file as it was)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _schema_v1(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
+# Written once for both engines: SQLite's type names, which the PostgreSQL connection maps to 64-bit
+# ones (``Connection.script``). JSON columns are declared TEXT on purpose: a column typed "JSON" gets
+# NUMERIC affinity in SQLite, which would silently turn a stored JSON text like "5" into a number.
+# ``user`` is a reserved word in PostgreSQL, so it is quoted wherever it appears (the column's name
+# stays ``user``, and SQLite files keep their format).
+def _schema_v1(db: Connection) -> None:
+    db.script(
         """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE images (
@@ -113,7 +114,7 @@ def _schema_v1(db: sqlite3.Connection) -> None:
             data TEXT NOT NULL,
             source TEXT NOT NULL
                 CHECK (source IN ('manual', 'prelabel_accepted', 'prelabel_edited', 'imported')),
-            user TEXT,
+            "user" TEXT,
             created_at REAL NOT NULL,
             prediction_id INTEGER REFERENCES predictions (id),
             UNIQUE (image_id, version)
@@ -122,28 +123,17 @@ def _schema_v1(db: sqlite3.Connection) -> None:
     )
 
 
-#: Migration i brings a store from user_version i to i + 1. Append, never edit, when the schema grows.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1,)
+#: Migration i brings a store from schema version i to i + 1, on either engine. Append, never edit,
+#: when the schema grows; DDL goes through ``db.script`` (SQLite's type names, mapped for PostgreSQL).
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_schema_v1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    current = db.execute("PRAGMA user_version").fetchone()[0]
-    latest = len(MIGRATIONS)
-    if current > latest:
-        raise StoreError(
-            f"{path}: the store has schema version {current}, newer than this livetrain-widgets "
-            f"understands ({latest}); upgrade the package to open it"
-        )
-    for version in range(current, latest):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[version](db)
-            db.execute(f"PRAGMA user_version = {version + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+def _text(what: str, value: str) -> str:
+    # PostgreSQL's TEXT cannot hold NUL; refused on both engines so that they accept the same data.
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters: {value!r}")
+    return value
 
 
 def _dumps(value: Any) -> str:
@@ -152,32 +142,33 @@ def _dumps(value: Any) -> str:
 
 
 class AnnotationStore:
-    """Images, label versions and predictions of one project, in one SQLite file."""
+    """Images, label versions and predictions of one project, in one SQLite file or PostgreSQL database."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open the store at ``path``, creating or migrating its schema as needed.
+
+        ``path`` is a file path (SQLite, the default), ``sqlite:///abs/path/labels.sqlite``, or
+        ``postgresql://user@host:port/dbname`` (``postgres://`` too; any libpq parameters), which needs
+        psycopg 3: ``pip install 'livetrain-widgets[team]'``. Raises ValueError for another URL scheme.
+        """
         self._lock = threading.RLock()
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a commit happens exactly where
-        # the code says (the durability promise of submit depends on it).
-        db = sqlite3.connect(
-            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
+        db = connect(path)
         try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: could not switch the store to WAL mode (got {mode!r})")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            _migrate(db, self.path)
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise StoreError(f"{self.path}: not a usable annotation store ({exc})") from exc
+            db.migrate(MIGRATIONS)
         except BaseException:
             db.close()
             raise
-        self._db: sqlite3.Connection | None = db
+        self._db: Connection | None = db
+        #: The SQLite file, or None for a PostgreSQL store.
+        self.path: Path | None = db.path
+        #: ``"sqlite"`` or ``"postgresql"``.
+        self.dialect: str = db.dialect
+        self._where = db.where
+
+    @property
+    def url(self) -> str:
+        """A location that opens this store again, e.g. from another process."""
+        return self._conn().url
 
     # ----------------------------------------------------------------------------------- plumbing
     def close(self) -> None:
@@ -193,52 +184,35 @@ class AnnotationStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"AnnotationStore({str(self.path)!r})"
+        return f"AnnotationStore({str(self.path) if self.path is not None else redact(self._where)!r})"
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Connection:
         if self._db is None:
-            raise StoreError(f"{self.path}: the store is closed")
+            raise StoreError(f"{self._where}: the store is closed")
         return self._db
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._conn().execute(sql, params).fetchall()
+            return self._conn().query(sql, params)
 
-    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn`` in one IMMEDIATE transaction (the write lock is taken up front, so another
-        process holding the file cannot make us fail half-way); committed before returning."""
+    def _write(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run ``fn`` in one write transaction, committed before returning: SQLite's IMMEDIATE
+        transaction, PostgreSQL's SERIALIZABLE one (retried when another writer conflicts)."""
         with self._lock:
-            db = self._conn()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    out = fn(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    # SQLite may already have rolled back (a full disk); the original error is the news.
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                if disk_full(exc):
-                    raise StoreError(
-                        f"{self.path}: the disk is full, so this change was not saved; everything saved "
-                        "before is safe. Free some space and try again."
-                    ) from exc
-                raise
-            return out
+            return self._conn().write(fn)
 
     # --------------------------------------------------------------------------------------- meta
     def get_meta(self, key: str, default: Any = None) -> Any:
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,)) if "\x00" not in key else []
         if not rows:
             return default
         try:
             return json.loads(rows[0][0])
         except (TypeError, ValueError) as exc:
-            raise StoreError(f"{self.path}: stored value of meta key {key!r} is not valid JSON") from exc
+            raise StoreError(f"{self._where}: stored value of meta key {key!r} is not valid JSON") from exc
 
     def set_meta(self, key: str, value: Any) -> None:
+        _text("a meta key", key)
         try:
             text = _dumps(value)
         except (TypeError, ValueError) as exc:
@@ -268,19 +242,20 @@ class AnnotationStore:
         if nbytes < 0:
             raise ValueError(f"{p}: nbytes must not be negative, got {nbytes}")
         label = name if name is not None else Path(p).name
+        for what, text in (("an image path", p), ("an image name", label), ("an image hash", sha256)):
+            _text(what, text)
 
-        def insert(db: sqlite3.Connection) -> int:
+        def insert(db: Connection) -> int:
             row = db.execute(
                 "SELECT id, width, height FROM images WHERE path = ? AND sha256 = ?", (p, sha256)
             ).fetchone()
             if row is not None:
                 return int(row[0])
-            cur = db.execute(
+            return db.insert(
                 "INSERT INTO images (path, name, width, height, sha256, nbytes, added_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (p, label, width, height, sha256, nbytes, time.time()),
             )
-            return int(cur.lastrowid or 0)
 
         return int(self._write(insert))
 
@@ -289,7 +264,7 @@ class AnnotationStore:
     def image(self, image_id: int) -> ImageRecord:
         rows = self._query(f"SELECT {self._IMAGE_COLS} FROM images WHERE id = ?", (int(image_id),))
         if not rows:
-            raise KeyError(f"no image with id {image_id} in the store {self.path}")
+            raise KeyError(f"no image with id {image_id} in the store {self._where}")
         return ImageRecord(*rows[0])
 
     def images(self) -> list[ImageRecord]:
@@ -305,6 +280,8 @@ class AnnotationStore:
     def find_image(self, path_or_name: str | os.PathLike[str]) -> int | None:
         """Id of an image by its stored path, its resolved path, or its name (the oldest on a tie)."""
         key = os.fspath(path_or_name)
+        if "\x00" in key:  # never stored (add_image refuses it), and PostgreSQL cannot even compare it
+            return None
         candidates = [key]
         with contextlib.suppress(OSError, RuntimeError):
             candidates.append(str(Path(key).resolve()))
@@ -315,11 +292,13 @@ class AnnotationStore:
         rows = self._query("SELECT id FROM images WHERE name = ? ORDER BY id LIMIT 1", (key,))
         return int(rows[0][0]) if rows else None
 
-    def _require_image(self, db: sqlite3.Connection, image_id: int) -> tuple[int, int]:
-        row = db.execute("SELECT width, height FROM images WHERE id = ?", (image_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no image with id {image_id} in the store {self.path}")
-        return int(row[0]), int(row[1])
+    def _require_image(self, image_id: int, db: Connection | None = None) -> tuple[int, int]:
+        """(width, height) of an image, read inside the write transaction ``db`` when given."""
+        sql, params = "SELECT width, height FROM images WHERE id = ?", (image_id,)
+        rows = db.execute(sql, params).fetchall() if db is not None else self._query(sql, params)
+        if not rows:
+            raise KeyError(f"no image with id {image_id} in the store {self._where}")
+        return int(rows[0][0]), int(rows[0][1])
 
     def _check_size(self, image_id: int, size: tuple[int, int], annotation: Annotation) -> None:
         if not isinstance(annotation, Annotation):
@@ -341,17 +320,19 @@ class AnnotationStore:
         """
         if source not in SOURCES:
             raise ValueError(f"unknown annotation source {source!r}; expected one of {SOURCES}")
+        if user is not None:
+            _text("user", user)
         image_id = int(image_id)
         data = _dumps(annotation.to_json()) if isinstance(annotation, Annotation) else None
 
-        def insert(db: sqlite3.Connection) -> int:
-            self._check_size(image_id, self._require_image(db, image_id), annotation)
+        def insert(db: Connection) -> int:
+            self._check_size(image_id, self._require_image(image_id, db), annotation)
             if prediction_id is not None:
                 row = db.execute(
                     "SELECT image_id FROM predictions WHERE id = ?", (int(prediction_id),)
                 ).fetchone()
                 if row is None:
-                    raise KeyError(f"no prediction with id {prediction_id} in the store {self.path}")
+                    raise KeyError(f"no prediction with id {prediction_id} in the store {self._where}")
                 if int(row[0]) != image_id:
                     raise ValueError(
                         f"prediction {prediction_id} belongs to image {row[0]}, not to image {image_id}"
@@ -360,7 +341,7 @@ class AnnotationStore:
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM annotations WHERE image_id = ?", (image_id,)
             ).fetchone()[0]
             db.execute(
-                "INSERT INTO annotations (image_id, version, data, source, user, created_at, prediction_id)"
+                'INSERT INTO annotations (image_id, version, data, source, "user", created_at, prediction_id)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (image_id, version, data, source, user, time.time(),
                  None if prediction_id is None else int(prediction_id)),
@@ -375,13 +356,13 @@ class AnnotationStore:
             return Annotation.from_json(json.loads(text))
         except (TypeError, ValueError, KeyError, IndexError) as exc:
             raise StoreError(
-                f"{self.path}: the stored {what} of image {image_id} is damaged and cannot be read ({exc})"
+                f"{self._where}: the stored {what} of image {image_id} is damaged and cannot be read ({exc})"
             ) from exc
 
     def annotation(self, image_id: int) -> Annotation | None:
         """The latest label version of an image, or None if it has none (KeyError if no such image)."""
         with self._lock:
-            self._require_image(self._conn(), int(image_id))
+            self._require_image(int(image_id))
             rows = self._query(
                 "SELECT version, data FROM annotations WHERE image_id = ? ORDER BY version DESC LIMIT 1",
                 (int(image_id),),
@@ -401,9 +382,9 @@ class AnnotationStore:
     def annotation_history(self, image_id: int) -> list[AnnotationVersion]:
         """All label versions of an image, oldest first."""
         with self._lock:
-            self._require_image(self._conn(), int(image_id))
+            self._require_image(int(image_id))
             rows = self._query(
-                "SELECT version, data, source, user, created_at, prediction_id FROM annotations "
+                'SELECT version, data, source, "user", created_at, prediction_id FROM annotations '
                 "WHERE image_id = ? ORDER BY version",
                 (int(image_id),),
             )
@@ -415,7 +396,7 @@ class AnnotationStore:
         A resumed session uses it to replay what happened after its last checkpoint.
         """
         rows = self._query(
-            "SELECT image_id, version, data, source, user, created_at, prediction_id FROM annotations "
+            'SELECT image_id, version, data, source, "user", created_at, prediction_id FROM annotations '
             "WHERE created_at > ? ORDER BY id",
             (float(created_at),),
         )
@@ -455,21 +436,20 @@ class AnnotationStore:
         image_id = int(image_id)
         data = _dumps(annotation.to_json()) if isinstance(annotation, Annotation) else None
 
-        def insert(db: sqlite3.Connection) -> int:
-            self._check_size(image_id, self._require_image(db, image_id), annotation)
-            cur = db.execute(
+        def insert(db: Connection) -> int:
+            self._check_size(image_id, self._require_image(image_id, db), annotation)
+            return db.insert(
                 "INSERT INTO predictions (image_id, data, model_step, shown, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (image_id, data, int(model_step), int(bool(shown)), time.time()),
             )
-            return int(cur.lastrowid or 0)
 
         return int(self._write(insert))
 
     def prediction(self, image_id: int) -> StoredPrediction | None:
         """The latest stored prediction of an image, or None."""
         with self._lock:
-            self._require_image(self._conn(), int(image_id))
+            self._require_image(int(image_id))
             rows = self._query(
                 "SELECT id, data, model_step, shown, created_at FROM predictions "
                 "WHERE image_id = ? ORDER BY id DESC LIMIT 1",
@@ -497,15 +477,22 @@ class AnnotationStore:
 
     # ------------------------------------------------------------------------------- maintenance
     def integrity_check(self) -> str:
-        """SQLite's own check of the file: ``"ok"`` when healthy, else its findings, one per line."""
-        return "\n".join(str(r[0]) for r in self._query("PRAGMA integrity_check"))
+        """``"ok"`` when healthy, else the findings, one per line.
+
+        SQLite: its own check of the file (``PRAGMA integrity_check``). PostgreSQL, which has none:
+        every table is read through, so the server checks each page (and its checksum where the cluster
+        has them); ``pg_amcheck`` on the server goes deeper.
+        """
+        with self._lock:
+            return self._conn().integrity_check()
 
     def checkpoint_wal(self) -> bool:
         """Fold the write-ahead log into the main file and truncate it (e.g. before copying the file).
 
         Returns False when another connection (a second process reading the store) kept it from
-        finishing; nothing is lost then, the log is folded in later.
+        finishing; nothing is lost then, the log is folded in later. On PostgreSQL the server owns its
+        log and committed changes are already durable there: nothing to do, returns True (copy such a
+        store with ``pg_dump``).
         """
         with self._lock:
-            busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            return not busy
+            return self._conn().checkpoint()
