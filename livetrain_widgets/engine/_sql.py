@@ -101,6 +101,13 @@ class Connection(abc.ABC):
     where: str
     #: The file of a SQLite store; None for a server.
     path: Path | None = None
+    #: SQL for the database's clock, in seconds since the epoch (what lease expiry is measured by).
+    now_sql: str
+
+    def now(self) -> float:
+        """The database's clock, in seconds since the epoch. Inside a write transaction, read it once and
+        use that value for every check and expiry the transaction writes."""
+        return float(self.execute(f"SELECT {self.now_sql}").fetchone()[0])
 
     # What migrations and write functions use.
     @abc.abstractmethod
@@ -207,6 +214,10 @@ class SQLiteConnection(Connection):
     """One SQLite file: WAL journal with ``synchronous=FULL`` (each commit fsyncs the log)."""
 
     dialect = "sqlite"
+    # SQLite has no server: its clock is the clock of the one machine whose processes share the file
+    # (SQLite over a network filesystem is unsafe anyway). julianday('now') reads the same system clock
+    # as time.time(), to the millisecond.
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -333,6 +344,10 @@ class PostgresConnection(Connection):
     """
 
     dialect = "postgresql"
+    # The server's clock, never the client's: annotators' machines disagree about the time, and a lease
+    # written by a machine running ahead would stay live too long. now() is the transaction's start, so
+    # one transaction checks and writes expiries against one instant (a retried write starts afresh).
+    now_sql = "CAST(EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION)"
 
     def __init__(self, url: str) -> None:
         try:

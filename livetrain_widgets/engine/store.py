@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ __all__ = [
     "AnnotationVersion",
     "Connection",
     "ImageRecord",
+    "Lease",
+    "LeaseLost",
     "StoreError",
     "StoredPrediction",
 ]
@@ -74,6 +78,37 @@ class StoredPrediction:
     model_step: int
     shown: bool
     created_at: float
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One annotator's claim on one image, from :meth:`AnnotationStore.lease_next`.
+
+    Times are the database's clock (seconds since the epoch), not this machine's: compare them with each
+    other, not with ``time.time()``. To keep a lease, :meth:`AnnotationStore.renew` it every ``ttl_s / 3``
+    seconds or so, measured on your own monotonic clock.
+    """
+
+    image_id: int
+    #: Who holds it: the annotator's name, as passed to ``lease_next``.
+    holder: str
+    #: Tells this lease from any later one on the same image (also by the same annotator, in another tab).
+    token: str
+    ttl_s: float
+    acquired_at: float
+    expires_at: float
+    renewals: int
+
+
+class LeaseLost(RuntimeError):
+    """The lease is no longer this annotator's: another annotator took the image over after the lease
+    expired, or the lease was released or already used for a submission. Nothing was written."""
+
+    def __init__(self, message: str, *, image_id: int, holder: str | None) -> None:
+        super().__init__(message)
+        self.image_id = image_id
+        #: Who holds the image now (None when nobody does).
+        self.holder = holder
 
 
 # ------------------------------------------------------------------------------------------ schema
@@ -123,9 +158,28 @@ def _schema_v1(db: Connection) -> None:
     )
 
 
+def _schema_v2_leases(db: Connection) -> None:
+    """The work queue of a team: at most one lease per image (the key), replaced when another annotator
+    takes over an expired one, deleted on release or on the submission it was for. Times are the
+    database's clock (``Connection.now_sql``)."""
+    db.script(
+        """
+        CREATE TABLE leases (
+            image_id INTEGER NOT NULL PRIMARY KEY REFERENCES images (id),
+            holder TEXT NOT NULL,
+            token TEXT NOT NULL,
+            ttl_s REAL NOT NULL CHECK (ttl_s > 0),
+            acquired_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            renewals INTEGER NOT NULL DEFAULT 0
+        );
+        """
+    )
+
+
 #: Migration i brings a store from schema version i to i + 1, on either engine. Append, never edit,
 #: when the schema grows; DDL goes through ``db.script`` (SQLite's type names, mapped for PostgreSQL).
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_schema_v1,)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_schema_v1, _schema_v2_leases)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -312,21 +366,37 @@ class AnnotationStore:
     # -------------------------------------------------------------------------------- annotations
     def submit(
         self, image_id: int, annotation: Annotation, *, source: str = "manual", user: str | None = None,
-        prediction_id: int | None = None,
+        prediction_id: int | None = None, lease: Lease | None = None,
     ) -> int:
         """Store a new label version of an image; returns its version number (1 for the first).
 
         The transaction is committed (and fsynced) before this returns.
+
+        With ``lease`` (from :meth:`lease_next`, for this image), the same transaction first checks that
+        the lease is still this annotator's and then releases it, so an annotator whose image was given
+        to someone else cannot label it too: :class:`LeaseLost` when another annotator took the image
+        over, or the lease was released or already used. A lease that merely expired, with nobody taking
+        the image since, is still accepted: the annotator was slow, not replaced, and refusing would
+        throw their work away for nothing. ``user`` defaults to the lease's holder. Without a lease
+        (one person labeling alone) nothing about leases is looked at.
         """
         if source not in SOURCES:
             raise ValueError(f"unknown annotation source {source!r}; expected one of {SOURCES}")
+        image_id = int(image_id)
+        if lease is not None:
+            if lease.image_id != image_id:
+                raise ValueError(f"the lease is for image {lease.image_id}, not for image {image_id}")
+            if user is None:
+                user = lease.holder
         if user is not None:
             _text("user", user)
-        image_id = int(image_id)
         data = _dumps(annotation.to_json()) if isinstance(annotation, Annotation) else None
 
         def insert(db: Connection) -> int:
             self._check_size(image_id, self._require_image(image_id, db), annotation)
+            if lease is not None:
+                self._check_held(db, lease, "submit for")
+                db.execute("DELETE FROM leases WHERE image_id = ? AND token = ?", (image_id, lease.token))
             if prediction_id is not None:
                 row = db.execute(
                     "SELECT image_id FROM predictions WHERE id = ?", (int(prediction_id),)
@@ -349,6 +419,143 @@ class AnnotationStore:
             return int(version)
 
         return int(self._write(insert))
+
+    # ------------------------------------------------------------------------------------- leases
+    # A team's work queue. Each step that decides who holds an image (lease, take over, renew, submit)
+    # is one write transaction, so two annotators asking at once cannot both get one image: SQLite's
+    # IMMEDIATE transaction runs them one after the other, PostgreSQL's SERIALIZABLE one makes the
+    # second retry (``_write``) and see the first one's lease. One SQL for both engines; ``SELECT ...
+    # FOR UPDATE SKIP LOCKED`` would spare PostgreSQL the retries, but SQLite has no row locks, and a few
+    # annotators asking every few seconds conflict too rarely for a retry to cost anything.
+    _LEASE_COLS = "image_id, holder, token, ttl_s, acquired_at, expires_at, renewals"
+
+    @staticmethod
+    def _lease(row: tuple[Any, ...]) -> Lease:
+        i, holder, token, ttl, acquired, expires, renewals = row
+        return Lease(int(i), holder, token, float(ttl), float(acquired), float(expires), int(renewals))
+
+    def lease_next(
+        self, annotator: str, ttl_s: float, *, after: int | None = None, skip: Iterable[int] = (),
+    ) -> Lease | None:
+        """Lease the next image to label: the first unlabeled image, in the project's order (image ids,
+        as ``LiveSession.image_ids``), that nobody holds a live lease on; None when there is none now
+        (an image comes back when its lease expires or is released).
+
+        ``after``: start after this image, wrapping around (an annotator moving forward); ``skip``: images
+        not to offer (ones this annotator passed over). An expired lease counts as free and is taken over.
+        The lease lives ``ttl_s`` seconds of the database's clock unless renewed (:meth:`renew`).
+        """
+        holder = _text("an annotator", annotator)
+        if not holder:
+            raise ValueError("the annotator must be named (a non-empty string)")
+        ttl = float(ttl_s)
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        skipped = {int(i) for i in skip}
+        start = -1 if after is None else int(after)
+        token = secrets.token_hex(16)
+
+        def take(db: Connection) -> Lease | None:
+            now = db.now()
+            # Skipped images are dropped here rather than in SQL: a long skip list would not fit the
+            # engines' limits on parameters, and only len(skipped) + 1 rows are ever needed.
+            rows = db.execute(
+                "SELECT id FROM images WHERE NOT EXISTS (SELECT 1 FROM annotations a WHERE a.image_id = images.id) "
+                "AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.image_id = images.id AND l.expires_at > ?) "
+                "ORDER BY CASE WHEN id > ? THEN 0 ELSE 1 END, id LIMIT ?",
+                (now, start, len(skipped) + 1),
+            ).fetchall()
+            image_id = next((int(r[0]) for r in rows if int(r[0]) not in skipped), None)
+            if image_id is None:
+                return None
+            # An expired lease of someone else's is replaced: its holder's late submission is refused.
+            db.execute("DELETE FROM leases WHERE image_id = ?", (image_id,))
+            # ON CONFLICT: on PostgreSQL a lease that a concurrent transaction inserted for the same image
+            # then fails this one as a serialisation conflict (retried by _write), never as a unique-key
+            # error; DO NOTHING with no row written is left only for a key we saw and deleted, i.e. never.
+            inserted = db.execute(
+                f"INSERT INTO leases ({self._LEASE_COLS}) VALUES (?, ?, ?, ?, ?, ?, 0) "
+                "ON CONFLICT (image_id) DO NOTHING",
+                (image_id, holder, token, ttl, now, now + ttl),
+            ).rowcount
+            if inserted != 1:
+                raise StoreError(f"{self._where}: could not lease image {image_id} (a concurrent lease)")
+            return Lease(image_id, holder, token, ttl, now, now + ttl, 0)
+
+        result: Lease | None = self._write(take)
+        return result
+
+    def _check_held(self, db: Connection, lease: Lease, doing: str) -> None:
+        """Raise LeaseLost unless ``lease`` is the image's lease (live, or expired with nobody taking it
+        over since); called inside the write transaction that acts on it."""
+        row = db.execute(
+            "SELECT holder, token, expires_at FROM leases WHERE image_id = ?", (lease.image_id,)
+        ).fetchone()
+        if row is not None and row[1] == lease.token:
+            return
+        if row is None:
+            why, holder = "the lease was released or already used for a submission", None
+        else:
+            why, holder = f"{row[0]!r} holds the image now (this lease had expired or been released)", row[0]
+        raise LeaseLost(
+            f"cannot {doing} image {lease.image_id} under {lease.holder!r}'s lease: {why}",
+            image_id=lease.image_id, holder=holder,
+        )
+
+    def renew(self, lease: Lease, ttl_s: float | None = None) -> Lease:
+        """Keep a lease for ``ttl_s`` more seconds (default: its own ``ttl_s``) from now: the heartbeat of
+        an annotator still at work. Returns the renewed lease; :class:`LeaseLost` when another annotator
+        took the image over or the lease was released. A lease that expired with nobody taking the image
+        is renewed, as a submission under it is accepted (see :meth:`submit`)."""
+        ttl = lease.ttl_s if ttl_s is None else float(ttl_s)
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+
+        def extend(db: Connection) -> Lease:
+            self._check_held(db, lease, "renew")
+            now = db.now()
+            db.execute(
+                "UPDATE leases SET ttl_s = ?, expires_at = ?, renewals = renewals + 1 "
+                "WHERE image_id = ? AND token = ?",
+                (ttl, now + ttl, lease.image_id, lease.token),
+            )
+            row = db.execute(f"SELECT {self._LEASE_COLS} FROM leases WHERE image_id = ?", (lease.image_id,))
+            return self._lease(row.fetchone())
+
+        result: Lease = self._write(extend)
+        return result
+
+    def release(self, lease: Lease) -> bool:
+        """Give the image back to the queue (an annotator leaving it unlabeled). False when the lease was
+        no longer held (released, used, or taken over): releasing twice is harmless."""
+
+        def delete(db: Connection) -> bool:
+            cursor = db.execute(
+                "DELETE FROM leases WHERE image_id = ? AND token = ?", (lease.image_id, lease.token)
+            )
+            return int(cursor.rowcount) > 0
+
+        return bool(self._write(delete))
+
+    def lease_of(self, image_id: int) -> Lease | None:
+        """The live lease on an image (who is labeling it now), or None."""
+        with self._lock:
+            db = self._conn()
+            rows = db.query(
+                f"SELECT {self._LEASE_COLS} FROM leases WHERE image_id = ? AND expires_at > {db.now_sql}",
+                (int(image_id),),
+            )
+        return self._lease(rows[0]) if rows else None
+
+    def active_leases(self) -> list[Lease]:
+        """Every live lease, oldest first: who is labeling what, for a team's view."""
+        with self._lock:
+            db = self._conn()
+            rows = db.query(
+                f"SELECT {self._LEASE_COLS} FROM leases WHERE expires_at > {db.now_sql} "
+                "ORDER BY acquired_at, image_id"
+            )
+        return [self._lease(r) for r in rows]
 
     def _decode(self, image_id: int, what: str, text: Any) -> Annotation:
         """Stored JSON -> Annotation, with damage reported against the image instead of deep inside."""
