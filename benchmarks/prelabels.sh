@@ -9,7 +9,7 @@ D=${LIVETRAIN_DATA:-../shared/data}
 OUT=${1:-benchmarks/results/prelabels}
 shift || true
 SETS=${*:-bccd deepforest nuclei}
-S="livetrain simulate --quiet --seed 0 --no-offline --save-predictions"
+S="livetrain simulate --quiet --seed ${SEED:-0} --no-offline --save-predictions"  # SEED=1 for another walk
 # STRATEGIES="..." (space-separated) runs a subset, e.g. STRATEGIES="live manual"
 ABL=()
 for s in ${STRATEGIES:-live:fixedthreshold,nowithhold,nobalance live live:fixedthreshold live:nowithhold \
@@ -27,10 +27,10 @@ for set in $SETS; do
          --merge-classes Tree --limit 50 --steps-per-image 10 --eval-at 10,20,50 \
          --offline-max-steps 150 --offline-min-steps 100 --plateau-window 50 --model-option input_size=320 \
          "${ABL[@]}" --out "$OUT/deepforest" ;;
-    nuclei)  # DSB nuclei, 16-bit, instance masks, 128 px tiles
+    nuclei)  # DSB nuclei, 16-bit, instance masks: 64 px tiles (64 of them) so that 50 are labeled, 14 held out
       $S --task segmentation --images "$D/nuclei/img2d.tif" --labels "$D/nuclei/mask2d.tif" --format instances \
-         --tile 128 --steps-per-image 15 --eval-at 5,10 \
-         --offline-max-steps 150 --offline-min-steps 100 --plateau-window 50 --model-option input_size=256 \
+         --tile 64 --limit 50 --holdout-max 14 --steps-per-image 15 --eval-at 10,20,50 \
+         --offline-max-steps 150 --offline-min-steps 100 --plateau-window 50 --model-option input_size=128 \
          "${ABL[@]}" --out "$OUT/nuclei" ;;
     *) echo "unknown set $set" >&2; exit 2 ;;
   esac

@@ -50,11 +50,20 @@ def heldout_table(res: dict[str, Any]) -> str:
     points = sorted({int(n) for r in res["strategies"].values() for n in r["heldout_at"]})
     if not points:
         return ""
-    rows = ["| strategy | " + " | ".join(f"after {n}" for n in points) + " |", "|---" * (len(points) + 1) + "|"]
+    classes = res["dataset"]["classes"]
+    # recall per class at the end, where a few classes make it readable (class balance shows there)
+    per_class = 1 < len(classes) <= 5
+    extra = ["at the end"] + ([f"recall at the end: {' / '.join(classes)}"] if per_class else [])
+    head = [f"after {n}" for n in points] + extra
+    rows = ["| strategy | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, r in res["strategies"].items():
         if r["heldout_at"]:
-            rows.append(f"| {name} | " + " | ".join(_f(r["heldout_at"].get(str(n), {}).get("headline"), 3)
-                                                     for n in points) + " |")
+            cells = [_f(r["heldout_at"].get(str(n), {}).get("headline"), 3) for n in points]
+            cells.append(_f(r["summary"].get("heldout"), 3))
+            if per_class:
+                recall = (r.get("heldout") or {}).get("recall_per_class") or []
+                cells.append(" / ".join(_f(float(v), 3) for v in recall) or "–")
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
