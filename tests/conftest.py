@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from livetrain_widgets.engine.store import AnnotationStore
+
 from .pg_server import PostgresServer, running_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +44,25 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database()
     yield postgres_server.url(name)
     postgres_server.drop_database(name)
+
+
+#: The store's engines; tests that take ``location`` or ``store`` run once on each.
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=ENGINES)
+def location(request: pytest.FixtureRequest, tmp_project: Path) -> str:
+    """Where a new store goes: a file path (the default engine), or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_project / "labels.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(location: str) -> Iterator[AnnotationStore]:
+    """A new, empty store on each engine."""
+    with AnnotationStore(location) as s:
+        yield s
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -62,7 +62,8 @@ class PostgresServer:
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [*self._run_as, str(self._bindir / tool), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
+        # generous: initdb on a machine busy with other work took over two minutes once
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.root)
         if proc.returncode != 0:
             log = self.root / "server.log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""

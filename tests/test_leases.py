@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,23 +24,9 @@ from livetrain_widgets.engine.store import SCHEMA_VERSION, AnnotationStore, Leas
 
 from .test_store import _SCHEMA_V1_BEFORE_POSTGRESQL, REPO, add, det, subprocess_env, table_names
 
-ENGINES = ("sqlite", "postgresql")
 LIVE = 60.0  # seconds: a lease that must not expire during a test
 SHORT = 0.1  # seconds: a lease that must expire before ...
 EXPIRED = 0.3  # ... this much sleep
-
-
-@pytest.fixture(params=ENGINES)
-def location(request: pytest.FixtureRequest, tmp_project: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_project / "labels.sqlite")
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(location: str) -> Iterator[AnnotationStore]:
-    with AnnotationStore(location) as s:
-        yield s
 
 
 def lease_rows(store: AnnotationStore) -> int:

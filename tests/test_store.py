@@ -34,24 +34,10 @@ from livetrain_widgets.engine.store import (
     StoreError,
 )
 
+from .conftest import ENGINES
 from .pg_server import PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINES = ("sqlite", "postgresql")
-
-
-@pytest.fixture(params=ENGINES)
-def location(request: pytest.FixtureRequest, tmp_project: Path) -> str:
-    """Where a new store goes: a file path (the default engine), or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_project / "labels.sqlite")
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(location: str) -> Iterator[AnnotationStore]:
-    with AnnotationStore(location) as s:
-        yield s
 
 
 def table_names(store: AnnotationStore) -> set[str]:
