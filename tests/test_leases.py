@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from livetrain_widgets.engine import store as store_mod
 from livetrain_widgets.engine.annotation import AnnotationError
 from livetrain_widgets.engine.store import SCHEMA_VERSION, AnnotationStore, LeaseLost
 
-from .test_store import _SCHEMA_V1_BEFORE_POSTGRESQL, REPO, add, det, subprocess_env, table_names
+from .test_store import REPO, add, det, old_sqlite_project, subprocess_env, table_names
 
 LIVE = 60.0  # seconds: a lease that must not expire during a test
 SHORT = 0.1  # seconds: a lease that must expire before ...
@@ -205,16 +204,7 @@ def test_a_version_1_store_gains_leases_and_keeps_its_data(location: str, monkey
 
 def test_an_old_sqlite_project_file_migrates(tmp_project: Path) -> None:
     """A file as the SQLite-only store wrote it (schema version 1, before PostgreSQL)."""
-    path = tmp_project / "labels.sqlite"
-    tmp_project.mkdir()
-    with sqlite3.connect(path) as db:
-        db.executescript(_SCHEMA_V1_BEFORE_POSTGRESQL)
-        db.execute("INSERT INTO images VALUES (7, '/a.png', 'a.png', 64, 48, 'h', 1, 1.5)")
-        db.execute("INSERT INTO images VALUES (8, '/b.png', 'b.png', 64, 48, 'i', 1, 1.5)")
-        db.execute("INSERT INTO annotations VALUES (1, 7, 1, ?, 'manual', 'ann', 2.5, NULL)",
-                   (store_mod._dumps(det().to_json()),))
-        db.execute("PRAGMA user_version = 1")
-    db.close()
+    path = old_sqlite_project(tmp_project, images=2)
     with AnnotationStore(path) as s:
         assert s._conn().schema_version() == SCHEMA_VERSION
         assert s.annotation_history(7)[0].user == "ann"

@@ -151,16 +151,27 @@ _SCHEMA_V1_BEFORE_POSTGRESQL = """
 """
 
 
-def test_a_sqlite_store_from_before_postgresql_opens_as_before(tmp_project: Path) -> None:
-    """A file whose schema was written before the DDL quoted ``"user"``: the same columns, read alike."""
-    path = tmp_project / "labels.sqlite"
-    tmp_project.mkdir()
-    with sqlite3.connect(path) as db:
+def old_sqlite_project(folder: Path, images: int = 1) -> Path:
+    """A labels file as the SQLite-only store wrote it (schema version 1): images 7, 8, ... and one
+    label on image 7 by 'ann' at time 2.5."""
+    path = folder / "labels.sqlite"
+    folder.mkdir(exist_ok=True)
+    db = sqlite3.connect(path)
+    with db:
         db.executescript(_SCHEMA_V1_BEFORE_POSTGRESQL)
-        db.execute("INSERT INTO images VALUES (7, '/a.png', 'a.png', 64, 48, 'h', 1, 1.5)")
+        for i in range(images):
+            db.execute("INSERT INTO images VALUES (?, ?, ?, 64, 48, ?, 1, 1.5)",
+                       (7 + i, f"/{i}.png", f"{i}.png", f"h{i}"))
         db.execute("INSERT INTO annotations VALUES (1, 7, 1, ?, 'manual', 'ann', 2.5, NULL)",
                    (json.dumps(det().to_json()),))
         db.execute("PRAGMA user_version = 1")
+    db.close()
+    return path
+
+
+def test_a_sqlite_store_from_before_postgresql_opens_as_before(tmp_project: Path) -> None:
+    """A file whose schema was written before the DDL quoted ``"user"``: the same columns, read alike."""
+    path = old_sqlite_project(tmp_project)
     with AnnotationStore(path) as s:
         (v1,) = s.annotation_history(7)
         assert (v1.version, v1.user, v1.created_at) == (1, "ann", 2.5)

@@ -437,9 +437,7 @@ class PostgresConnection(Connection):
                     committing = True
                     pg.execute("COMMIT")
                 except BaseException:
-                    if not pg.closed:
-                        with contextlib.suppress(self._psycopg.Error):
-                            pg.execute("ROLLBACK")
+                    self._rollback(pg)
                     raise
             except (errors.SerializationFailure, errors.DeadlockDetected):
                 # Another writer got there first; nothing of ours was committed. Back off a little, at
@@ -485,10 +483,15 @@ class PostgresConnection(Connection):
             yield
             pg.execute("COMMIT")
         except BaseException:
-            if not pg.closed:
-                with contextlib.suppress(self._psycopg.Error):
-                    pg.execute("ROLLBACK")
+            self._rollback(pg)
             raise
+
+    def _rollback(self, pg: Any) -> None:
+        """Undo the open transaction after a failure; the failure is the news, so a connection that is
+        gone (or a ROLLBACK that fails too) is left to the next call's reconnect."""
+        if not pg.closed:
+            with contextlib.suppress(self._psycopg.Error):
+                pg.execute("ROLLBACK")
 
     def migrate(self, migrations: Sequence[Callable[[Connection], None]]) -> None:
         try:
