@@ -50,6 +50,9 @@ from .sampler import SamplerConfig
 from .store import AnnotationStore
 from .trainer import Trainer, TrainerConfig
 
+#: label versions below the highest row seen that :meth:`LiveSession.sync` reads again (see there)
+SYNC_WINDOW_ROWS = 256
+
 
 class SkippedFileWarning(UserWarning):
     """A file that was not imported; the message names it and says why."""
@@ -120,6 +123,10 @@ class SessionState:
     thresholds: list[float] | None = None
     #: seconds per image the pre-labels are expected to save (negative: they cost), None without history
     saving_s: float | None = None
+    #: a team's other annotators labeling now, e.g. "bob (image 12)" (None: not a team's session)
+    team: list[str] | None = None
+    #: a team's trainer does not answer now (the annotator labels on, without pre-labels)
+    reconnecting: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The state as plain values (for logging or JSON)."""
@@ -164,6 +171,7 @@ class LiveSession:
         config: SessionConfig | None = None,
         user: str | None = None,
         model_options: dict[str, Any] | None = None,
+        store: str | os.PathLike[str] | None = None,
     ) -> None:
         self.project = Path(project)
         self.project.mkdir(parents=True, exist_ok=True)
@@ -172,7 +180,9 @@ class LiveSession:
         self._lock = ProjectLock(self.project / ".lock")
         self._lock.acquire()
         try:
-            self.store = AnnotationStore(self.project / "labels.sqlite")
+            # A team's shared store (``postgresql://...``) or the project's own file; checkpoints stay in
+            # the project folder either way.
+            self.store = AnnotationStore(self.project / "labels.sqlite" if store is None else store)
             self.task, self.classes = self._resolve_project(task, classes)
             self._checkpoint_dir = self.project / "checkpoints"
             ckpt_path = latest_checkpoint(self._checkpoint_dir)
@@ -210,9 +220,17 @@ class LiveSession:
                 self.last_checkpoint_step = int(ckpt["step"])
                 self._replay_evaluations(float(ckpt["time"]))
             # Ids with a label, kept here so "which image is next" costs no store query per submission
-            # (it grew linearly with the project and lagged the event loop in long sessions). Exact,
-            # since only this process writes the store (the project lock).
+            # (it grew linearly with the project and lagged the event loop in long sessions). Exact
+            # while only this process writes the store (the project lock); on a store shared with other
+            # writers (a team's annotators), :meth:`sync` keeps it so.
             self._labeled: set[int] = set(self.store.labeled_ids())
+            # The label version of each image this session trains on, and the highest store row seen:
+            # what sync() compares with to find versions written by others.
+            rows = self.store.version_rows_after(0)
+            self._applied: dict[int, int] = {}
+            for _, image_id, version in rows:
+                self._applied[image_id] = max(version, self._applied.get(image_id, 0))
+            self._row_seen = max((r[0] for r in rows), default=0)
             labels = {i: a for i in self._labeled if (a := self.store.annotation(i)) is not None}
             self.trainer.load_samples(labels)
         except BaseException:
@@ -377,7 +395,7 @@ class LiveSession:
             if ann is None:
                 continue
             try:
-                ann = self._check(image_id, ann)
+                ann = check_annotation(self.store, self.task, len(self.classes), image_id, ann)
             except AnnotationError as exc:
                 where = source if source == str(path) else f"{source}: {Path(path).name}"
                 warnings.warn(f"{where}: {exc}", SkippedFileWarning, stacklevel=3)
@@ -569,58 +587,55 @@ class LiveSession:
         """
         self._check_open()
         ann = annotation if isinstance(annotation, Annotation) else Annotation.from_json(annotation)
-        ann = self._check(image_id, ann)
-        previous = self.store.annotation_history(image_id)
-        pred = self.store.prediction(image_id)
-        if pred is not None and any(v.prediction_id == pred.id for v in previous):
-            pred = None  # that pre-label was judged at an earlier submission
+        ann = check_annotation(self.store, self.task, len(self.classes), image_id, ann)
         thr = self.thresholds() if threshold is None else (
             float(threshold) if isinstance(threshold, (int, float)) else [float(v) for v in threshold])
-        shown = pred.annotation.filter(thr) if pred is not None else None
-        if source is None:
-            if pred is None or not pred.shown:
-                source = "manual"
-            else:
-                source = "prelabel_accepted" if _same(shown, ann) else "prelabel_edited"
+        pred, source = infer_source(self.store, image_id, ann, thr, source)
         version = await asyncio.to_thread(
             self.store.submit, image_id, ann, source=source, user=user or self.user,
             prediction_id=None if pred is None else pred.id,
         )
+        self._apply(image_id, ann, version, pred, thr)
+        return version
+
+    def _apply(self, image_id: int, ann: Annotation, version: int, pred: Any,
+               threshold: float | Sequence[float] | None) -> None:
+        """A committed label version joins training; its pre-label (if any) is judged."""
+        self._applied[image_id] = max(version, self._applied.get(image_id, 0))
         self._labeled.add(image_id)
         self.ahead.discard(image_id)
         if pred is not None:
-            self._evaluate(image_id, pred, ann, thr)
+            self._evaluate(image_id, pred, ann, threshold)
         self.trainer.set_sample(image_id, ann)
-        return version
 
-    def _check(self, image_id: int, ann: Annotation) -> Annotation:
-        rec = self.store.image(image_id)
-        if (ann.width, ann.height) != (rec.width, rec.height):
-            raise AnnotationError(
-                f"the annotation is for a {ann.width}x{ann.height} image, but image {image_id} "
-                f"({rec.name}) is {rec.width}x{rec.height}"
-            )
-        if self.task == "classification" and ann.category is None:
-            raise AnnotationError("a classification annotation needs a category")
-        # The wrong kind of annotation for the project was stored as is: an image class in a detection
-        # or segmentation project became an empty label (no objects) for training, boxes in a
-        # classification project were kept but never used.
-        if self.task == "classification" and len(ann):
-            raise AnnotationError(
-                f"a classification project takes an image class (category), not {len(ann)} boxes/masks"
-            )
-        if self.task != "classification" and ann.category is not None:
-            raise AnnotationError(
-                f"a {self.task} project takes objects (boxes{' and masks' if self.task == 'segmentation' else ''}), "
-                f"not an image class (category={ann.category})"
-            )
-        if self.task == "segmentation" and len(ann) and ann.masks is None:
-            raise AnnotationError("a segmentation annotation needs masks")
-        ann = ann.validate(len(self.classes))
-        # Scores belong to predictions; a submitted label is certain.
-        ann.scores = None
-        ann.category_scores = None
-        return ann
+    async def sync(self) -> list[int]:
+        """Take in what other processes wrote to a shared store: images they added, and labels they
+        submitted straight to the store (a team's annotators, see :mod:`livetrain_widgets.engine.team`).
+        Each such label joins training at once and its pre-label is judged, as if submitted here.
+        Returns the images whose labels were new to this session. Cheap when nothing changed.
+        """
+        self._check_open()
+        # Row ids are handed out before commit: on PostgreSQL a submission can become visible after a
+        # later one. Re-reading the last SYNC_WINDOW_ROWS ids (only ids, no labels) catches such a row
+        # unless that many others committed while it was in flight, which a submission's millisecond
+        # transaction never allows. _applied makes re-reads harmless.
+        rows = await asyncio.to_thread(self.store.version_rows_after, max(0, self._row_seen - SYNC_WINDOW_ROWS))
+        fresh: dict[int, int] = {}
+        for row_id, image_id, version in rows:
+            self._row_seen = max(self._row_seen, row_id)
+            if version > self._applied.get(image_id, 0):
+                fresh[image_id] = version
+        if await asyncio.to_thread(self.store.image_count) != len(self._paths):
+            images = await asyncio.to_thread(self.store.images)
+            self._paths = {r.id: r.path for r in images}
+        judged = {r.get("prediction_id") for r in self.evaluator.history} if fresh else set()
+        for image_id in fresh:
+            latest = (await asyncio.to_thread(self.store.annotation_history, image_id))[-1]
+            pred = None
+            if latest.prediction_id is not None and latest.prediction_id not in judged:
+                pred = await asyncio.to_thread(self.store.prediction_by_id, latest.prediction_id)
+            self._apply(image_id, latest.annotation, latest.version, pred, None)
+        return list(fresh)
 
     # ---------------------------------------------------------------------------- checkpoints
     def _checkpoint_extra(self) -> dict[str, Any]:
@@ -712,6 +727,55 @@ class LiveSession:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this session is closed; open the project again with LiveSession(...)")
+
+
+def check_annotation(store: AnnotationStore, task: str, n_classes: int, image_id: int, ann: Annotation) -> Annotation:
+    """A submitted annotation checked against the project (image size, task, classes), scores dropped;
+    AnnotationError says what is wrong."""
+    rec = store.image(image_id)
+    if (ann.width, ann.height) != (rec.width, rec.height):
+        raise AnnotationError(
+            f"the annotation is for a {ann.width}x{ann.height} image, but image {image_id} "
+            f"({rec.name}) is {rec.width}x{rec.height}"
+        )
+    if task == "classification" and ann.category is None:
+        raise AnnotationError("a classification annotation needs a category")
+    # The wrong kind of annotation for the project was stored as is: an image class in a detection
+    # or segmentation project became an empty label (no objects) for training, boxes in a
+    # classification project were kept but never used.
+    if task == "classification" and len(ann):
+        raise AnnotationError(
+            f"a classification project takes an image class (category), not {len(ann)} boxes/masks"
+        )
+    if task != "classification" and ann.category is not None:
+        raise AnnotationError(
+            f"a {task} project takes objects (boxes{' and masks' if task == 'segmentation' else ''}), "
+            f"not an image class (category={ann.category})"
+        )
+    if task == "segmentation" and len(ann) and ann.masks is None:
+        raise AnnotationError("a segmentation annotation needs masks")
+    ann = ann.validate(n_classes)
+    # Scores belong to predictions; a submitted label is certain.
+    ann.scores = None
+    ann.category_scores = None
+    return ann
+
+
+def infer_source(store: AnnotationStore, image_id: int, ann: Annotation, threshold: float | Sequence[float],
+                 source: str | None) -> tuple[Any, str]:
+    """The pre-label a submission is judged against (None: none, or it was judged at an earlier
+    submission) and the submission's source: as given, else "prelabel_accepted" if ``ann`` is the
+    pre-label shown (at ``threshold``) unchanged, "prelabel_edited" if one was shown, else "manual"."""
+    previous = store.annotation_history(image_id)
+    pred = store.prediction(image_id)
+    if pred is not None and any(v.prediction_id == pred.id for v in previous):
+        pred = None  # that pre-label was judged at an earlier submission
+    if source is None:
+        if pred is None or not pred.shown:
+            source = "manual"
+        else:
+            source = "prelabel_accepted" if _same(pred.annotation.filter(threshold), ann) else "prelabel_edited"
+    return pred, source
 
 
 def labels_needed_message(n: int) -> str:

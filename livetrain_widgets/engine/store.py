@@ -485,6 +485,35 @@ class AnnotationStore:
         result: Lease | None = self._write(take)
         return result
 
+    def lease_image(self, image_id: int, annotator: str, ttl_s: float) -> Lease:
+        """Lease one given image (an annotator opening it, labeled or not): granted unless another
+        annotator holds a live lease on it, which raises :class:`LeaseLost` naming them. A lease this
+        annotator already held on the image, or an expired one of anybody's, is replaced."""
+        holder = _text("an annotator", annotator)
+        if not holder:
+            raise ValueError("the annotator must be named (a non-empty string)")
+        ttl = float(ttl_s)
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        image_id = int(image_id)
+        token = secrets.token_hex(16)
+
+        def take(db: Connection) -> Lease:
+            self._require_image(image_id, db)
+            now = db.now()
+            row = db.execute("SELECT holder, expires_at FROM leases WHERE image_id = ?", (image_id,)).fetchone()
+            if row is not None and row[0] != holder and float(row[1]) > now:
+                raise LeaseLost(f"{row[0]!r} is labeling image {image_id} now", image_id=image_id, holder=row[0])
+            db.execute("DELETE FROM leases WHERE image_id = ?", (image_id,))
+            db.execute(
+                f"INSERT INTO leases ({self._LEASE_COLS}) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (image_id, holder, token, ttl, now, now + ttl),
+            )
+            return Lease(image_id, holder, token, ttl, now, now + ttl, 0)
+
+        result: Lease = self._write(take)
+        return result
+
     def _check_held(self, db: Connection, lease: Lease, doing: str) -> None:
         """Raise LeaseLost unless ``lease`` is the image's lease (live, or expired with nobody taking it
         over since); called inside the write transaction that acts on it."""
@@ -608,6 +637,16 @@ class AnnotationStore:
             (float(created_at),),
         )
         return [(int(row[0]), self._version(int(row[0]), row[1:])) for row in rows]
+
+    def version_rows_after(self, row_id: int) -> list[tuple[int, int, int]]:
+        """(row id, image id, version) of every label version whose row id is above ``row_id``, by row id,
+        without the labels themselves: how a trainer follows what other processes submit, cheaply. Row
+        ids grow with every version but are handed out before commit, so on PostgreSQL a lower id can
+        become visible after a higher one: a follower re-reads a window below the highest id it saw."""
+        rows = self._query(
+            "SELECT id, image_id, version FROM annotations WHERE id > ? ORDER BY id", (int(row_id),)
+        )
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def labeled_ids(self) -> list[int]:
         """Images with at least one label version, in the order they were first submitted.
