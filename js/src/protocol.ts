@@ -162,7 +162,7 @@ export interface PanelModel {
   task: Task;
   /** the trainer's status in a labeler's words ("Label 2 more images to start", "Learning…", ...) */
   status: string;
-  /** "idle" | "waiting" | "training" | "paused" | "stopped" */
+  /** "idle" | "waiting" | "training" | "paused" | "stopped" | "reconnecting" (a team's trainer away) */
   phase: string;
   /** a transient activity shown beside the status: "" | "Predicting…" | "Saving…" */
   busy: string;
@@ -195,6 +195,9 @@ export interface PanelModel {
   predict_ms: number | null;
   /** the canvas this panel's buttons go through first (PanelRequest); "" = none */
   group: string;
+  /** a team's annotator: who else is labeling, in words ("Also labeling: bob (image 12)"); "" = not a
+   * team (the train button is then the person's own; in a team the trainer is not theirs to stop) */
+  team: string;
 }
 
 export type PanelAction =

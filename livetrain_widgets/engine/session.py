@@ -556,6 +556,11 @@ class LiveSession:
         tuned = self.tuner.thresholds() if self.config.auto_threshold else None
         return tuned if tuned is not None else [self.config.threshold] * len(self.classes)
 
+    def tuned_thresholds(self) -> list[float] | None:
+        """The per-class thresholds the tuner chose from the recent submissions (None: none chosen yet,
+        or classification); what the app's "auto" applies, the same call on a team's session."""
+        return self.tuner.thresholds()
+
     @property
     def offering(self) -> bool:
         """Whether pre-labels are shown now.

@@ -1,7 +1,7 @@
 """A team labels one project with one live trainer.
 
-Two sides, both plain asyncio (no Ray, no Jupyter here; :mod:`livetrain_widgets.engine._ray` puts the
-trainer in a Ray actor and :class:`~livetrain_widgets.LiveAnnotator` puts a UI on an annotator)::
+Two sides, both plain asyncio (no Ray, no Jupyter here; :mod:`livetrain_widgets.engine.ray_trainer` puts
+the trainer in a Ray actor and :class:`~livetrain_widgets.LiveAnnotator` puts a UI on an annotator)::
 
     trainer = TeamTrainer("runs/cells-trainer", "postgresql://lt@db/cells", "detection", ["RBC", "WBC"])
     await trainer.start()                       # trains, follows the store, predicts ahead
@@ -243,7 +243,8 @@ def as_handle(trainer: Any) -> TrainerHandle:
         return LocalTrainer(trainer)
     if hasattr(trainer, "call") and hasattr(trainer, "notify"):
         return trainer  # type: ignore[no-any-return]
-    raise TypeError(f"expected a TeamTrainer or a trainer handle (see livetrain_widgets.engine._ray), got {trainer!r}")
+    raise TypeError("expected a TeamTrainer or a trainer handle (see livetrain_widgets.engine.ray_trainer), "
+                    f"got {trainer!r}")
 
 
 class TeamSession:
@@ -252,7 +253,7 @@ class TeamSession:
     :class:`LiveSession`, so the app is the same for one person and for a team.
 
     ``trainer``: a :class:`TeamTrainer` (same process) or a handle from
-    :func:`livetrain_widgets.engine._ray.connect`. ``lease_ttl_s``: how long an image stays this
+    :func:`livetrain_widgets.engine.ray_trainer.connect`. ``lease_ttl_s``: how long an image stays this
     annotator's without a heartbeat (it is renewed every third of that while the session runs), i.e.
     how soon an image comes back to the queue after its annotator went away.
     """
@@ -307,6 +308,12 @@ class TeamSession:
         self._labeled = set(self.store.labeled_ids())
         self._others = {x.image_id: x.holder for x in self.store.active_leases()
                         if self._lease is None or x.token != self._lease.token}
+
+    def refresh(self) -> None:
+        """Read the store now (images, labels, who holds what) rather than at the next heartbeat: the app
+        does before it picks the next image (after a submission, after a refused lease), so that the
+        image it picks is one nobody holds."""
+        self._refresh_store()
 
     @property
     def image_ids(self) -> list[int]:
@@ -455,6 +462,12 @@ class TeamSession:
     def thresholds(self) -> list[float]:
         remote = (self._remote or {}).get("thresholds")
         return list(remote) if remote else [self.config.threshold] * len(self.classes)
+
+    def tuned_thresholds(self) -> list[float] | None:
+        """The per-class thresholds the trainer's tuner chose (None: none yet, or the trainer did not
+        answer yet); :meth:`LiveSession.tuned_thresholds` for the team."""
+        tuned = ((self._remote or {}).get("state") or {}).get("thresholds")
+        return None if tuned is None else [float(v) for v in tuned]
 
     @property
     def offering(self) -> bool:

@@ -14,6 +14,14 @@ While the person labels an image, the app sends the image a submission will open
 one) to the canvas ahead, with its pre-labels once the session has computed them ahead
 (``LabelCanvas.set_next``): Finish & Next then shows it at once, and opening it here serves the same
 pre-labels, so the view keeps what it showed. A refused submission answers ``stay``.
+
+**A team** (several annotators, one trainer; see :mod:`livetrain_widgets.engine.team`): with ``store=``
+(the team's store URL) and ``backend=`` (the trainer's Ray address), the session is a
+:class:`~livetrain_widgets.engine.team.TeamSession` and the app is the same, with three differences.
+Opening an image leases it: an image another annotator holds is not opened, the next free one is,
+and the panel says why. The panel shows who else is labeling, and the quality and training state are
+the team's trainer's. The trainer is not this notebook's to start or stop, and its live plots are not
+here (they read the trainer's internals, which live in the trainer's process).
 """
 
 from __future__ import annotations
@@ -30,8 +38,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..engine._sql import redact
 from ..engine.annotation import Annotation
 from ..engine.session import LiveSession, Prediction, SessionConfig
+from ..engine.store import LeaseLost
+from ..engine.team import TeamSession
 from ._codec import WireError, display_image
 from ._watch import SessionWatcher, kernel_loop
 from .canvas import LabelCanvas
@@ -58,8 +69,20 @@ class LiveAnnotator(widgets.VBox):
     project: the project folder (labels, checkpoints); default ``livetrain-<folder name>``.
     labels, format: existing labels to import (see ``LiveSession.add_images``).
     canvas: a :class:`LabelCanvas` of your own, or a ``jupyter_bbox_widget.BBoxWidget`` (detection).
-    plots: show the live plots below the canvas.
+    plots: show the live plots below the canvas (default: yes, alone; a team's app has none, see below).
     start: start training at once (otherwise the panel's button does).
+    session: a :class:`~livetrain_widgets.LiveSession` (or a team's ``TeamSession``) opened already.
+
+    A team's annotator (see the module docstring) gives instead:
+
+    store: the team's store URL (``"postgresql://user@host/db"``); task and classes come from it (given,
+        they must match).
+    backend: where the team's trainer runs: a Ray address (``"ray://head:10001"``, ``"auto"``; see
+        ``livetrain serve``), or a trainer object (a same-process ``TeamTrainer``, or a handle).
+    user: the name the others see and the store records (default: the login name).
+
+    ``project``, ``model`` and ``model_options`` are the trainer's there, and ``plots=True`` is refused:
+    the plots read the trainer's internals, which are in the trainer's process, not in this kernel.
     """
 
     def __init__(
@@ -75,11 +98,30 @@ class LiveAnnotator(widgets.VBox):
         labels: str | os.PathLike[str] | None = None,
         format: str | None = None,
         canvas: Any = None,
-        plots: bool = True,
+        plots: bool | None = None,
         start: bool = True,
-        session: LiveSession | None = None,
+        session: LiveSession | TeamSession | None = None,
         height: int = 560,
+        backend: Any = None,
+        store: str | os.PathLike[str] | None = None,
+        user: str | None = None,
     ) -> None:
+        team = store is not None or backend is not None or isinstance(session, TeamSession)
+        if plots is None:
+            plots = not team
+        elif plots and team:
+            raise ValueError("a team's app has no live plots: they read the trainer's internals, which are in "
+                             "the trainer's process, not in this kernel (drop plots=True)")
+        if store is not None or backend is not None:
+            if session is not None:
+                raise ValueError("give either session= or a team's store= and backend=, not both")
+            if project is not None:
+                raise ValueError("a team's annotator has no project folder: the trainer keeps the project "
+                                 "(drop project=, or drop store= and backend= to label alone)")
+            session = _team_session(backend, store, user, config)
+            _check_same_project(session, task, classes)
+        elif user is not None:
+            raise ValueError("user= names an annotator of a team: give the team's store= and backend= too")
         if session is None:
             if project is None:
                 if not isinstance(images, (str, os.PathLike)):
@@ -87,8 +129,10 @@ class LiveAnnotator(widgets.VBox):
                 project = Path(f"livetrain-{Path(images).resolve().name}")
             session = LiveSession(project, task, classes, model=model, config=config,
                                   model_options=model_options)
-        self.session = session
-        if images is not None:
+        self.session: Any = session
+        #: a team's annotator (a TeamSession: leases, the team's trainer) rather than one person alone
+        self.team = team
+        if images is not None and not team:
             session.add_images(images, labels=labels, format=format)
         self.canvas = _as_canvas(canvas, session, height)
         self.panel = LivePanel(session)
@@ -128,10 +172,17 @@ class LiveAnnotator(widgets.VBox):
         self.canvas.on_change(self._count_prelabels)
 
         first = self._first_image()
-        if start:
+        if start or team:  # a team's session always runs: its heartbeat keeps the lease and the state
             self._spawn(self._start())
-        if first is not None:
+        if team and images is not None:
+            # Through the trainer (a coroutine there), so on the loop: the images join the project for
+            # everyone, and their paths must be readable by the trainer and by the other annotators.
+            self._spawn(self._locked(self._add_and_open(images, labels, format)))
+        elif first is not None:
             self._spawn(self._locked(self._open(first)))
+        elif team:
+            self.panel.error = ("No images yet: the team's trainer adds them (or here: "
+                                "await app.session.add_images(...), then app.next())")
         else:
             self.panel.error = "No images yet: add some with app.session.add_images(...) and call app.next()"
 
@@ -248,6 +299,11 @@ class LiveAnnotator(widgets.VBox):
             self.canvas.accept_prelabels()
         elif action == "predict":
             self._spawn(self._predict(image_id, forced=True))
+        elif action in ("start", "stop") and self.team:
+            # The trainer is the team's: one annotator does not stop it for the others (and stopping
+            # this session would only drop its lease and its view of the trainer).
+            self._error("The team's trainer trains for everyone: it is started and stopped where it is "
+                        "served, not from an annotator's panel")
         elif action == "start":
             self._spawn(self._start())
         elif action == "stop":
@@ -292,6 +348,13 @@ class LiveAnnotator(widgets.VBox):
         await self.session.start()
         self.panel.refresh(self.session)
 
+    async def _add_and_open(self, images: Any, labels: Any, format: str | None) -> None:
+        await self.session.add_images(images, labels=labels, format=format)
+        first = self._first_image()
+        if first is None:
+            raise WireError("No images yet: the team's trainer adds them")
+        await self._open(first)
+
     async def _stop(self) -> None:
         self.panel.busy = "Saving…"
         try:
@@ -308,13 +371,28 @@ class LiveAnnotator(widgets.VBox):
             self.panel.busy = "Saving…"
             try:
                 await self.session.submit(image_id, ann, threshold=self.canvas.effective_threshold)
+            except LeaseLost as exc:
+                # A team's store refused it: the image went to someone else while this lease had lapsed
+                # (nothing was written). Named, so the person knows whom to talk to; the canvas keeps
+                # the objects (the finally below keeps the view on this image).
+                name = self.session.store.image(image_id).name
+                what = (f"{exc.holder} is labeling {name} now" if exc.holder else
+                        f"{name} was released or labeled by someone else")
+                raise WireError(f"Not saved: {what} (your hold on it had lapsed). Your labels are still "
+                                "here; Skip to go on.") from exc
             finally:
                 self.panel.busy = ""
             self.panel.error = ""
+            if self.team:
+                # Who holds what as of now, not as of the last heartbeat: the next image is then one
+                # nobody else has open, and "opened another instead" is left for true races.
+                await asyncio.to_thread(self.session.refresh)
             self.panel.refresh(self.session)
             nxt = self._next_unlabeled(after=image_id)
             if nxt is None:
-                self.panel.error = f"All {len(self.session.image_ids)} images are labeled."
+                n = len(self.session.image_ids)
+                self.panel.error = (f"All {n} images are labeled." if not self.team else
+                                    f"No image is free: the {n} images are labeled or being labeled by others.")
                 return
             await self._open(nxt)
         finally:
@@ -366,8 +444,37 @@ class LiveAnnotator(widgets.VBox):
                 self._display_cache.popitem(last=False)
         return data
 
+    async def _claim(self, image_id: int) -> int:
+        """A team's annotator leases an image before it is shown, so nobody else labels it meanwhile.
+        Held by someone else: the next free image instead, and the panel says so; none free: WireError."""
+        try:
+            await self.session.claim(image_id)
+            return image_id
+        except LeaseLost as exc:
+            who = exc.holder or "another annotator"
+        name = self.session.store.image(image_id).name
+        # Not the image on the canvas either: Skip or Back must not "open instead" the one they leave.
+        tried = {image_id, self.canvas.image_id}
+        while True:
+            # The session learns who holds what at its next heartbeat; read the store now, so the pick
+            # below already skips every image held at this moment.
+            await asyncio.to_thread(self.session.refresh)
+            nxt = self._next_unlabeled(after=image_id, exclude=tried)
+            if nxt is None:
+                raise WireError(f"{who} is labeling {name}, and no other image is free now "
+                                "(all are labeled or being labeled)")
+            try:
+                await self.session.claim(nxt)
+            except LeaseLost:
+                tried.add(nxt)  # taken between the refresh and the claim: on to the one after
+                continue
+            self.panel.error = f"{who} is labeling {name}; opened {self.session.store.image(nxt).name} instead"
+            return nxt
+
     async def _open(self, image_id: int) -> None:
         t0 = time.perf_counter()
+        if self.team:
+            image_id = await self._claim(image_id)
         rec = self.session.store.image(image_id)
         try:
             data = await self._display_bytes(image_id)
@@ -483,7 +590,7 @@ class LiveAnnotator(widgets.VBox):
     def _apply_auto_threshold(self) -> None:
         """Per-class thresholds chosen from the history while the panel's "auto" is on (and chosen yet);
         otherwise the slider's one threshold."""
-        tuned = self.session.tuner.thresholds() if (
+        tuned = self.session.tuned_thresholds() if (
             self.panel.auto_threshold and self.session.config.auto_threshold) else None
         values = [round(float(v), 4) for v in tuned] if tuned is not None else []
         if list(self.canvas.class_thresholds) != values:
@@ -500,7 +607,38 @@ class LiveAnnotator(widgets.VBox):
         self.panel.prelabels = self.canvas.prelabel_count
 
 
-def _as_canvas(canvas: Any, session: LiveSession, height: int) -> Any:
+def _team_session(backend: Any, store: str | os.PathLike[str] | None, user: str | None,
+                  config: SessionConfig | None) -> TeamSession:
+    """A team's annotator session: the store's URL, and the trainer reached through ``backend``."""
+    if store is None:
+        raise ValueError("backend= needs the team's store= too (e.g. store='postgresql://user@host/project')")
+    if backend is None:
+        raise ValueError("a team's store= needs backend=: where the team's trainer runs (a Ray address such "
+                         "as 'ray://head:10001', or a TeamTrainer)")
+    if isinstance(backend, str):
+        from ..engine import ray_trainer  # imports nothing of Ray until called; Ray only for teams
+
+        handle: Any = ray_trainer.connect(backend, str(store))
+    else:
+        handle = backend  # a same-process TeamTrainer, or a handle (TeamSession checks which)
+    return TeamSession(store, handle, user=user, config=config)
+
+
+def _check_same_project(session: TeamSession, task: str | None, classes: Sequence[str] | None) -> None:
+    """A team's task and classes are the store's; ones given must agree (a wrong notebook, not a new
+    project)."""
+    wrong = None
+    if task is not None and task != session.task:
+        wrong = f"a {session.task!r} project, not {task!r}"
+    elif classes is not None and list(classes) != list(session.classes):
+        wrong = f"classes {session.classes}, not {list(classes)}"
+    if wrong is not None:
+        where = redact(session.store.url)  # a URL may carry a password: not into messages
+        session.store.close()
+        raise ValueError(f"the team's store {where} holds {wrong}: drop task=/classes= to use the store's")
+
+
+def _as_canvas(canvas: Any, session: Any, height: int) -> Any:
     """The app's canvas: ours, one the user made, or an adapter around a jupyter-bbox-widget."""
     if canvas is None:
         return LabelCanvas(session.task, session.classes, height=height, threshold=session.config.threshold)

@@ -58,6 +58,8 @@ class LivePanel(GuardedWidget):
     #: pairs the panel with a LabelCanvas of the same group: its image buttons go through the canvas,
     #: which may show the next image at once (see LabelCanvas.set_next); "" = none
     group = t.Unicode("").tag(sync=True)
+    #: a team's annotator: who else is labeling, in words ("Also labeling: bob (image 12)"); "" = not a team
+    team = t.Unicode("").tag(sync=True)
 
     def __init__(self, session: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -93,6 +95,7 @@ class LivePanel(GuardedWidget):
             "labeled": s.labeled, "total": s.images, "step": s.step, "loss": s.loss,
             "training": s.phase in ("waiting", "training", "paused"),
             "threshold_info": self._threshold_info(s),
+            "team": _team_line(getattr(s, "team", None)),
         }
         if self.auto_threshold and s.threshold is not None:
             values["threshold"] = s.threshold
@@ -127,3 +130,11 @@ class LivePanel(GuardedWidget):
         action = action_of(content, PANEL_ACTIONS)
         for cb in list(self._action_callbacks):
             cb(action)
+
+
+def _team_line(team: list[str] | None) -> str:
+    """A team's "who else is labeling" line; "" for one person alone (None: not a team's session). A
+    team's annotator with nobody else on it sees so, which also tells them they are in a team."""
+    if team is None:
+        return ""
+    return "Also labeling: " + ", ".join(team) if team else "Nobody else is labeling now"

@@ -111,6 +111,7 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
   const [, skip] = checkbox("lt-skip-labeled", "Don't auto-predict when the image already has labels",
     "skip_predict_if_labeled", (c) => c);
 
+  const team = put(root, "div", "lt-team");
   const error = put(root, "div", "lt-error");
   const foot = put(root, "div", "lt-panel-row lt-foot");
   const position = put(foot, "span", "lt-position");
@@ -139,7 +140,12 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     if (loss !== null && Number.isFinite(loss)) parts.push(`loss ${loss.toFixed(3)}`);
     if (ms !== null && Number.isFinite(ms)) parts.push(`pre-labels in ${Math.round(ms)} ms`);
     stats.textContent = parts.join(" · ");
+    const teamLine = m.get("team") ?? "";
+    team.textContent = teamLine;
+    team.hidden = !teamLine;
     const training = m.get("training");
+    // a team's trainer is started and stopped where it is served, not by one annotator
+    trainBtn.hidden = teamLine !== "";
     trainBtn.textContent = training ? "Stop training" : "Start training";
     trainBtn.dataset.action = training ? "stop" : "start";
     const n = m.get("prelabels");
@@ -164,6 +170,7 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     root.dataset.quality = q === null ? "" : String(q);
     root.dataset.labeled = String(labeled);
     root.dataset.evaluated = String(m.get("evaluated"));
+    root.dataset.team = teamLine;
   };
   const onMsg = (msg: unknown) => {
     const content = msg as { type?: string; message?: string };
