@@ -25,6 +25,8 @@ _EXPORTS = {
     "SessionState": ".engine.session",
     "TrainerConfig": ".engine.trainer",
     "StreamSession": ".engine.stream",
+    "TeamSession": ".engine.team",
+    "TeamTrainer": ".engine.team",
     "LiveModel": ".models",
     "create_model": ".models",
     "load_model": ".models",
@@ -54,6 +56,8 @@ __all__ = [
     "SessionState",
     "StreamAnnotator",
     "StreamSession",
+    "TeamSession",
+    "TeamTrainer",
     "TrainerConfig",
     "__version__",
     "create_model",
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
     from .engine.images import ImageError, load_image
     from .engine.session import LiveSession, Prediction, SessionConfig, SessionState
     from .engine.stream import StreamSession
+    from .engine.team import TeamSession, TeamTrainer
     from .engine.trainer import TrainerConfig
     from .models import LiveModel, create_model, load_model
     from .models.stream import AdapterConfig, create_stream_model

@@ -97,6 +97,7 @@ class TeamTrainer:
 
     @property
     def running(self) -> bool:
+        """Whether it follows the store (started, not closed)."""
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
@@ -166,6 +167,7 @@ class TeamTrainer:
 
     # ----------------------------------------------------------------- what annotators ask for
     async def ping(self) -> int:
+        """The trainer's process id: it answers, and which process it is (a restart changes it)."""
         return os.getpid()
 
     async def predict(self, image_id: int, threshold: Any = None, fresh: bool = False) -> Any:
@@ -184,6 +186,7 @@ class TeamTrainer:
         return out
 
     async def wait_steps(self, n: int, timeout: float | None = None) -> int:
+        """Wait for ``n`` more training steps (returns early when training pauses)."""
         return await self.session.wait_steps(int(n), timeout)
 
     async def add_images(self, source: Any, labels: Any = None, format: str | None = None) -> list[int]:
@@ -192,6 +195,7 @@ class TeamTrainer:
         return await asyncio.to_thread(self.session.add_images, source, labels, format)
 
     async def checkpoint(self) -> int | None:
+        """Write a checkpoint now; returns its training step."""
         await self.session.checkpoint()
         return self.session.last_checkpoint_step
 
@@ -317,15 +321,18 @@ class TeamSession:
 
     @property
     def image_ids(self) -> list[int]:
+        """Every image of the project, in the order they were added (as :attr:`LiveSession.image_ids`)."""
         return list(self._paths)
 
     def image(self, image_id: int) -> np.ndarray:
+        """The image as the model sees it: (H, W, 3) uint8 RGB, read from its shared path."""
         path = self._paths.get(image_id)
         if path is None:
             raise KeyError(f"no image with id {image_id} in this project")
         return self._cache.get(image_id, lambda: load_image(path))
 
     def annotation(self, image_id: int) -> Annotation | None:
+        """The latest label of an image in the store, whoever submitted it, or None."""
         return self.store.annotation(image_id)
 
     def is_labeled(self, image_id: int) -> bool:
@@ -333,9 +340,11 @@ class TeamSession:
         return image_id in self._labeled or image_id in self._others
 
     def next_unlabeled(self) -> int | None:
+        """The first image nobody labeled and nobody else holds, or None."""
         return next((i for i in self._paths if not self.is_labeled(i)), None)
 
     def upcoming(self, after: int) -> list[int]:
+        """The next two free images this annotator would open after ``after`` (wrapping)."""
         ids = list(self._paths)
         start = ids.index(after) + 1 if after in self._paths else 0
         return [i for i in ids[start:] + ids[:start] if i != after and not self.is_labeled(i)][:2]
@@ -345,9 +354,12 @@ class TeamSession:
         self._want = [int(i) for i in image_ids]
 
     def kept_prelabel(self, image_id: int) -> tuple[Annotation, int] | None:
+        """The pre-label the trainer keeps ready for an image (fetched with the heartbeat) and its
+        model step, or None."""
         return self._kept.get(image_id)
 
     def export(self, format: str, out: str | os.PathLike[str]) -> Path:
+        """Write the team's labels so far (see :meth:`LiveSession.export`)."""
         return export_labels(format, out, self.store.labeled_items(), self.classes, self.task)
 
     # -------------------------------------------------------------------------------- leases
@@ -411,6 +423,7 @@ class TeamSession:
         await self._release()
 
     async def close(self) -> None:
+        """Stop the heartbeat, give the open image back, close the store connection."""
         if self._closed:
             return
         await self.stop()
@@ -447,6 +460,7 @@ class TeamSession:
             log.warning("livetrain: asking the trainer failed: %s", exc)
 
     async def wait_steps(self, n: int, timeout: float | None = None) -> int:
+        """Wait for ``n`` more training steps of the trainer (returns 0 at once while it is away)."""
         try:
             return int(await self._call("wait_steps", n, timeout))
         except TrainerUnavailable:
@@ -460,6 +474,7 @@ class TeamSession:
 
     # ------------------------------------------------------------------------- predict, submit
     def thresholds(self) -> list[float]:
+        """The confidence threshold per class the trainer shows pre-labels at (its tuner's choice)."""
         remote = (self._remote or {}).get("thresholds")
         return list(remote) if remote else [self.config.threshold] * len(self.classes)
 
@@ -471,6 +486,7 @@ class TeamSession:
 
     @property
     def offering(self) -> bool:
+        """Whether the trainer offers pre-labels now (never while it does not answer)."""
         return bool((self._remote or {}).get("offering", False)) and self.reachable is not False
 
     async def predict(self, image_id: int, *, threshold: Any = None, fresh: bool = False) -> Any:
