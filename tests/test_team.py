@@ -181,3 +181,26 @@ async def test_a_lapsed_lease_taken_over_is_refused_and_said(trainer, location) 
 def test_a_store_without_a_project_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="no project"):
         TeamSession(tmp_path / "empty.sqlite", _Away())
+
+
+async def test_the_heartbeat_brings_the_next_images_prelabels_and_only_what_changed(trainer, location) -> None:
+    await trainer.start()
+    me = TeamSession(location, trainer, user="alice", poll_s=0.05)
+    try:
+        first = await me.claim_next()
+        await me.predict(first)
+        upcoming = me.upcoming(first)
+        assert len(upcoming) == 2
+        for _ in range(200):  # the trainer predicts them ahead between steps; the heartbeat fetches them
+            await me.poll()
+            if all(me.kept_prelabel(i) is not None for i in upcoming):
+                break
+            await asyncio.sleep(0.05)
+        kept = {i: me.kept_prelabel(i) for i in upcoming}
+        assert all(k is not None for k in kept.values())
+        assert kept == {i: trainer.session.kept_prelabel(i) for i in upcoming}
+        # asked again with what it has, the trainer sends nothing for an unchanged pre-label
+        known = {i: k[1] for i, k in kept.items()}
+        assert await trainer.kept(upcoming, known) == {}
+    finally:
+        await me.close()

@@ -231,6 +231,7 @@ class LiveSession:
             for _, image_id, version in rows:
                 self._applied[image_id] = max(version, self._applied.get(image_id, 0))
             self._row_seen = max((r[0] for r in rows), default=0)
+            self._sync_lock: asyncio.Lock | None = None  # made on first use, on the loop that syncs
             labels = {i: a for i in self._labeled if (a := self.store.annotation(i)) is not None}
             self.trainer.load_samples(labels)
         except BaseException:
@@ -596,11 +597,12 @@ class LiveSession:
         thr = self.thresholds() if threshold is None else (
             float(threshold) if isinstance(threshold, (int, float)) else [float(v) for v in threshold])
         pred, source = infer_source(self.store, image_id, ann, thr, source)
-        version = await asyncio.to_thread(
-            self.store.submit, image_id, ann, source=source, user=user or self.user,
-            prediction_id=None if pred is None else pred.id,
-        )
-        self._apply(image_id, ann, version, pred, thr)
+        async with self._applying():
+            version = await asyncio.to_thread(
+                self.store.submit, image_id, ann, source=source, user=user or self.user,
+                prediction_id=None if pred is None else pred.id,
+            )
+            self._apply(image_id, ann, version, pred, thr)
         return version
 
     def _apply(self, image_id: int, ann: Annotation, version: int, pred: Any,
@@ -620,6 +622,17 @@ class LiveSession:
         Returns the images whose labels were new to this session. Cheap when nothing changed.
         """
         self._check_open()
+        async with self._applying():
+            return await self._sync()
+
+    def _applying(self) -> asyncio.Lock:
+        """Held while label versions are taken in (a sync, or a submission's write and apply): two at once
+        would both find a version new, and train on it and judge its pre-label twice."""
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        return self._sync_lock
+
+    async def _sync(self) -> list[int]:
         # Row ids are handed out before commit: on PostgreSQL a submission can become visible after a
         # later one. Re-reading the last SYNC_WINDOW_ROWS ids (only ids, no labels) catches such a row
         # unless that many others committed while it was in flight, which a submission's millisecond

@@ -176,12 +176,18 @@ class TeamTrainer:
         self.session.prefetch(self.queue())
         return pred
 
-    async def kept(self, image_ids: Sequence[int]) -> dict[int, tuple[Annotation, int]]:
-        """The pre-labels kept ready for these images (all candidates, unfiltered) and their model step."""
-        out = {}
+    async def kept(self, image_ids: Sequence[int], known: dict[int, int] | None = None
+                   ) -> dict[int, tuple[Annotation, int] | None]:
+        """The pre-labels kept ready for these images (all candidates, unfiltered) and their model step;
+        None for an image with none. An image whose kept step the caller already has (``known``: image
+        -> step) is left out, so a heartbeat only carries what changed (masks are large)."""
+        known = known or {}
+        out: dict[int, tuple[Annotation, int] | None] = {}
         for i in image_ids:
             kept = self.session.kept_prelabel(int(i))
-            if kept is not None:
+            if kept is None:
+                out[int(i)] = None
+            elif known.get(int(i)) != kept[1]:
                 out[int(i)] = kept
         return out
 
@@ -453,7 +459,15 @@ class TeamSession:
         try:
             self._remote = await self._call("status")
             want = [i for i in self._want if i not in self._labeled]
-            self._kept = await self._call("kept", want) if want else {}
+            known = {i: self._kept[i][1] for i in want if i in self._kept}
+            changed = await self._call("kept", want, known) if want else {}
+            kept = {i: self._kept[i] for i in known}
+            for i, k in changed.items():
+                if k is None:
+                    kept.pop(i, None)
+                else:
+                    kept[i] = k
+            self._kept = kept
         except TrainerUnavailable:
             self._kept = {}
         except Exception as exc:  # a trainer-side bug must not stop the heartbeat
@@ -501,6 +515,10 @@ class TeamSession:
             rec = self.store.image(image_id)
             return Prediction(int(image_id), Annotation(rec.width, rec.height), -1, False,
                               time.perf_counter() - t0, -1)
+        # The images after this one open next: the heartbeat keeps their pre-labels here, so the app can
+        # show the next image with them before it is opened (as alone; see LiveSession.predict).
+        self.prefetch(self.upcoming(int(image_id)))
+        self._kept.pop(int(image_id), None)
         # the round trip, as the annotator waits for it (the trainer's own figure leaves the network out)
         return replace(pred, seconds=time.perf_counter() - t0)
 
