@@ -1,4 +1,4 @@
-"""The ``livetrain`` command: ``livetrain simulate ...`` and ``livetrain bench ...``.
+"""The ``livetrain`` command: ``livetrain simulate ...``, ``livetrain bench ...`` and ``livetrain serve ...``.
 
 Each subcommand lives in its own module and is imported only when chosen, so ``livetrain --help``
 does not load torch.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 _COMMANDS = {
     "simulate": ("livetrain_widgets.study.simulate", "simulated annotator: live vs HITL vs static vs manual"),
     "bench": ("livetrain_widgets.study.bench", "system figures: step time, latency, loop lag, memory"),
+    "serve": ("livetrain_widgets.serve", "a team's trainer on a Ray cluster: start it, --status, --stop"),
 }
 
 
@@ -21,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="livetrain", description="livetrain-widgets command line")
-    sub = parser.add_subparsers(dest="command", metavar="{simulate,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(_COMMANDS) + "}")
     for name, (_, help_text) in _COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     if not argv or argv[0] not in _COMMANDS:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from livetrain_widgets.engine.store import AnnotationStore
 
 from .pg_server import PostgresServer, running_server
+from .ray_server import running_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +46,31 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database()
     yield postgres_server.url(name)
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A real Ray cluster for the session (``ray start --head``, private to the tests; skips where Ray is
+    not installed, see ray_server): yields its GCS address, ``"ip:port"``.
+
+    ``ray start`` turns token authentication on, and a driver given an explicit address connects only
+    with ``RAY_AUTH_MODE=token``: set here for this process (tests that call Ray in-process) and inherited
+    by the subprocesses tests start. Ray reads it when first imported, so a test that imports ray at
+    module level, before this fixture runs, must set it itself."""
+    with running_cluster() as cluster:
+        saved = os.environ.get("RAY_AUTH_MODE")
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:
+            yield cluster.address
+        finally:
+            # this process's driver, if a test started one, goes before its cluster does
+            ray = sys.modules.get("ray")
+            if ray is not None and ray.is_initialized():
+                ray.shutdown()
+            if saved is None:
+                os.environ.pop("RAY_AUTH_MODE", None)
+            else:
+                os.environ["RAY_AUTH_MODE"] = saved
 
 
 #: The store's engines; tests that take ``location`` or ``store`` run once on each.
