@@ -183,10 +183,10 @@ def test_the_trainer_killed_mid_training_restarts_from_its_checkpoint_and_annota
     by = _labels_once(team["store"], len(team["images"]))
     assert sorted(e["image"] for w in workers for e in w.of("submitted")) == sorted(by)
     # The annotators carried on while it was away: pre-labels were missing ("reconnecting"), not errors,
-    # and their labels were committed meanwhile.
+    # and their labels were committed meanwhile. (Whether they were still labeling when it came back
+    # depends on how long the restart took on this machine: the restarted actor is asked directly.)
     predicted = [e for w in workers for e in w.of("predicted") if e["t"] > t_killed]
-    away = [e for e in predicted if not e["reachable"]]
-    back = [e for e in predicted if e["reachable"]]
-    assert away, "no annotator noticed the trainer was gone"
-    assert back, "no annotator got pre-labels again after the restart"
+    assert [e for e in predicted if not e["reachable"]], "no annotator noticed the trainer was gone"
     assert [e for w in workers for e in w.of("submitted") if not e["reachable"]]
+    pred = team["handle"].call_sync("predict", by.popitem()[0], None, True, timeout=120)
+    assert pred.step >= saved and pred.prediction_id > 0  # the restarted trainer serves from its weights
