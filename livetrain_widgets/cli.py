@@ -7,14 +7,32 @@ does not load torch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 _COMMANDS = {
     "simulate": ("livetrain_widgets.study.simulate", "simulated annotator: live vs HITL vs static vs manual"),
     "bench": ("livetrain_widgets.study.bench", "system figures: step time, latency, loop lag, memory"),
     "serve": ("livetrain_widgets.serve", "a team's trainer on a Ray cluster: start it, --status, --stop"),
 }
+
+
+def key_values(pairs: Sequence[str], what: str, error: type[Exception] = SystemExit) -> dict[str, Any]:
+    """``["pretrained=false", "input_size=64"]`` -> ``{"pretrained": False, "input_size": 64}``: options
+    such as ``--model-option``, values read as JSON where they parse, else kept as strings
+    (``backbone=lite0``). A pair without ``=`` raises ``error`` naming ``what``."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise error(f"{what} {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

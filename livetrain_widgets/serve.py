@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import sys
@@ -32,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from .cli import key_values
 
 PROG = "livetrain serve"
 
@@ -195,18 +196,8 @@ def _stop(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------- helpers
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["pretrained=false", "input_size=64"]`` -> ``{"pretrained": False, "input_size": 64}``: values
-    read as JSON where they parse, else kept as strings (``backbone=lite0``)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise ServeError(f"--model-option {pair!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+    """``--model-option`` pairs as keyword arguments (see :func:`livetrain_widgets.cli.key_values`)."""
+    return key_values(pairs, "--model-option", ServeError)
 
 
 def public_url(store: str) -> str:

@@ -190,6 +190,17 @@ def _text(what: str, value: str) -> str:
     return value
 
 
+def _lease_request(annotator: str, ttl_s: float) -> tuple[str, float]:
+    """The annotator's name and the lease's time to live, checked (ValueError says what is wrong)."""
+    holder = _text("an annotator", annotator)
+    if not holder:
+        raise ValueError("the annotator must be named (a non-empty string)")
+    ttl = float(ttl_s)
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+    return holder, ttl
+
+
 def _dumps(value: Any) -> str:
     # allow_nan=False: NaN is not JSON, and a stored NaN would poison every later read.
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
@@ -445,12 +456,7 @@ class AnnotationStore:
         not to offer (ones this annotator passed over). An expired lease counts as free and is taken over.
         The lease lives ``ttl_s`` seconds of the database's clock unless renewed (:meth:`renew`).
         """
-        holder = _text("an annotator", annotator)
-        if not holder:
-            raise ValueError("the annotator must be named (a non-empty string)")
-        ttl = float(ttl_s)
-        if not (math.isfinite(ttl) and ttl > 0):
-            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        holder, ttl = _lease_request(annotator, ttl_s)
         skipped = {int(i) for i in skip}
         start = -1 if after is None else int(after)
         token = secrets.token_hex(16)
@@ -489,12 +495,7 @@ class AnnotationStore:
         """Lease one given image (an annotator opening it, labeled or not): granted unless another
         annotator holds a live lease on it, which raises :class:`LeaseLost` naming them. A lease this
         annotator already held on the image, or an expired one of anybody's, is replaced."""
-        holder = _text("an annotator", annotator)
-        if not holder:
-            raise ValueError("the annotator must be named (a non-empty string)")
-        ttl = float(ttl_s)
-        if not (math.isfinite(ttl) and ttl > 0):
-            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        holder, ttl = _lease_request(annotator, ttl_s)
         image_id = int(image_id)
         token = secrets.token_hex(16)
 

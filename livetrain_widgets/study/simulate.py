@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cli import key_values as _kv
 from ..engine.annotation import Annotation
 from ..engine.autothreshold import ThresholdTuner
 from ..engine.evaluator import EvaluatorConfig, LiveEvaluator, offline_metrics
@@ -567,7 +568,6 @@ def predictions_path(out: str | os.PathLike[str], strategy: str) -> Path:
 def write_predictions(kept: list[dict[str, Any]], path: Path) -> None:
     """Every live prediction of a walk with its truth (``StudyConfig.save_predictions``), gzipped JSON."""
     import gzip
-    import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -671,19 +671,6 @@ def measure_step_seconds(data: StudyData, cfg: StudyConfig, steps: int = 6) -> f
         return float(np.median([r.seconds for r in done]))
     finally:
         eng.close()
-
-
-def _kv(pairs: Sequence[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise SystemExit(f"{what} {pair!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
