@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livetrain_widgets.engine.annotation import Annotation
-from livetrain_widgets.engine.autothreshold import ThresholdTuner, TunerConfig
+from livetrain_widgets.engine.autothreshold import _TIE, ThresholdTuner, TunerConfig
 from livetrain_widgets.engine.costs import CostModel
 
 W = H = 400
@@ -150,13 +150,16 @@ def test_tuned_thresholds_are_optimal_and_match_the_cost_model(pairs: list[tuple
     assert per is not None and glob is not None and all(0.05 <= t <= 0.95 for t in [*per, glob])
     best = tuner.expected()["with_s"]
     at_glob = tuner.expected(glob)["with_s"]
-    assert best <= at_glob + 1e-9
+    # Optimal up to the tuner's own tie tolerance (relative): costs that close count as equal, and the
+    # tie is broken by threshold, not by the last float digit (an absolute 1e-9 failed at 9 s in CI).
+    tie = _TIE * (1.0 + abs(best))
+    assert best <= at_glob + tie
     for g in GRID:
-        assert at_glob <= tuner.expected(g)["with_s"] + 1e-9
+        assert at_glob <= tuner.expected(g)["with_s"] + tie
         for k in range(3):
             other = list(per)
             other[k] = g
-            assert best <= tuner.expected(other)["with_s"] + 1e-9
+            assert best <= tuner.expected(other)["with_s"] + tie
     # the reduction is exact: the same seconds as charging the filtered pre-labels one by one
     for t in (per, glob, 0.05, 0.5, [0.2, 0.6, 0.9]):
         assert tuner.expected(t)["with_s"] == pytest.approx(brute(pairs, t, half_life), abs=1e-9)
