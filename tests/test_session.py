@@ -162,11 +162,14 @@ def test_sigkill_mid_training_loses_nothing_and_resumes(tmp_path) -> None:
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     submitted = []
     deadline = time.monotonic() + 120
-    while len(submitted) < 12 and time.monotonic() < deadline:
+    # Killed once 12 labels are in and a checkpoint is on disk (what "resumes" below resumes from; a fast
+    # child can reach 12 submissions before its first periodic checkpoint).
+    latest = project / "checkpoints" / "LATEST"
+    while (len(submitted) < 12 or not latest.exists()) and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line.startswith("SUBMITTED"):
             submitted.append(int(line.split()[1]))
-    assert len(submitted) >= 12, "the child did not get going"
+    assert len(submitted) >= 12 and latest.exists(), "the child did not get going"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
 
