@@ -45,9 +45,61 @@ def test_full_disk_leaves_previous_checkpoint(tmp_path, monkeypatch) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ck, "save_file", full)
-    with pytest.raises(ck.CheckpointError, match="disk is full"):
+    with pytest.raises(ck.CheckpointError, match=f"disk is full at {tmp_path}; nothing labeled was lost"):
         ck.save_checkpoint(tmp_path, state(2))
     monkeypatch.undo()
     assert ck.latest_checkpoint(tmp_path).name == "step-00000001"
     assert ck.load_checkpoint(ck.latest_checkpoint(tmp_path))["step"] == 1
     assert not list(tmp_path.glob(".step-*"))  # no half-written folder left behind
+
+
+def test_same_step_rewrite_never_leaves_no_checkpoint(tmp_path, monkeypatch) -> None:
+    """Issue 19: the old folder of a step was deleted before the new one was renamed in; a process killed
+    between the two left nothing loadable. Now a kill at each rename of the rewrite leaves a checkpoint
+    that loads (after :func:`recover_checkpoints`, which the session runs on open)."""
+    real_replace = ck.os.replace
+    for kill_at in (1, 2):  # the 1st rename (old aside) or the 2nd (new in)
+        root = tmp_path / f"kill-{kill_at}"
+        ck.save_checkpoint(root, state(5))
+        calls = []
+
+        def replace(src, dst, kill_at=kill_at, calls=calls):
+            calls.append((src, dst))
+            if len(calls) == kill_at:
+                raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs (no cleanup)
+            real_replace(src, dst)
+
+        monkeypatch.setattr(ck.os, "replace", replace)
+        with pytest.raises(KeyboardInterrupt):
+            ck.save_checkpoint(root, state(5, time=2.0))
+        monkeypatch.undo()
+        assert ck.had_checkpoint(root)
+        ck.recover_checkpoints(root)
+        path = ck.latest_checkpoint(root)
+        assert path is not None and path.name == "step-00000005", sorted(p.name for p in root.iterdir())
+        back = ck.load_checkpoint(path)
+        # Killed before the old one moved: the old copy. Killed between the renames: the new (complete) copy.
+        assert back["time"] == (1.0 if kill_at == 1 else 2.0)
+
+
+def test_same_step_rewrite_replaces_and_cleans_up(tmp_path) -> None:
+    ck.save_checkpoint(tmp_path, state(5))
+    ck.save_checkpoint(tmp_path, state(5, time=2.0))
+    assert ck.load_checkpoint(ck.latest_checkpoint(tmp_path))["time"] == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "step-00000005"]
+
+
+def test_recovery_skips_a_half_written_copy(tmp_path) -> None:
+    ck.save_checkpoint(tmp_path, state(5))
+    (tmp_path / "step-00000005").rename(tmp_path / ".step-00000005.old-1-1")
+    half = tmp_path / ".step-00000005.tmp-2-2"
+    half.mkdir()
+    (half / "state.json").write_text('{"step": 5')  # killed mid-write
+    assert ck.latest_checkpoint(tmp_path) is None and ck.had_checkpoint(tmp_path)
+    assert [p.name for p in ck.recover_checkpoints(tmp_path)] == ["step-00000005"]
+    assert ck.load_checkpoint(ck.latest_checkpoint(tmp_path))["step"] == 5
+
+
+def test_a_first_checkpoint_killed_mid_write_is_not_a_lost_one(tmp_path) -> None:
+    (tmp_path / ".step-00000003.tmp-1-1").mkdir()
+    assert not ck.had_checkpoint(tmp_path) and ck.recover_checkpoints(tmp_path) == []

@@ -10,7 +10,10 @@ A checkpoint is a folder ``checkpoints/step-00001234/`` holding
 
 It is written into a temporary folder, fsynced, and renamed into place, then ``LATEST`` is replaced
 atomically. A process killed at any point leaves either the previous checkpoint or the new one, never
-a half-written one that ``LATEST`` points to. Loading rejects unknown or missing keys, so a checkpoint
+a half-written one that ``LATEST`` points to. The same step saved twice (Stop right after a periodic
+save) moves the old folder aside, renames the new one in, and only then removes the old one; a kill
+between the two renames leaves both complete copies beside an empty name, and :func:`recover_checkpoints`
+(run when a project opens) renames a complete one back. Loading rejects unknown or missing keys, so a checkpoint
 from an incompatible version fails loudly instead of resuming half its state; only keys added later
 (``OPTIONAL_KEYS``) may be missing, and the session starts those parts afresh.
 """
@@ -76,6 +79,7 @@ def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: i
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{int(state['step']):08d}"
     final = root / name
+    old: Path | None = None
     tmp = root / f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     try:
         tmp.mkdir()
@@ -88,7 +92,10 @@ def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: i
             _fsync_file(f)
         _fsync_dir(tmp)
         if final.exists():  # the same step saved twice (e.g. stop right after a periodic save)
-            shutil.rmtree(final)
+            # Moved aside, not deleted, until the new one is in: deleting first left no checkpoint at all
+            # to a process killed before the rename (the project reopened with untrained weights).
+            old = root / f".{name}.old-{os.getpid()}-{time.monotonic_ns()}"
+            os.replace(final, old)
         os.replace(tmp, final)
         latest_tmp = root / f".LATEST.tmp-{os.getpid()}"
         latest_tmp.write_text(name)
@@ -97,8 +104,20 @@ def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: i
         _fsync_dir(root)
     except Exception as exc:  # OSError, and safetensors' / torch's own errors wrapping one
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = "the disk is full" if disk_full(exc) else f"{type(exc).__name__}: {exc}"
-        raise CheckpointError(f"could not write checkpoint {final}: {reason}; the previous one is intact") from exc
+        if old is not None and old.exists():
+            if final.exists():  # the new one is in; only LATEST (naming the same folder) failed
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # the new one never made it in: the old one goes back
+                os.replace(old, final)
+        for stale in root.glob(".LATEST.tmp-*"):
+            stale.unlink(missing_ok=True)
+        reason = f"the disk is full at {root}" if disk_full(exc) else f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(
+            f"could not write checkpoint {final}: {reason}; nothing labeled was lost (labels are saved apart "
+            "from checkpoints) and the previous checkpoint is intact"
+        ) from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     _prune(root, keep)
     return final
 
@@ -109,8 +128,44 @@ def _prune(root: Path, keep: int) -> None:
     for old in done[:-keep] if keep > 0 else []:
         if old.name != latest:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".step-*.tmp-*"):  # left by a process killed mid-write
+    for stale in [*root.glob(".step-*.tmp-*"), *root.glob(".step-*.old-*")]:  # left by a process killed mid-write
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def had_checkpoint(root: str | os.PathLike[str]) -> bool:
+    """Whether a checkpoint was ever written under ``root`` (``LATEST``, or a folder complete or not)."""
+    root = Path(root)
+    # A ``.tmp-`` folder alone is a first checkpoint killed mid-write: none was ever complete.
+    return (root / "LATEST").exists() or any(root.glob("step-*")) or any(root.glob(".step-*.old-*"))
+
+
+def recover_checkpoints(root: str | os.PathLike[str]) -> list[Path]:
+    """Put back complete checkpoints that a killed process left under a temporary name.
+
+    A process killed while replacing a checkpoint of the same step leaves the new copy (``.tmp-``) and the
+    old one (``.old-``) and no ``step-…`` folder. Each such name gets back the first copy that loads,
+    the newer one first. Call it while holding the project's lock (nothing else writes here). Returns the
+    folders put back.
+    """
+    root = Path(root)
+    back: list[Path] = []
+    names = {p.name[1:].split(".", 1)[0] for p in root.glob(".step-*") if p.is_dir()}
+    for name in sorted(names):
+        final = root / name
+        if final.exists():
+            continue
+        newest_first = sorted(root.glob(f".{name}.tmp-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        candidates = newest_first + sorted(root.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for candidate in candidates:
+            try:
+                load_checkpoint(candidate)
+            except CheckpointError:
+                continue  # half-written: killed before it was complete
+            os.replace(candidate, final)
+            _fsync_dir(root)
+            back.append(final)
+            break
+    return back
 
 
 def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:

@@ -39,7 +39,14 @@ from ..models.base import LiveModel, full_config, model_from_config
 from .ahead import AheadConfig, PredictAhead
 from .annotation import TASKS, Annotation, AnnotationError
 from .autothreshold import ThresholdTuner, TunerConfig
-from .checkpoint import FORMAT_VERSION, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    FORMAT_VERSION,
+    had_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    recover_checkpoints,
+    save_checkpoint,
+)
 from .costs import CostModel
 from .evaluator import EvaluatorConfig, LiveEvaluator
 from .formats import FORMATS, export_labels, load_labels
@@ -185,8 +192,18 @@ class LiveSession:
             self.store = AnnotationStore(self.project / "labels.sqlite" if store is None else store)
             self.task, self.classes = self._resolve_project(task, classes)
             self._checkpoint_dir = self.project / "checkpoints"
+            recover_checkpoints(self._checkpoint_dir)  # complete copies a killed process left aside
             ckpt_path = latest_checkpoint(self._checkpoint_dir)
             ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+            # A project that had a checkpoint and has none now starts from untrained weights: said where the
+            # person looks (the state and the panel, and as a warning), never silently.
+            no_checkpoint = None
+            if ckpt is None and had_checkpoint(self._checkpoint_dir):
+                no_checkpoint = (
+                    f"no checkpoint in {self._checkpoint_dir} could be loaded, so the model starts again from "
+                    "untrained weights; every label is kept and is trained on again"
+                )
+                warnings.warn(no_checkpoint, RuntimeWarning, stacklevel=2)
             if ckpt is not None:
                 net = model_from_config(ckpt["model_config"], where=str(ckpt_path))
             else:
@@ -212,13 +229,16 @@ class LiveSession:
                 lambda: self.trainer.weights_version, self.config.ahead,
             )
             self.last_checkpoint_step: int | None = None
+            self.trainer.checkpoint_error = no_checkpoint  # shown until a checkpoint is written again
             if ckpt is not None:
                 self.trainer.load_state_dict(ckpt)
                 self.evaluator.load_state_dict(ckpt["evaluator"])
                 if "tuner" in ckpt:  # absent in checkpoints from before the tuner: it learns afresh
                     self.tuner.load_state_dict(ckpt["tuner"])
                 self.last_checkpoint_step = int(ckpt["step"])
-                self._replay_evaluations(float(ckpt["time"]))
+            # Without a checkpoint every judgement is replayed: a process killed before its first checkpoint
+            # lost them all, but the store kept both sides of each.
+            self._replay_evaluations(float(ckpt["time"]) if ckpt is not None else None)
             # Ids with a label, kept here so "which image is next" costs no store query per submission
             # (it grew linearly with the project and lagged the event loop in long sessions). Exact
             # while only this process writes the store (the project lock); on a store shared with other
@@ -243,7 +263,14 @@ class LiveSession:
     def _resolve_project(self, task: str | None, classes: Sequence[str] | None) -> tuple[str, list[str]]:
         stored_task = self.store.get_meta("task")
         stored_classes = self.store.get_meta("classes")
-        if stored_task is not None:
+        if stored_task is not None and stored_classes is None and task is None:
+            # Only a process killed while creating the project (before task and classes were one write)
+            # leaves this; there can be no labels, so naming the task and classes finishes the creation.
+            raise ValueError(
+                f"{self.project} was never completely created (it has a task but no classes): open it with "
+                "its task and classes, e.g. LiveSession(project, 'detection', ['cat', 'dog']), to finish it"
+            )
+        if stored_task is not None and stored_classes is not None:
             if task is not None and task != stored_task:
                 raise ValueError(f"{self.project} is a {stored_task!r} project; it cannot be opened as {task!r}")
             if classes is not None and list(classes) != stored_classes:
@@ -259,17 +286,16 @@ class LiveSession:
         names = [str(c) for c in classes]
         if len(set(names)) != len(names):
             raise ValueError(f"class names must be unique, got {names}")
-        self.store.set_meta("task", task)
-        self.store.set_meta("classes", names)
+        self.store.set_metas({"task": task, "classes": names})  # one transaction: created, or not at all
         return task, names
 
-    def _replay_evaluations(self, since: float) -> None:
-        """Judge again the pre-labels of submissions made after the checkpoint (a crash lost those
-        evaluator records, but the store kept both sides of every comparison)."""
+    def _replay_evaluations(self, since: float | None) -> None:
+        """Judge again the pre-labels of submissions made after the checkpoint, or all of them when there
+        is none (a crash lost those evaluator records, but the store kept both sides of every comparison)."""
         judged = {r.get("prediction_id") for r in self.evaluator.history}
         # A margin before the checkpoint: a submission committed just before it may have been judged
         # just after it. Records carry the prediction id, so nothing is judged twice.
-        for image_id, version in self.store.versions_since(since - 600.0):
+        for image_id, version in self.store.versions_since(0.0 if since is None else since - 600.0):
             if version.prediction_id is not None and version.prediction_id not in judged:
                 self._evaluate(image_id, self.store.prediction_by_id(version.prediction_id), version.annotation)
 

@@ -277,18 +277,28 @@ class AnnotationStore:
             raise StoreError(f"{self._where}: stored value of meta key {key!r} is not valid JSON") from exc
 
     def set_meta(self, key: str, value: Any) -> None:
-        _text("a meta key", key)
-        try:
-            text = _dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"meta value for {key!r} must be JSON-serialisable ({exc})") from exc
-        self._write(
-            lambda db: db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, text),
-            )
-        )
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, Any]) -> None:
+        """Set several meta keys in one transaction: all of them are stored, or none (a project's task and
+        classes: a process killed between two separate writes left a task without classes)."""
+        rows = []
+        for key, value in values.items():
+            _text("a meta key", key)
+            try:
+                rows.append((key, _dumps(value)))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"meta value for {key!r} must be JSON-serialisable ({exc})") from exc
+
+        def upsert(db: Connection) -> None:
+            for row in rows:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    row,
+                )
+
+        self._write(upsert)
 
     # ------------------------------------------------------------------------------------- images
     def add_image(
