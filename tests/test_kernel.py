@@ -149,3 +149,65 @@ def test_live_annotator_starts_from_a_plain_cell_and_keeps_its_panel_live(kernel
     assert int(r["stdout"]) != int(image_id)
     r = _execute(kc, "await app.close(); print('closed', app.session.state.phase)", timeout=30)
     assert "closed stopped" in r["stdout"], r
+
+
+def _subshell(kc) -> str | None:
+    """A new subshell's id where the kernel has subshells (ipykernel 7), else None (ipykernel 6)."""
+    kc.kernel_info()
+    info = kc.get_shell_msg(timeout=10)["content"]
+    if "kernel subshells" not in info.get("supported_features", []):
+        return None
+    kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+    reply = kc.get_control_msg(timeout=10)["content"]
+    assert reply["status"] == "ok", reply
+    return reply["subshell_id"]
+
+
+def test_close_works_after_the_panel_stopped_and_started_training(kernel, tmp_path) -> None:
+    """Stop training, Start training, then `await app.close()` in a cell. JupyterLab >= 4.4 sends a widget's
+    messages to a subshell on ipykernel 7 (its own thread and event loop): the restarted trainer lived
+    on that loop, close() failed with "attached to a different loop", training went on and the panel
+    froze. Every panel action must act on the kernel's loop, on ipykernel 6 and 7."""
+    kc, extra = kernel
+    sub = _subshell(kc)
+    if extra is None:
+        assert sub is not None, "ipykernel 7 has subshells: the test must send the panel's messages through one"
+    r = _execute(kc, f"""
+        from tests.tiny_model import TinyClassifier, two_class_images
+        from livetrain_widgets import Annotation, LiveAnnotator, SessionConfig, TrainerConfig
+        images, labels = two_class_images(8)
+        app = LiveAnnotator(images, "classification", ["left", "right"], project={str(tmp_path / 'app')!r},
+                            model=TinyClassifier(), plots=False,
+                            config=SessionConfig(trainer=TrainerConfig(batch_size=2)))
+        for i, c in zip(app.session.image_ids[:3], labels[:3]):
+            app.session.store.submit(i, Annotation(16, 16, category=c), source="manual", user="t")
+            app.session.trainer.set_sample(i, Annotation(16, 16, category=c))
+        print(app.panel.comm.comm_id)
+    """)
+    assert r["error"] is None, r["error"]
+    comm_id = r["stdout"].split()[-1]
+
+    def press(action: str) -> None:  # a panel button, as the front end sends it
+        msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
+            "method": "custom", "content": {"type": "action", "action": action}}})
+        if sub is not None:
+            msg["header"]["subshell_id"] = sub
+        kc.shell_channel.send(msg)
+
+    def state() -> list[str]:
+        r = _execute(kc, "print(app.session.trainer.running, app.panel.step, repr(app.panel.error))")
+        assert r["error"] is None, r["error"]
+        return r["stdout"].strip().split(maxsplit=2)
+
+    for action in ("stop", "start", "skip", "stop", "start", "predict"):
+        press(action)
+        time.sleep(0.4)
+    time.sleep(0.6)
+    running, step, error = state()
+    assert running == "True" and error == "''", (running, step, error)
+    time.sleep(1.0)
+    assert int(state()[1]) > int(step), "the panel stopped following the restarted trainer"
+    r = _execute(kc, "await app.close(); print('closed', app.session.state.phase, app.session.trainer.running)",
+                 timeout=30)
+    assert r["error"] is None, r["error"]
+    assert "closed stopped False" in r["stdout"], r

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, ClassVar
 
 import anywidget
 import traitlets
 
 from ._messages import dispatch, log, reply_error, too_deep, wire_text
+from ._watch import kernel_loop
 
 
 class GuardedWidget(anywidget.AnyWidget):
@@ -23,8 +25,24 @@ class GuardedWidget(anywidget.AnyWidget):
     _frontend_writable: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **kwargs: Any) -> None:
+        # The loop (and its thread) this widget lives on: the kernel's, where the cell that made it ran.
+        self._home_loop = kernel_loop()
+        self._home_thread = threading.get_ident()
         super().__init__(**kwargs)
         self.on_msg(self._on_custom_msg)
+
+    def _handle_msg(self, msg: dict[str, Any]) -> None:
+        # ipykernel 7 with JupyterLab >= 4.4 (its default "comms over subshells") hands a widget's messages
+        # to a subshell: another thread with its own event loop. Everything here (tasks, locks, the
+        # trainer's start and stop) belongs to the kernel's loop, where the cells run: a task started on
+        # the subshell's loop cannot be awaited from a cell ("attached to a different loop"). So a
+        # message that arrives on another thread is handled on the home loop, in arrival order.
+        loop = self._home_loop
+        if (loop is not None and threading.get_ident() != self._home_thread
+                and loop.is_running() and not loop.is_closed()):
+            loop.call_soon_threadsafe(super()._handle_msg, msg)
+            return
+        super()._handle_msg(msg)
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
         if not isinstance(sync_data, dict):  # the comm's JSON may hold anything here, not only an object
