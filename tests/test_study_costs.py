@@ -139,3 +139,55 @@ def test_any_prelabel_costs_at_least_the_review_and_at_most_manual_plus_deleting
     assert c["extra"] + matched == len(pred)
     assert c["correct"] <= matched and c["imprecise"] <= matched and c["wrong_class"] <= matched
     assert C.charge(gt, gt, "detection")[0] <= C.manual(gt, "detection")
+
+
+ODD = CostModel(box_image_s=3.3, box_correct_s=0.7, box_imprecise_s=5.1, box_wrong_class_s=1.9, box_extra_s=2.2,
+                box_draw_s=11.0, mask_image_s=17.0, mask_accept_s=0.3, mask_locate_s=1.7, mask_click_s=2.9,
+                mask_extra_s=1.1, mask_wrong_class_s=3.7, mask_draw_s=41.0, class_image_s=0.9, class_confirm_s=0.2,
+                class_pick_s=2.6, class_choose_s=4.4)
+
+
+@settings(max_examples=120, deadline=None)
+@given(box_sets(), box_sets())
+def test_the_counts_price_back_to_the_charge_under_any_costs(pred: Annotation, gt: Annotation) -> None:
+    """The sensitivity table prices saved counts under other costs: that must be exactly what charging
+    the image under those costs gives (the counts do not depend on the seconds)."""
+    for costs in (C, ODD):
+        t, c = costs.charge(pred, gt, "detection")
+        assert costs.price(c, "detection") == pytest.approx(t, abs=1e-9)
+    assert ODD.price(C.charge(pred, gt, "detection")[1], "detection") == pytest.approx(
+        ODD.charge(pred, gt, "detection")[0], abs=1e-9)
+
+
+def test_mask_and_class_counts_price_back_to_the_charge() -> None:
+    gt = Annotation.from_masks([square(0, 0, 20), square(30, 30, 20), square(0, 40, 20)], [0, 0, 1])
+    pred = Annotation.from_masks([square(0, 0, 20), _rect(30, 30, 20, 12), _rect(0, 40, 20, 7), square(44, 0, 8)],
+                                 [1, 0, 1, 0], scores=[1.0] * 4)
+    for costs in (CostModel(mask_draw_s=60.0), ODD):
+        t, c = costs.charge(pred, gt, "segmentation")
+        assert c["wrong_class"] == 1 and c["redrawn"] == 1 and c["fixed"] == 1 and c["extra"] == 1
+        assert costs.price(c, "segmentation") == pytest.approx(t)
+    gt = Annotation(8, 8, category=2)
+    for p in (None, Annotation(8, 8, category_scores=np.array([0.1, 0.5, 0.3, 0.1]))):
+        t, c = ODD.charge(p, gt, "classification")
+        assert ODD.price(c, "classification") == pytest.approx(t)
+
+
+def test_accepted_prelabel_objects_keep_their_own_geometry() -> None:
+    """What the simulated person stores: an object accepted without a fix (same class, IoU >= 0.7) as the
+    pre-label drew it; everything else as the truth."""
+    gt = boxes((0, 0, 100, 100, 0), (120, 0, 180, 60, 1), (0, 120, 50, 170, 0))
+    pred = boxes((0, 0, 100, 80, 0),  # IoU 0.8: accepted as it is
+                 (120, 0, 160, 60, 1),  # IoU 0.67: adjusted, so stored as the truth
+                 (0, 120, 50, 170, 1),  # wrong class: fixed, stored as the truth
+                 scores=True)
+    stored = C.accepted(pred, gt, "detection")
+    np.testing.assert_allclose(stored.boxes, [[0, 0, 100, 80], [120, 0, 180, 60], [0, 120, 50, 170]])
+    assert stored.labels.tolist() == gt.labels.tolist() and stored.scores is None
+    assert C.accepted(None, gt, "detection") is gt
+    # "charged" instead: the same pre-label under iou_high=0.9 pays the fix of the 0.8 box, stored exact
+    _, c = CostModel(iou_high=0.9).charge(pred, gt, "detection")
+    assert (c["correct"], c["imprecise"]) == (0, 2)
+    m_gt = Annotation.from_masks([square(0, 0, 20)], [0])
+    m_pred = Annotation.from_masks([_rect(0, 0, 20, 16)], [0], scores=[0.9])
+    assert C.accepted(m_pred, m_gt, "segmentation").masks.sum() == 320

@@ -6,19 +6,29 @@ pre-labels are worth showing (:mod:`livetrain_widgets.engine.autothreshold`). It
 that the engine never imports from ``study``.
 
 Every default names where it comes from; those marked *ours* are our own estimates (stated so that
-they can be argued with and overridden: ``livetrain simulate --cost NAME=SECONDS``).
+they can be argued with and overridden: ``livetrain simulate --cost NAME=SECONDS``). Every study also
+reports its ratios over a grid of plausible values of each cost (:mod:`livetrain_widgets.study.sensitivity`),
+so no verdict rests on one estimate.
 
 Boxes (detection):
 
 ===================== ======= =================================================================
 ``box_image_s``        5.0     look over the image and submit (ours; the figure our BCCD prototype
                                used, see ``shared/reference/FACTS.md``)
-``box_correct_s``      1.0     verify a correct box (ours)
-``box_imprecise_s``    4.0     drag one or two edges of an imprecise box into place (ours)
-``box_wrong_class_s``  2.5     select a box and pick another class (ours)
-``box_extra_s``        1.5     select and delete an extra box (ours)
-``box_draw_s``         7.0     draw a missed box: 7.0 s by extreme clicking (Papadopoulos et al.,
-                               "Extreme clicking for efficient object annotation", ICCV 2017)
+``box_correct_s``      1.0     verify a correct box (ours). Verification is a yes/no glance, the
+                               action Papadopoulos et al. ("We don't need no bounding-boxes", CVPR
+                               2016) built a whole annotation scheme on because it is an order of
+                               magnitude cheaper than drawing (6-9x less total time); grid 0.5-2 s
+``box_imprecise_s``    4.0     drag one or two edges of an imprecise box into place (ours: between a
+                               verification and a new box; grid 3-6 s)
+``box_wrong_class_s``  2.5     select a box and pick another class (ours; grid 1.5-4 s)
+``box_extra_s``        1.5     select and delete an extra box (ours; grid 1-2.5 s)
+``box_draw_s``         7.0     draw a missed box: 7 s by extreme clicking (Papadopoulos et al.,
+                               "Extreme clicking for efficient object annotation", ICCV 2017);
+                               the classic two-corner drawing takes 25.5 s (Su, Deng and Fei-Fei,
+                               "Crowdsourcing annotations for visual object detection", AAAI HCOMP
+                               workshop 2012; 42 s per box with their quality and coverage checks);
+                               grid 7 / 10 / 25.5 s
 ===================== ======= =================================================================
 
 Masks (instance or semantic segmentation; a semantic mask is one object per class):
@@ -41,6 +51,12 @@ Masks (instance or semantic segmentation; a semantic mask is one object per clas
                                   ``(mask_manual_image_s - mask_image_s) / mean instances per image``
 ``mask_manual_image_s``   210.0   a fully manual image, 3.5 min (Supervisely's report, above)
 ======================== ======= ==============================================================
+
+For masks, interactive tools make a new instance about 3x faster than polygon drawing (Benenson et al.,
+"Large-scale interactive object segmentation with human annotators", CVPR 2019), and tracing an
+object's boundary by hand takes up to 40 s (Ling et al., Curve-GCN, CVPR 2019); a difficult full mask up
+to 80 s (EVA-VOS, as quoted by the LIT paper in ``shared/reference``). The study's figure per instance is
+calibrated per dataset instead (``mask_draw_s``), and its sensitivity grid varies it by 0.5-1.5x.
 
 Image classes:
 
@@ -72,13 +88,20 @@ from .evaluator import EvaluatorConfig
 
 #: sources of the defaults, written into results.json beside the figures
 SOURCES = {
-    "box_draw_s": "Papadopoulos et al., Extreme clicking for efficient object annotation, ICCV 2017",
+    "box_draw_s": "Papadopoulos et al., Extreme clicking for efficient object annotation, ICCV 2017 (7 s); the "
+                  "classic two-corner drawing: Su, Deng and Fei-Fei, Crowdsourcing annotations for visual object "
+                  "detection, AAAI HCOMP 2012 (25.5 s; 42 s with quality and coverage checks)",
     "mask_image_s": "Supervisely, Live Training while Annotating (technical report): 30 s review-only floor",
     "mask_manual_image_s": "Supervisely, Live Training while Annotating (technical report): 3.5 min manual",
     "mask_locate_s": "Ravi et al., SAM 2 (2024), interactive evaluation: ~1 s to locate an error",
     "mask_click_s": "Ravi et al., SAM 2 (2024), interactive evaluation: ~1.5 s per click",
     "mask_max_clicks": "SAM 2 / LIT protocol: up to 3 corrective clicks, then a full mask",
     "box_image_s": "ours (the figure of the BCCD prototype in shared/reference/FACTS.md)",
+    "box_correct_s": "ours; box verification as the cheap action: Papadopoulos et al., We don't need no "
+                     "bounding-boxes, CVPR 2016 (6-9x less annotation time than drawing)",
+    "box_imprecise_s": "ours",
+    "box_wrong_class_s": "ours",
+    "box_extra_s": "ours",
 }
 
 
@@ -160,6 +183,13 @@ class CostModel:
     def _pairs(self, pred: Annotation, gt: Annotation, *, masks: bool) -> tuple[list[tuple[float, bool]],
                                                                                dict[str, int]]:
         """(IoU, same class) of every matched pair at IoU >= iou_low, and the extra/missed counts."""
+        matched, kinds = self._matched(pred, gt, masks=masks)
+        return [(v, same) for _, _, v, same in matched], kinds
+
+    def _matched(self, pred: Annotation, gt: Annotation, *, masks: bool) -> tuple[list[tuple[int, int, float, bool]],
+                                                                                  dict[str, int]]:
+        """(pred index, truth index, IoU, same class) of every matched pair at IoU >= iou_low, and the
+        extra/missed counts."""
         if masks:
             none = np.zeros((0, gt.height, gt.width), bool)
             iou = mask_iou(pred.masks if pred.masks is not None else none, gt.masks if gt.masks is not None else none)
@@ -169,8 +199,48 @@ class CostModel:
             objective = "score"
         ev = EvaluatorConfig(iou_high=self.iou_high, iou_low=self.iou_low)
         m = match(pred, gt, iou, self.iou_low, self.iou_high, ev.weights, objective)
-        pairs = [(v, bool(pred.labels[p] == gt.labels[g])) for p, g, v in m["pairs"] if v >= self.iou_low]
+        pairs = [(p, g, v, bool(pred.labels[p] == gt.labels[g])) for p, g, v in m["pairs"] if v >= self.iou_low]
         return pairs, {"extra": len(pred) - len(pairs), "missed": len(gt) - len(pairs)}
+
+    def accepted(self, pred: Annotation | None, gt: Annotation, task: str) -> Annotation:
+        """What the person submits when they accept, unchanged, every pre-label object that needed no fix
+        (same class, IoU >= ``iou_high``) and correct the rest to the truth.
+
+        The accepted objects keep the pre-label's box (and mask), not the true one: an IoU of 0.75 is
+        "correct" to the cost model and to the eye, and the model then trains on that box. Classes are
+        exact either way, so a classification label is the truth."""
+        if pred is None or task == "classification" or not len(pred) or not len(gt):
+            return gt
+        matched, _ = self._matched(pred, gt, masks=task == "segmentation")
+        boxes = gt.boxes.copy()
+        masks = None if gt.masks is None else gt.masks.copy()
+        for p, g, v, same in matched:
+            if same and v >= self.iou_high:
+                boxes[g] = pred.boxes[p]
+                if masks is not None and pred.masks is not None:
+                    masks[g] = pred.masks[p]
+        return Annotation(gt.width, gt.height, boxes, gt.labels.copy(), masks=masks)
+
+    def price(self, counts: dict[str, int], task: str) -> float:
+        """Seconds of one image from its correction counts (what :meth:`charge` returns beside the seconds).
+
+        Every charge is linear in these counts, so a study's per-image counts can be priced again under
+        other costs without training again (:mod:`livetrain_widgets.study.sensitivity`). What decides the
+        counts themselves (``iou_high``, ``iou_low``, ``mask_click_gain``, ``mask_max_clicks``, ``top_k``) cannot
+        change this way."""
+        c = counts
+        if task == "classification":
+            return (self.class_image_s + self.class_confirm_s * c.get("confirmed", 0)
+                    + self.class_pick_s * c.get("picked", 0) + self.class_choose_s * c.get("chosen", 0))
+        if task == "detection":
+            return (self.box_image_s + self.box_extra_s * c.get("extra", 0) + self.box_draw_s * c.get("missed", 0)
+                    + self.box_correct_s * c.get("correct", 0) + self.box_imprecise_s * c.get("imprecise", 0)
+                    + self.box_wrong_class_s * c.get("wrong_class", 0))
+        draw = self.mask_draw_s if self.mask_draw_s is not None else self.mask_manual_image_s - self.mask_image_s
+        return (self.mask_image_s + self.mask_extra_s * c.get("extra", 0)
+                + draw * (c.get("missed", 0) + c.get("redrawn", 0)) + self.mask_wrong_class_s * c.get("wrong_class", 0)
+                + self.mask_accept_s * c.get("accepted", 0) + self.mask_locate_s * c.get("fixed", 0)
+                + self.mask_click_s * c.get("clicks", 0))
 
     def _boxes(self, pairs: list[tuple[float, bool]], kinds: dict[str, int]) -> tuple[float, dict[str, int]]:
         c = dict.fromkeys(("correct", "imprecise", "wrong_class", "extra", "missed"), 0)

@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from .formats import FORMATS, export_labels, load_labels
 from .images import ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
 from .project_lock import ProjectLock
+from .queue import check_order, most_uncertain, seeded_order
 from .sampler import SamplerConfig
 from .store import AnnotationStore
 from .trainer import Trainer, TrainerConfig
@@ -89,6 +90,15 @@ class SessionConfig:
     keep_checkpoints: int = 2
     #: pre-labels of the next images computed between training steps (``AheadConfig(images=0)``: off)
     ahead: AheadConfig = field(default_factory=AheadConfig)
+    #: which unlabeled image comes next: "file" (the order images were added), "random" (one seeded
+    #: shuffle) or "uncertain" (the least certain of the images predicted ahead); see
+    #: :mod:`livetrain_widgets.engine.queue`
+    order: str = "file"
+    #: the shuffle of ``order="random"``
+    order_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_order(self.order)
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,7 @@ class LiveSession:
             # while only this process writes the store (the project lock); on a store shared with other
             # writers (a team's annotators), :meth:`sync` keeps it so.
             self._labeled: set[int] = set(self.store.labeled_ids())
+            self._random_order: list[int] | None = None  # config.order == "random", made when first needed
             # The label version of each image this session trains on, and the highest store row seen:
             # what sync() compares with to find versions written by others.
             rows = self.store.version_rows_after(0)
@@ -474,9 +485,35 @@ class LiveSession:
         """Whether the image has a submitted (or imported) label."""
         return image_id in self._labeled
 
-    def next_unlabeled(self) -> int | None:
-        """The first image (in :attr:`image_ids` order) without labels, or None when all are labeled."""
-        return next((i for i in self._paths if i not in self._labeled), None)
+    def next_unlabeled(self, after: int | None = None, exclude: Collection[int] = ()) -> int | None:
+        """The image to label next, in the queue order of ``config.order`` after ``after`` (wrapping), or
+        None when every image is labeled (or excluded).
+
+        ``"file"`` and ``"random"`` take the first unlabeled image after ``after`` in their order; with
+        ``"uncertain"`` it is the image whose pre-label computed ahead is the least certain among those
+        kept ready (:mod:`livetrain_widgets.engine.queue`), the first of them while none is ready."""
+        pool = self._queue_after(after, exclude)
+        if self.config.order != "uncertain" or not pool:
+            return pool[0] if pool else None
+        ready = pool[: max(1, self.config.ahead.images)]
+
+        def pre_label(i: int) -> Annotation | None:
+            kept = self.ahead.usable(i)
+            return None if kept is None else kept.annotation
+
+        return most_uncertain(ready, pre_label)
+
+    def _queue_after(self, after: int | None, exclude: Collection[int] = ()) -> list[int]:
+        """The unlabeled images in queue order, starting after ``after`` (wrapping), ``after`` itself left
+        out."""
+        if self.config.order == "random":
+            if self._random_order is None or len(self._random_order) != len(self._paths):
+                self._random_order = seeded_order(list(self._paths), self.config.order_seed)
+            ids = self._random_order
+        else:
+            ids = list(self._paths)
+        start = ids.index(after) + 1 if after is not None and after in self._paths else 0
+        return [i for i in ids[start:] + ids[:start] if i not in self._labeled and i != after and i not in exclude]
 
     # ------------------------------------------------------------------------------ training
     async def start(self) -> None:
@@ -559,20 +596,12 @@ class LiveSession:
         self.ahead.want([i for i in image_ids if i in self._paths and i not in self._labeled])
 
     def upcoming(self, after: int) -> list[int]:
-        """The unlabeled images after ``after`` in :attr:`image_ids` order (wrapping), as many as are
-        predicted ahead."""
+        """The unlabeled images after ``after`` in queue order (``config.order``, wrapping), as many as are
+        predicted ahead (with ``order="uncertain"`` these are the images the next one is chosen from)."""
         n = self.config.ahead.images
         if n == 0:
             return []
-        ids = list(self._paths)
-        start = ids.index(after) + 1 if after in self._paths else 0
-        out: list[int] = []
-        for i in ids[start:] + ids[:start]:
-            if i != after and i not in self._labeled:
-                out.append(i)
-                if len(out) == n:
-                    break
-        return out
+        return self._queue_after(after)[:n]
 
     def _on_step(self, _: Any) -> None:
         self.ahead.on_step()

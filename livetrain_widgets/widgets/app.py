@@ -424,10 +424,14 @@ class LiveAnnotator(widgets.VBox):
     def _next_unlabeled(self, after: int, include_labeled: bool = False,
                         exclude: Collection[int] = ()) -> int | None:
         """The next image in the project's order after ``after`` (wrapping) that has no labels yet (and is
-        not in ``exclude``); with ``include_labeled`` (Skip), simply the next image."""
+        not in ``exclude``); with ``include_labeled`` (Skip), simply the next image. A session of one person
+        chooses the next unlabeled image in its queue order (``SessionConfig.order``); a team's annotators
+        go in file order."""
         ids = self.session.image_ids
         if not ids:
             return None
+        if not include_labeled and isinstance(self.session, LiveSession):
+            return self.session.next_unlabeled(after=after, exclude=exclude)
         start = ids.index(after) + 1 if after in ids else 0
         order = ids[start:] + ids[:start]
         if include_labeled:
