@@ -63,7 +63,7 @@ describe("the click tool", () => {
     const sent: { p: Point; positive: boolean }[] = [];
     const views: View[] = [];
     const host: ToolHost & { view: View } = {
-      task: "segmentation", tool, view: { scale: 2, ox: 10, oy: 0 }, imageSize: [100, 80], objects: [], selected: "",
+      task: "segmentation", tool, view: { scale: 2, ox: 10, oy: 0 }, imageSize: [100, 80], objects: [], selected: "", picked: false,
       label: 0, brushSize: 10, semantic: true, threshold: 0.3, editable,
       maskListener: { replaced: () => {}, painted: () => {} },
       visible: () => [], setView: (v) => { views.push(v); host.view = v; }, select: () => {}, commit: () => {},

@@ -101,7 +101,7 @@ class LiveAnnotator(widgets.VBox):
         plots: bool | None = None,
         start: bool = True,
         session: LiveSession | TeamSession | None = None,
-        height: int = 560,
+        height: int = 440,
         backend: Any = None,
         store: str | os.PathLike[str] | None = None,
         user: str | None = None,

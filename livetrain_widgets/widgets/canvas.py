@@ -88,7 +88,7 @@ class LabelCanvas(GuardedWidget):
     semantic = t.Bool(False).tag(sync=True)
     view_only = t.Bool(False).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
-    height = t.Int(560, min=120, max=4000).tag(sync=True)
+    height = t.Int(440, min=120, max=4000).tag(sync=True)
     click_tool = t.Bool(False).tag(sync=True)
     #: the image that opens after a submission, sent ahead so the view can show it at once (see set_next)
     next_image = t.Bytes(b"").tag(sync=True)

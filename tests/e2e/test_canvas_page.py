@@ -401,7 +401,7 @@ def test_detection_select_move_resize_and_draw_with_the_mouse(ui: CanvasPage) ->
     assert len(new) == 1 and new[0]["label"] == 1 and new[0]["source"] == "user", new
     assert_box(new[0]["box"], [tx, ty, tx + 50, ty + 35], tol=0.5)
     assert v.obj(target["id"])["box"] == target["box"], "the box under the drag's start must not move"
-    assert v.data()["selected"] == new[0]["id"], "the new box is selected"
+    assert v.data()["selected"] == "", "drawing selects nothing (it ends the selection of s0)"
     v.shot("03-drawn-over-a-box")
 
     # a click inside an unselected box selects it and adds nothing (away from the new box' handles);
@@ -422,6 +422,54 @@ def test_detection_select_move_resize_and_draw_with_the_mouse(ui: CanvasPage) ->
     assert_box(ann.boxes[at["s0"]], [x0 + 30, y0 + 20, x1 + 45, y1 + 32], tol=0.5)
     assert_box(ann.boxes[at[new[0]["id"]]], [tx, ty, tx + 50, ty + 35], tol=0.5)
     assert ann.labels[at[new[0]["id"]]] == 1
+    ui.assert_clean()
+
+
+def _handles_shown(v: View, box: Sequence[float]) -> bool:
+    """Whether the white resize handles are drawn at the box's east, south and south-east handles."""
+    px = v.pixels()
+    scale, ox, oy = (float(t) for t in v.data()["view"].split(","))
+    x0, y0, x1, y1 = (ox + box[0] * scale, oy + box[1] * scale, ox + box[2] * scale, oy + box[3] * scale)
+    points = [(x1, (y0 + y1) / 2), ((x0 + x1) / 2, y1), (x1, y1)]
+    return all((px[round(y) - 2 : round(y) + 3, round(x) - 2 : round(x) + 3] >= 250).all() for x, y in points)
+
+
+def test_a_class_chip_after_drawing_chooses_the_next_class_and_relabels_only_a_box_picked(ui: CanvasPage) -> None:
+    """Issue 20, item 2: a chip clicked right after drawing a box relabeled that box (it was selected
+    without showing it). A chip chooses the class for new boxes, as the keys 1-9 do; it gives a box its
+    class only once the person picked the box (a click, or Tab), which then shows its handles."""
+    canvas = bccd_canvas()
+    v = ui.mount(canvas)
+    fx, fy = free_point(v.objects(), canvas.image_size)  # 15 px from every box: a click there hits the new box only
+    drawn = [fx - 12, fy - 10, fx + 12, fy + 10]
+    v.key("1")  # RBC
+    v.drag((drawn[0], drawn[1]), (drawn[2], drawn[3]))
+    new = [o for o in v.objects() if o["id"] not in by_id(canvas.objects)]
+    assert len(new) == 1 and new[0]["label"] == 0
+    assert v.data()["selected"] == "" and not _handles_shown(v, drawn)
+    chips = v.root.locator(".ltc-chip")
+    chips.nth(1).click()  # WBC, for the next box
+    assert v.obj(new[0]["id"])["label"] == 0, "the chip relabeled the box just drawn"
+    assert v.data()["label"] == "1" and v.state("label") == 1
+    v.shot("01-chip-after-drawing")
+
+    # a click on the box picks it up: handles show, and now a chip gives it the class
+    v.click(fx, fy)
+    assert v.data()["selected"] == new[0]["id"] and v.data()["picked"] == "1"
+    assert _handles_shown(v, drawn)
+    v.shot("02-picked")
+    chips.nth(2).click()  # Platelets
+    assert v.obj(new[0]["id"])["label"] == 2 and v.data()["selected"] == new[0]["id"]
+    # the next box drawn is a Platelet, and the box picked before is let go
+    gy = fy + 60 if fy < canvas.image_size[1] / 2 else fy - 95
+    v.drag((fx - 25, gy), (fx + 25, gy + 35))
+    newer = [o for o in v.objects() if o["id"] not in by_id(canvas.objects) and o["id"] != new[0]["id"]]
+    assert len(newer) == 1 and newer[0]["label"] == 2 and v.data()["selected"] == ""
+    # Tab selects on purpose too: the box shows its handles
+    v.key("Shift+Tab")
+    assert v.data()["selected"] == newer[0]["id"] and v.data()["picked"] == "1"
+    assert _handles_shown(v, newer[0]["box"])
+    v.shot("03-tab-selected")
     ui.assert_clean()
 
 

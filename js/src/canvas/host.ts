@@ -8,7 +8,7 @@ import { Advance } from "./advance";
 import { type Box, fitView, panBy, type Point, type View, zoomAt, zoomLimits } from "./geometry";
 import { History } from "./history";
 import { runCommand } from "./commands";
-import { commandFor, repeatable, type Tool } from "./keys";
+import { commandFor, repeatable, type Tool, wheelZooms } from "./keys";
 import { fromWire, isVisible, type Obj, pendingCount, sameAsWire, type Threshold, toWire, visibleObjects } from "./objects";
 import { type MaskListener, relabel } from "./paint";
 import { type ClickMark, drawScene, MaskCache, Pyramid } from "./render";
@@ -56,6 +56,7 @@ interface Saved {
   objects: readonly Obj[];
   history: History<readonly Obj[]>;
   selected: string;
+  picked: boolean;
   category: number;
   categoryScores: number[];
   pyramid: Pyramid | null;
@@ -67,6 +68,23 @@ interface Saved {
   slot: NextSlot;
 }
 
+/** The element of the whole labeling app (widgets/app.py adds the class): its panel and plots share the
+ * keyboard with the canvas. */
+const APP_SELECTOR = ".lt-app";
+
+/** Whether an element takes typed text (the canvas must not take the keyboard from it). */
+function takesTyping(el: Element | null): boolean {
+  if (!el) return false;
+  if (el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement) return true;
+  if (el instanceof HTMLElement && el.isContentEditable) return true;
+  return el instanceof HTMLInputElement && !NOT_TYPED.has(el.type);
+}
+
+const NOT_TYPED = new Set(["button", "checkbox", "color", "file", "image", "radio", "range", "reset", "submit"]);
+
+/** The canvas height (CSS px) when the model has none; widgets/canvas.py's default. */
+const DEFAULT_HEIGHT = 440;
+
 /** A click's request id: unique per view, since every view of the model receives every reply. */
 const VIEW_TOKEN = () => Math.random().toString(36).slice(2, 10);
 
@@ -77,6 +95,11 @@ export class CanvasHost implements ToolHost {
   imageSize: [number, number] = [0, 0];
   objects: readonly Obj[] = [];
   selected = "";
+  /** The selection was chosen on purpose (a click on it, Tab, the kernel), not made by an edit (a brush
+   * stroke's new instance): only such a selection shows handles, moves when dragged, and takes the class
+   * of a chip clicked. A box just drawn is not selected at all (a chip then only chooses the class of
+   * the next box, as the keys 1–9 do). */
+  picked = false;
   label = 0;
   brushSize = 12;
   semantic = false;
@@ -135,6 +158,7 @@ export class CanvasHost implements ToolHost {
       tool: (t) => this.setTool(t),
       brushSize: (n) => this.setBrushSize(n),
       fit: () => this.fit(),
+      zoom: (f) => this.zoom(f),
       undo: () => this.undo(),
       redo: () => this.redo(),
       acceptAll: () => runCommand(this, { kind: "acceptAll" }),
@@ -273,7 +297,10 @@ export class CanvasHost implements ToolHost {
     }
     // Ids repeat from image to image ("p0", "s0"): a selection never carries over to a new image.
     const sel = newImage ? "" : (m.get("selected") ?? "");
-    this.selected = this.objects.some((o) => o.id === sel) ? sel : "";
+    const selected = this.objects.some((o) => o.id === sel) ? sel : "";
+    // the kernel's (or another view's) choice is shown as chosen; our own echo changes nothing
+    if (selected !== this.selected || !selected) this.picked = selected !== "";
+    this.selected = selected;
     this.resize(); // the height trait
     this.updateUi();
     this.redraw();
@@ -387,7 +414,7 @@ export class CanvasHost implements ToolHost {
     this.decoding.cancelled = true; // a decoding of the submitted image still running: redone on a revert
     this.saved = {
       id: this.imageId, size: this.imageSize, name: this.imageName, objects: this.objects, history: this.history,
-      selected: this.selected, category: this.category, categoryScores: this.categoryScores,
+      selected: this.selected, picked: this.picked, category: this.category, categoryScores: this.categoryScores,
       pyramid: this.pyramidId === this.imageId ? this.pyramid : null, pyramidId: this.pyramidId,
       imageBytes: this.imageBytes, view: this.view, fitted: this.fitted, clicks: this.clicks, slot: s,
     };
@@ -477,6 +504,7 @@ export class CanvasHost implements ToolHost {
     this.objects = sv.objects;
     this.history = sv.history;
     this.selected = sv.selected;
+    this.picked = sv.picked;
     this.category = sv.category;
     this.categoryScores = sv.categoryScores;
     this.clicks = sv.clicks;
@@ -534,19 +562,21 @@ export class CanvasHost implements ToolHost {
     return visibleObjects(this.objects, this.threshold);
   }
 
-  commit(objects: Obj[], selected?: string): void {
+  /** `selected`: what the edit selects (default: the selection stays), chosen on purpose when `picked`. */
+  commit(objects: Obj[], selected?: string, picked = false): void {
     if (!this.editable) return;
     this.history.push(this.objects);
-    this.setObjects(objects, selected);
+    this.setObjects(objects, selected, picked);
   }
 
-  private setObjects(objects: readonly Obj[], selected?: string): void {
+  private setObjects(objects: readonly Obj[], selected?: string, picked = false): void {
     this.objects = objects;
     let sel = selected ?? this.selected;
     if (!objects.some((o) => o.id === sel && isVisible(o, this.threshold))) sel = "";
     const changes: Parameters<CanvasHost["sync"]>[0] = { objects: objects.map(toWire) };
     if (sel !== this.selected) {
       this.selected = sel;
+      this.picked = picked && sel !== "";
       changes.selected = sel;
     }
     this.sync(changes);
@@ -554,9 +584,18 @@ export class CanvasHost implements ToolHost {
     this.redraw();
   }
 
+  /** Select on purpose (a click, Tab, Esc): the object shows it (handles) and a chip relabels it. */
   select(id: string): void {
-    if (id === this.selected) return;
+    if (id === this.selected) {
+      if (id && !this.picked) {
+        this.picked = true; // a click on the instance a stroke just made
+        this.updateUi();
+        this.redraw();
+      }
+      return;
+    }
     this.selected = id;
+    this.picked = id !== "";
     const o = this.objects.find((x) => x.id === id);
     const changes: Parameters<CanvasHost["sync"]>[0] = { selected: id };
     // one mask per class: selecting a class's mask makes it the class the brush paints
@@ -603,10 +642,12 @@ export class CanvasHost implements ToolHost {
     return true;
   }
 
-  /** A class chip: the class for new objects, and for the selected one (as in jupyter-bbox-widget). */
+  /** A class chip: the class for new objects (as the keys 1–9), and the class of the object selected on
+   * purpose (shown with handles). A box just drawn is not selected: clicking a chip to choose the next
+   * box's class must not relabel it. */
   private chooseChip(i: number): void {
     if (!this.setLabel(i)) return;
-    if (this.selected && this.editable) this.assign();
+    if (this.selected && this.picked && this.editable) this.assign();
     this.updateUi();
     this.redraw();
   }
@@ -616,7 +657,7 @@ export class CanvasHost implements ToolHost {
     const [W, H] = this.imageSize;
     const r = relabel(this.objects, this.selected, this.label, this.semantic && this.task === "segmentation", W, H, this.threshold);
     if (r.objects.every((o, i) => o === this.objects[i]) && r.objects.length === this.objects.length) return;
-    this.commit(r.objects, r.selected);
+    this.commit(r.objects, r.selected, true); // a semantic merge selects the merged mask, still on purpose
   }
 
   /** Classification: choose a class, and with `submit` move on at once (one-key classification). */
@@ -748,7 +789,7 @@ export class CanvasHost implements ToolHost {
 
   private resize(): void {
     const w = Math.max(0, Math.floor(this.ui.stage.clientWidth));
-    const h = Math.max(120, Number(this.model.get("height")) || 560);
+    const h = Math.max(120, Number(this.model.get("height")) || DEFAULT_HEIGHT);
     const dpr = window.devicePixelRatio || 1;
     this.ui.stage.style.height = `${h}px`;
     if (w === this.cssW && h === this.cssH && dpr === this.dpr) return;
@@ -803,7 +844,7 @@ export class CanvasHost implements ToolHost {
       pyramid: this.pyramidId === this.imageId ? this.pyramid : null,
       objects: this.task === "classification" ? [] : vis,
       selected: this.selected,
-      handles: this.tools.grabbed === this.selected,
+      handles: this.picked,
       classes: this.classes,
       colors: this.colors,
       draft: this.draft,
@@ -850,6 +891,7 @@ export class CanvasHost implements ToolHost {
     d.tool = this.tool;
     this.updateZoom();
     d.selected = this.selected;
+    d.picked = this.picked ? "1" : "0";
     d.label = String(this.label);
     d.category = String(this.category);
     d.clicks = String(this.clicks.filter((c) => !c.pending).length);
@@ -907,12 +949,51 @@ export class CanvasHost implements ToolHost {
     });
     this.on(canvas, "contextmenu", (e) => e.preventDefault());
     this.on(canvas, "wheel", (e) => {
-      e.preventDefault();
+      // As image viewers inside notebooks do: the wheel scrolls the page (a canvas that swallowed it
+      // would trap the notebook's scrolling under the pointer); Ctrl/⌘ + wheel zooms, and so does a
+      // trackpad's pinch, which browsers send as a wheel event with ctrlKey set.
+      if (!wheelZooms(e)) {
+        this.hintWheel();
+        return;
+      }
+      e.preventDefault(); // the browser's own Ctrl + wheel would zoom the whole page
       const p = this.point(e);
       const dy = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
       this.zoom(Math.exp(-Math.max(-300, Math.min(300, dy)) * 0.002), p.x, p.y);
     }, { passive: false });
     this.on(root, "keydown", (e) => this.onKey(e));
+    // The app's other controls (panel buttons and settings, plots) give the keys back to the canvas.
+    // Capture phase: a control may stop the event, or remove itself from the page, while handling it.
+    const onAppPointerUp = (e: PointerEvent) => this.onAppPointerUp(e);
+    document.addEventListener("pointerup", onAppPointerUp, true);
+    this.cleanups.push(() => document.removeEventListener("pointerup", onAppPointerUp, true));
+  }
+
+  private wheelHinted = false;
+
+  /** Once per view, while the person works on the canvas: how to zoom, now that the wheel scrolls. */
+  private hintWheel(): void {
+    if (this.wheelHinted || document.activeElement !== this.ui.root) return;
+    this.wheelHinted = true;
+    this.ui.toast("The wheel scrolls the page: Ctrl + wheel (⌘ on a Mac), a pinch, + / − or the buttons zoom");
+  }
+
+  /** A click in this app (the LiveAnnotator box holding this canvas) outside the canvas: a panel button,
+   * a setting, the plots. Focus would stay on the control clicked, so the canvas' keys would stop
+   * working (Y after Finish & Next did nothing) and Enter would press that button again (Back, Back):
+   * once the click has done its work, the keyboard goes back to the canvas. Controls that take typing
+   * keep it, and keyboard use of the panel (Tab to a button, Enter) is left alone. */
+  private onAppPointerUp(e: PointerEvent): void {
+    const root = this.ui.root;
+    const target = e.target instanceof Element ? e.target : null;
+    if (!target || root.contains(target) || takesTyping(target)) return;
+    const app = root.closest(APP_SELECTOR);
+    if (!app || !app.contains(target)) return;
+    // after the click (and a checkbox's change) this pointerup leads to has been handled
+    setTimeout(() => {
+      if (!root.isConnected || takesTyping(document.activeElement)) return;
+      root.focus({ preventScroll: true });
+    }, 0);
   }
 
   private onKey(e: KeyboardEvent): void {

@@ -169,6 +169,13 @@ export function commandFor(e: KeyLike, ctx: KeyContext): Command | null {
   return null;
 }
 
+/** Whether a wheel event over the canvas zooms it: with Ctrl or ⌘ held, or a trackpad's pinch (browsers
+ * send it as a wheel event with ctrlKey set). A plain wheel scrolls the page, as over any image in a
+ * notebook. */
+export function wheelZooms(e: Pick<KeyLike, "ctrlKey" | "metaKey">): boolean {
+  return e.ctrlKey || e.metaKey;
+}
+
 /** Whether holding the key down may repeat the command. Moving on to another image must take one
  * press per image: a held Enter or Space would otherwise submit or skip a run of images, and a held
  * digit classify them. */
@@ -219,7 +226,8 @@ export function keyHelp(task: Task, clicks = false): [string, string][] {
     ["Y / X", task === "classification" ? "take the suggestion / —" : "accept all shown pre-labels / discard pre-labels"],
     ["Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", "undo / redo"],
     ["+ / − / Home", "zoom in / out / fit"],
-    ["Arrows, H, middle or right drag, wheel", "pan (H toggles the pan tool) and zoom"],
+    ["Ctrl + wheel (⌘ on a Mac), pinch", "zoom at the pointer (the wheel alone scrolls the page)"],
+    ["Arrows, H, middle or right drag", "pan (H toggles the pan tool)"],
     ["Esc", "deselect; again to leave the canvas"],
   ];
   if (task === "classification") return [["1–9, 0", "choose that class and submit"], ...all];
@@ -233,7 +241,8 @@ export function keyHelp(task: Task, clicks = false): [string, string][] {
   if (task === "detection") {
     return [
       ...common,
-      ["drag", "draw a box (also over other boxes); click a box to pick it up, then drag it or its handles"],
+      ["drag", "draw a box (also over other boxes); click a box to select it (handles), then drag it or its handles"],
+      ["class chip", "the class for new boxes; with a box selected (handles), that box's class too"],
       ["W A S D (Shift ×10)", "move the selected box"],
       ["Q / E", "narrower / wider"],
       ["F / R", "shorter / taller"],

@@ -19,6 +19,8 @@ export interface ToolHost {
   readonly imageSize: [number, number];
   readonly objects: readonly Obj[];
   readonly selected: string;
+  /** the selection was chosen on purpose (see CanvasHost.picked): only then does a box show handles and move */
+  readonly picked: boolean;
   readonly label: number;
   readonly brushSize: number;
   readonly semantic: boolean;
@@ -28,7 +30,8 @@ export interface ToolHost {
   visible(): Obj[];
   setView(v: View): void;
   select(id: string): void;
-  /** a completed edit: record it for undo and send it to Python */
+  /** a completed edit: record it for undo and send it to Python; `selected`: what it selects (default:
+   * the selection stays) */
   commit(objects: Obj[], selected?: string): void;
   /** objects to draw instead of the committed ones while a gesture runs (null = none) */
   setLive(objects: readonly Obj[] | null): void;
@@ -62,13 +65,12 @@ export function hittables(objs: readonly Obj[]): Hittable[] {
 
 export class Tools {
   private g: Gesture | null = null;
-  /** The box a click picked up: only it moves or resizes when dragged (and shows handles). A box that
-   * was just drawn is selected (keys act on it) but not picked up, so the next drag, which in dense
-   * scenes often starts inside it or on its corner, draws the neighbouring box. */
-  private grabbedId = "";
 
+  /** The box picked up (selected on purpose, with handles): only it moves or resizes when dragged. A box
+   * just drawn is not selected, so the next drag, which in dense scenes often starts inside it or on its
+   * corner, draws the neighbouring box. */
   get grabbed(): string {
-    return this.grabbedId;
+    return this.host.picked ? this.host.selected : "";
   }
   /** polygon vertices in image px (segmentation) */
   polygon: Point[] = [];
@@ -91,7 +93,7 @@ export class Tools {
     return hitTest(hittables(h.visible()), p, h.view, {
       selected: h.selected,
       tol: 6,
-      handles: h.task === "detection" && h.selected === this.grabbedId,
+      handles: h.task === "detection" && h.picked,
     });
   }
 
@@ -227,14 +229,14 @@ export class Tools {
         h.setDraftBox(null);
         const a = toScreen(h.view, g.startImg);
         if (Math.abs(p.x - a.x) < CLICK_SLOP || Math.abs(p.y - a.y) < CLICK_SLOP) {
-          h.select(g.clickSelects); // a click: select what is under it, or deselect on empty image
-          this.grabbedId = g.clickSelects;
+          h.select(g.clickSelects); // a click: pick up what is under it, or deselect on empty image
           break;
         }
         if (!h.editable) break;
         const [objs, o] = addBox(h.objects, [g.startImg.x, g.startImg.y, ip.x, ip.y], h.label, W, H);
-        this.grabbedId = "";
-        if (o.box[2] - o.box[0] > 0 && o.box[3] - o.box[1] > 0) h.commit(objs, o.id);
+        // drawing ends a selection and selects nothing: what a chip or a key then does, it does to what
+        // the person sees selected (handles), never to a box selected behind their back
+        if (o.box[2] - o.box[0] > 0 && o.box[3] - o.box[1] > 0) h.commit(objs, "");
         break;
       }
       case "move":

@@ -3,7 +3,7 @@
 // messages come from users and kernels, and may contain markup).
 
 import type { Task } from "../protocol";
-import { keyHelp, type Tool } from "./keys";
+import { keyHelp, type Tool, ZOOM_STEP } from "./keys";
 import { el } from "../dom";
 import { colorOf } from "./render";
 
@@ -24,6 +24,8 @@ export interface UiCallbacks {
   tool(t: Tool): void;
   brushSize(n: number): void;
   fit(): void;
+  /** a zoom button: `factor` > 1 zooms in, about the middle of the view */
+  zoom(factor: number): void;
   undo(): void;
   redo(): void;
   acceptAll(): void;
@@ -119,7 +121,14 @@ export class Ui {
     }
     const view = el("div", "ltc-group");
     this.zoomLabel = el("span", "ltc-num ltc-zoom");
-    view.append(button("Fit", "fit the image to the view (Home)", cb.fit), this.zoomLabel);
+    // Buttons as well as Ctrl + wheel: the plain wheel scrolls the notebook (host.ts), so a mouse
+    // without a Ctrl key in reach, or a touch screen, still zooms.
+    view.append(
+      button("−", "zoom out (−, or Ctrl + wheel)", () => cb.zoom(1 / ZOOM_STEP), "ltc-zoom-out"),
+      this.zoomLabel,
+      button("+", "zoom in (+, or Ctrl + wheel)", () => cb.zoom(ZOOM_STEP), "ltc-zoom-in"),
+      button("Fit", "fit the image to the view (Home)", cb.fit),
+    );
     bar.append(view);
     const hist = el("div", "ltc-group");
     this.undoBtn = button("↶", "undo (Ctrl+Z)", cb.undo);
