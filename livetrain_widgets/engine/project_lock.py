@@ -7,6 +7,7 @@ when the holder dies, even by SIGKILL: a crashed notebook never leaves the proje
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -15,13 +16,39 @@ class ProjectLockedError(RuntimeError):
     """The project is open in another process."""
 
 
+class ProjectReadOnlyError(PermissionError):
+    """The project's folder cannot be written (a read-only disk or mount, or no write permission)."""
+
+    def __str__(self) -> str:  # the sentence alone, not "[Errno 30] ..."
+        return str(self.strerror)
+
+
+#: what a folder that cannot be written answers: a read-only filesystem, or no permission
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def read_only_error(folder: Path, exc: OSError) -> ProjectReadOnlyError:
+    """The sentence for a project folder that cannot be written."""
+    why = "is on a read-only disk" if exc.errno == errno.EROFS else "cannot be written by this user"
+    return ProjectReadOnlyError(
+        exc.errno,
+        f"{folder} {why}, and a project is opened to save labels and checkpoints into it: copy the folder "
+        "somewhere writable and open the copy there (its labels are in labels.sqlite)",
+    )
+
+
 class ProjectLock:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in _UNWRITABLE:
+                raise read_only_error(self.path.parent, exc) from exc
+            raise
         try:
             _lock(fd)
         except OSError:

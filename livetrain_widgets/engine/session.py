@@ -19,6 +19,7 @@ folder again resumes labels, model, optimizer, sampler, plateau detector and eva
 from __future__ import annotations
 
 import asyncio
+import errno
 import getpass
 import hashlib
 import os
@@ -36,11 +37,13 @@ from PIL import Image
 
 from ..models import create_model
 from ..models.base import LiveModel, full_config, model_from_config
+from ._disk import DiskFullError, disk_full
 from .ahead import AheadConfig, PredictAhead
 from .annotation import TASKS, Annotation, AnnotationError
 from .autothreshold import ThresholdTuner, TunerConfig
 from .checkpoint import (
     FORMAT_VERSION,
+    CheckpointError,
     had_checkpoint,
     latest_checkpoint,
     load_checkpoint,
@@ -52,7 +55,7 @@ from .evaluator import EvaluatorConfig, LiveEvaluator
 from .formats import FORMATS, export_labels, load_labels
 from .images import ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
-from .project_lock import ProjectLock
+from .project_lock import ProjectLock, read_only_error
 from .queue import check_order, most_uncertain, seeded_order
 from .sampler import SamplerConfig
 from .store import AnnotationStore
@@ -191,11 +194,17 @@ class LiveSession:
         store: str | os.PathLike[str] | None = None,
     ) -> None:
         self.project = Path(project)
-        self.project.mkdir(parents=True, exist_ok=True)
+        try:
+            self.project.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _folder_error(self.project, "could not create the project folder", exc) from exc
         self.config = config or SessionConfig()
         self.user = user or _default_user()
-        self._lock = ProjectLock(self.project / ".lock")
-        self._lock.acquire()
+        self._lock = ProjectLock(self.project / ".lock")  # ProjectReadOnlyError: a sentence, not EROFS
+        try:
+            self._lock.acquire()
+        except OSError as exc:
+            raise _folder_error(self.project, "could not open the project", exc) from exc
         try:
             # A team's shared store (``postgresql://...``) or the project's own file; checkpoints stay in
             # the project folder either way.
@@ -265,8 +274,10 @@ class LiveSession:
             self._sync_lock: asyncio.Lock | None = None  # made on first use, on the loop that syncs
             labels = {i: a for i in self._labeled if (a := self.store.annotation(i)) is not None}
             self.trainer.load_samples(labels)
-        except BaseException:
+        except BaseException as exc:
             self._lock.release()
+            if isinstance(exc, Exception) and disk_full(exc):
+                raise DiskFullError("could not open the project", self.project) from exc
             raise
         self._closed = False
 
@@ -402,8 +413,12 @@ class LiveSession:
         path = folder / name
         if not path.exists():
             tmp = path.with_suffix(".tmp.png")
-            Image.fromarray(arr).save(tmp)
-            os.replace(tmp, path)
+            try:
+                Image.fromarray(arr).save(tmp)
+                os.replace(tmp, path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)  # a full disk left it behind, taking the space that was left
+                raise _folder_error(folder, "could not save an image handed in as an array", exc) from exc
         return path
 
     def _import_labels(self, labels: Any, fmt: str | None, paths: list[Path], ids: list[int]) -> None:
@@ -531,14 +546,27 @@ class LiveSession:
         await self.trainer.checkpoint_now()
 
     async def close(self) -> None:
-        """Stop, checkpoint, and release the project (another process may open it then)."""
+        """Stop, checkpoint, and release the project (another process may open it then).
+
+        Raises CheckpointError, once the project is released, when the final checkpoint could not be
+        written (a full disk): the labels are all saved, the training since the last checkpoint is not.
+        """
         if self._closed:
             return
-        await self.stop()
-        self.trainer.close()
-        self.store.close()
-        self._lock.release()
-        self._closed = True
+        try:
+            await self.stop()
+        finally:
+            self.trainer.close()
+            self.store.close()
+            self._lock.release()
+            self._closed = True
+        if self.trainer.checkpoint_error is not None:
+            resumes = ("from untrained weights" if self.last_checkpoint_step is None
+                       else f"from step {self.last_checkpoint_step}")
+            raise CheckpointError(
+                f"{self.trainer.checkpoint_error}. The project is closed; when it is opened again the model "
+                f"resumes {resumes}"
+            )
 
     async def __aenter__(self) -> LiveSession:
         await self.start()
@@ -726,8 +754,15 @@ class LiveSession:
         return path
 
     async def checkpoint(self) -> None:
-        """Write a checkpoint now (between two training steps)."""
+        """Write a checkpoint now (between two training steps).
+
+        Raises CheckpointError saying why when it could not be written (a full disk); the previous one is
+        kept, and ``state.error`` (the panel) shows the reason until a checkpoint succeeds. A periodic
+        checkpoint that fails only shows it there: training and labeling go on.
+        """
         await self.trainer.checkpoint_now()
+        if self.trainer.checkpoint_error is not None:
+            raise CheckpointError(self.trainer.checkpoint_error)
 
     # -------------------------------------------------------------------------------- status
     @property
@@ -786,7 +821,14 @@ class LiveSession:
 
     def export_model(self, out: str | os.PathLike[str]) -> Path:
         """Save the trained model (safetensors + config); reload with ``livetrain_widgets.load_model``."""
-        return Path(self.trainer.save_model(out))
+        folder = Path(out)
+        before = set(folder.glob("*.tmp")) if folder.is_dir() else set()
+        try:
+            return Path(self.trainer.save_model(out))
+        except OSError as exc:
+            for tmp in set(folder.glob("*.tmp")) - before:  # the model's half-written files, ours to remove
+                tmp.unlink(missing_ok=True)
+            raise _folder_error(folder, "could not export the model", exc) from exc
 
     def correction_model(self, adapter: Any = None) -> Any:
         """A frozen copy of the model as it is now, with a fresh LoRA adapter, for the correction mode
@@ -878,6 +920,15 @@ def _same(a: Annotation | None, b: Annotation) -> bool:
     if (a.masks is None) != (b.masks is None):
         return False
     return a.masks is None or bool(np.array_equal(a.masks, b.masks))
+
+
+def _folder_error(folder: Path, what: str, exc: OSError) -> OSError:
+    """A failed write into ``folder`` in words: a full disk or a read-only folder say so; others as they are."""
+    if disk_full(exc):
+        return DiskFullError(what, folder)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return read_only_error(folder, exc)
+    return exc
 
 
 def _default_user() -> str:

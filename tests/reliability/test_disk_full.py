@@ -28,8 +28,9 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     from tests.test_widget_canvas import custom, update
     from tests.tiny_model import TinyClassifier, two_class_images
-    from livetrain_widgets import LiveAnnotator, SessionConfig, TrainerConfig
-    from livetrain_widgets.engine.checkpoint import latest_checkpoint, load_checkpoint
+    import numpy as np
+    from livetrain_widgets import LiveAnnotator, LiveSession, SessionConfig, TrainerConfig
+    from livetrain_widgets.engine.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 
     disk = Path(sys.argv[1])
     filler = disk / "filler"
@@ -83,7 +84,11 @@ CHILD = textwrap.dedent("""
 
         # 1. Nearly full: a checkpoint (~12 MB) cannot be written, a label still can.
         fill(leave=512 << 10)
-        await s.checkpoint()
+        try:
+            await s.checkpoint()
+            report["checkpoint_raised"] = None
+        except CheckpointError as exc:
+            report["checkpoint_raised"] = str(exc)
         app.panel.refresh(s)
         report["checkpoint_error"] = s.state.error
         report["panel_status"] = app.panel.status
@@ -115,6 +120,20 @@ CHILD = textwrap.dedent("""
         report["full_submit_error"] = app.panel.error
         report["full_labeled_delta"] = s.store.labeled_count() - before
         report["canvas_kept_label"] = app.image_id == shown and app.canvas.category == c
+        # Images handed in as arrays, a model export, a new project: a sentence, no temporary file left.
+        report["full_errors"] = {{}}
+        for what, call in [
+            ("add_images", lambda: s.add_images([np.full((16, 16, 3), 7, np.uint8)])),
+            ("export_model", lambda: s.export_model(disk / "model")),
+            ("new_project", lambda: LiveSession(disk / "new", "classification", ["a", "b"],
+                                                model=TinyClassifier(hidden=8))),
+        ]:
+            try:
+                call()
+                report["full_errors"][what] = None
+            except OSError as exc:
+                report["full_errors"][what] = f"{{type(exc).__name__}}: {{exc}}"
+        report["tmp_left"] = [str(p.relative_to(disk)) for p in disk.rglob("*") if ".tmp" in p.name]
 
         # 3. Space freed: the same label goes in, a checkpoint is written, the error clears.
         filler.unlink()
@@ -126,7 +145,21 @@ CHILD = textwrap.dedent("""
         report["good_step"] = int(good.name.split("-")[1])
         report["integrity"] = s.store.integrity_check()
         report["labeled_total"] = s.store.labeled_count()
-        await app.close()
+
+        # 4. Full again when the notebook closes: close() says the final checkpoint was not written (it
+        # returned as if it had been), and still releases the project.
+        await s.wait_steps(3, timeout=60)
+        fill(leave=0)
+        try:
+            await app.close()
+            report["close_raised"] = None
+        except CheckpointError as exc:
+            report["close_raised"] = str(exc)
+        filler.unlink()
+        again = LiveSession(disk / "p", model=TinyClassifier(hidden=20_000), config=cfg)
+        report["reopened_labeled"] = again.store.labeled_count()
+        report["reopened_step"] = again.state.step
+        await again.close()
         print("REPORT", json.dumps(report), flush=True)
 
     asyncio.run(main())
@@ -160,8 +193,12 @@ def test_disk_full_while_checkpointing_exporting_and_labeling(tmp_path: Path) ->
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
     r = json.loads(lines[-1][len("REPORT "):])
 
-    # The checkpoint: a clear error in the state and the panel, the previous one intact and loadable.
-    assert "disk is full" in r["checkpoint_error"] and "previous one is intact" in r["checkpoint_error"]
+    # The checkpoint: a clear error raised to the caller and shown in the state and the panel, the previous
+    # one intact and loadable.
+    sentence = "the disk is full at {}; nothing labeled was lost"
+    assert sentence.format(mount / "p" / "checkpoints") in r["checkpoint_raised"], r["checkpoint_raised"]
+    assert r["checkpoint_error"].endswith(r["checkpoint_raised"])
+    assert "previous checkpoint is intact" in r["checkpoint_error"]
     assert "disk is full" in r["panel_status"]
     assert r["latest_unchanged"] and r["previous_loads"] == r["good_step"]
     assert r["temporary_left"] == [], "a failed checkpoint must not leave its partial folder using space"
@@ -176,9 +213,22 @@ def test_disk_full_while_checkpointing_exporting_and_labeling(tmp_path: Path) ->
     # Space back: the same label is saved, a checkpoint is written, the error is gone.
     assert r["after_free_labeled_delta"] == 1 and r["error_after_free"] is None
     assert r["new_checkpoint_step"] > r["good_step"] and r["integrity"] == "ok" and r["labeled_total"] == 7
+    # Everything else that writes into the project on a full disk: the sentence, and nothing left behind.
+    assert r["full_errors"] == {
+        "add_images": "DiskFullError: could not save an image handed in as an array: "
+                      + sentence.format(mount / "p" / "images"),
+        "export_model": "DiskFullError: could not export the model: " + sentence.format(mount / "model"),
+        "new_project": "DiskFullError: could not open the project: " + sentence.format(mount / "new"),
+    }, r["full_errors"]
+    assert r["tmp_left"] == []
+    # close() on a full disk: raised (the final checkpoint is missing), the project released, no label lost.
+    assert r["close_raised"] and sentence.format(mount / "p" / "checkpoints") in r["close_raised"]
+    assert f"resumes from step {r['new_checkpoint_step']}" in r["close_raised"]
+    assert r["reopened_labeled"] == 7 and r["reopened_step"] == r["new_checkpoint_step"]
 
     record("faults", "disk full (real 64 MB tmpfs) during a checkpoint write", 1,
-           "'disk is full … previous one is intact' in state and panel until a checkpoint succeeds; "
+           "CheckpointError raised by checkpoint(); 'the disk is full at … nothing labeled was lost … previous "
+           "checkpoint is intact' in state and panel until a checkpoint succeeds; "
            "previous checkpoint loads; no partial folder left", 0)
     record("faults", "disk full during an export", 1,
            "OSError 'could not export to … the disk is full; files exported there before are intact'; "
@@ -186,3 +236,8 @@ def test_disk_full_while_checkpointing_exporting_and_labeling(tmp_path: Path) ->
     record("faults", "disk full during a submission", 1,
            "refused with 'the disk is full … everything saved before is safe' in the panel; canvas keeps the "
            "label; saved once space is freed", 0)
+    record("faults", "disk full while adding an image array, exporting the model, creating a project", 3,
+           "DiskFullError 'could not …: the disk is full at <folder>; nothing labeled was lost'; no *.tmp left", 0)
+    record("faults", "disk full at close() (final checkpoint)", 1,
+           "CheckpointError raised after the project is released ('the disk is full at …; nothing labeled was "
+           "lost … resumes from step N'); reopened: every label, the last checkpoint", 0)
