@@ -853,10 +853,12 @@ def test_forest_zoom_at_the_cursor_and_pan(ui: CanvasPage) -> None:
     scale, ox, oy = (float(s) for s in v.data()["view"].split(","))
     target = ((sx - box["x"] - ox) / scale, (sy - box["y"] - oy) / scale)
     v.page.mouse.move(sx, sy)
+    v.page.keyboard.down("Control")  # the plain wheel scrolls the page; Ctrl + wheel zooms
     for _ in range(5):
         v.page.mouse.wheel(0, -200)
         v.page.wait_for_timeout(30)
-    wait_for(lambda: v.scale() > 4 * fit, timeout=5, message=lambda: f"the wheel did not zoom in: {v.data()}")
+    v.page.keyboard.up("Control")
+    wait_for(lambda: v.scale() > 4 * fit, timeout=5, message=lambda: f"Ctrl + wheel did not zoom in: {v.data()}")
     after = v.to_screen(*target)
     assert abs(after[0] - sx) < 0.5 and abs(after[1] - sy) < 0.5, f"zoom moved the point under the cursor: {after}"
     v.shot("02-zoomed-at-cursor")
@@ -913,12 +915,16 @@ def test_forest_pan_frame_rate(ui: CanvasPage) -> None:
     """Benchmark, not a gate: frames per second while panning the 2299×2472 image with its ~574 boxes."""
     canvas = forest_canvas()
     v = ui.mount(canvas)
+    fit = v.scale()
     v.page.mouse.move(*v.to_screen(1500, 1000))
+    v.page.keyboard.down("Control")
     for _ in range(5):
         v.page.mouse.wheel(0, -200)
         v.page.wait_for_timeout(30)
+    v.page.keyboard.up("Control")
     v.page.mouse.move(0, 0)
     view0 = [float(s) for s in v.data()["view"].split(",")]
+    assert view0[0] > 4 * fit, f"the pan is measured zoomed in, not at {view0[0]} (fit {fit})"
     steps = 120
     frames = v.page.evaluate(_JS_PAN, [v.index, steps])
     view1 = [float(s) for s in v.data()["view"].split(",")]
