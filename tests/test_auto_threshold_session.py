@@ -52,7 +52,7 @@ async def test_prelabels_are_withheld_while_they_cost_and_offered_again_once_the
     assert s.tuner.verdict() is False and not s.offering
     st = s.state
     assert not st.offering and st.saving_s is not None and st.saving_s <= 0
-    assert "held back" in st.message and "by hand" in st.message
+    assert "pre-labels are paused" in st.message and "by hand" in st.message
     assert not (await s.predict(ids[3])).offered
     await s.submit(ids[3], TRUTH)
     for k in range(4, 6):

@@ -101,8 +101,8 @@ def test_no_prediction_is_not_offered_and_leaves_ema():
 def test_ema_arithmetic():
     ev = LiveEvaluator("classification", 3)
     gt = Annotation(W, H, category=1)
-    for cat, want in [(1, 1.0), (0, 0.9), (2, 0.81), (1, 0.829)]:
-        ev.evaluate(0, Annotation(W, H, category=cat), gt)
+    for image_id, (cat, want) in enumerate([(1, 1.0), (0, 0.9), (2, 0.81), (1, 0.829)]):
+        ev.evaluate(image_id, Annotation(W, H, category=cat), gt)  # one image each: a repeat replaces
         assert ev.ema == pytest.approx(want)
     assert ev.summary()["mean_last_10"] == pytest.approx(0.5)
 
@@ -112,9 +112,9 @@ def test_classification_top1_topk():
     gt = Annotation(W, H, category=3)
     r = ev.evaluate(0, Annotation(W, H, category_scores=[0.1, 0.2, 0.4, 0.3, 0.0]), gt)
     assert (r["top1"], r["topk"], r["score"], r["predicted"]) == (False, True, 0.0, 2)
-    r = ev.evaluate(0, Annotation(W, H, category_scores=[0.1, 0.2, 0.3, 0.4, 0.0]), gt)
+    r = ev.evaluate(1, Annotation(W, H, category_scores=[0.1, 0.2, 0.3, 0.4, 0.0]), gt)
     assert (r["top1"], r["topk"], r["score"]) == (True, True, 1.0)
-    r = ev.evaluate(0, Annotation(W, H, category_scores=[0.5, 0.4, 0.05, 0.05, 0.0]), gt)
+    r = ev.evaluate(2, Annotation(W, H, category_scores=[0.5, 0.4, 0.05, 0.05, 0.0]), gt)
     assert (r["top1"], r["topk"]) == (False, False)
     assert ev.summary()["totals"] == {"top1": 1, "topk": 2}
 

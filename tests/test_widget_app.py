@@ -274,7 +274,7 @@ async def test_autolabel_labels_through_the_app_and_stops_when_done(tmp_path) ->
     await settle(app)
     assert s.is_labeled(app.image_id)
     assert await app.autolabel(truth.get, pause=0) == 12 - 6
-    assert s.store.labeled_count() == 12 and "All 12 images are labeled" in app.panel.error
+    assert s.store.labeled_count() == 12 and "All 12 images are labeled" in app.panel.notice
     with pytest.raises(RuntimeError, match="already running"):
         app.autolabel(truth.get)
         app.autolabel(truth.get)
@@ -404,7 +404,7 @@ async def test_the_last_image_has_no_next_and_its_submission_stays(tmp_path) -> 
     sent = capture(c)
     act(app, "submit")
     await settle(app)
-    assert {"type": "stay", "image_id": ids[1]} in sent and "All 2 images are labeled" in app.panel.error
+    assert {"type": "stay", "image_id": ids[1]} in sent and "All 2 images are labeled" in app.panel.notice
     await app.close()
 
 

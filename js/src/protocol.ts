@@ -168,6 +168,8 @@ export interface PanelModel {
   busy: string;
   /** the last error, in words; "" = none */
   error: string;
+  /** good news and the next steps ("All 16 images are labeled. Next: …"), shown apart from errors; "" = none */
+  notice: string;
   /** the live evaluator's moving average in [0, 1]; null until a pre-label was judged */
   quality: number | null;
   /** how many pre-labels were judged */

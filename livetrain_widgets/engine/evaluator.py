@@ -104,6 +104,8 @@ class LiveEvaluator:
         self.config = config or EvaluatorConfig()
         self.ema: float | None = None
         self.history: list[dict[str, Any]] = []
+        #: counts every change of the history (a replaced record leaves its length alone); not saved
+        self.revision = 0
 
     # --------------------------------------------------------------------------------- scoring
     def evaluate(
@@ -115,10 +117,15 @@ class LiveEvaluator:
         step: int | None = None,
         score_threshold: float | None = None,
     ) -> dict[str, Any]:
-        """Compare the pre-label the person saw with what they submitted; append and return the record.
+        """Compare the pre-label the person saw with what they submitted; record and return the record.
 
         ``prediction=None`` means no pre-label was offered (the model was not ready, or the person
         labeled without one): the record has ``score=None`` and the EMA is left alone.
+
+        Each image is judged once: a record for an image judged before replaces that one (the person
+        went back and submitted it again), and the EMA is computed again over the records in order, so
+        an image labeled twice does not count twice. A submission without a pre-label keeps the image's
+        earlier record (its copy is returned).
         """
         rec: dict[str, Any] = {"image_id": int(image_id), "step": None if step is None else int(step)}
         if prediction is None:
@@ -133,11 +140,31 @@ class LiveEvaluator:
             else:
                 rec.update(self._objects(pred, final, masks=True))
             rec["offered"] = True
+        earlier = [r for r in self.history if r.get("image_id") == rec["image_id"]]
+        if earlier and not rec["offered"]:
+            # Submitted again without a pre-label: what its pre-label was worth is still the earlier judgement.
+            return dict(earlier[-1])
+        if earlier:
+            self.history = [r for r in self.history if r.get("image_id") != rec["image_id"]]
+            self.ema = self._ema([r["score"] for r in self.history if r.get("offered")])
+        if rec["offered"]:
             a = self.config.ema_alpha
             self.ema = rec["score"] if self.ema is None else (1 - a) * self.ema + a * rec["score"]
         rec["ema"] = _r(self.ema)
         self.history.append(rec)
+        self.revision += 1
         return rec
+
+    @property
+    def judged(self) -> int:
+        """How many images' offered pre-labels were judged (the count beside the quality figure)."""
+        return sum(1 for r in self.history if r.get("offered"))
+
+    def _ema(self, scores: list[float]) -> float | None:
+        a, ema = self.config.ema_alpha, None
+        for s in scores:
+            ema = s if ema is None else (1 - a) * ema + a * s
+        return ema
 
     def _objects(self, pred: Annotation, gt: Annotation, *, masks: bool) -> dict[str, Any]:
         cfg = self.config

@@ -138,6 +138,7 @@ class SessionState:
     error: str | None
     last_checkpoint_step: int | None
     #: the confidence threshold chosen from the history (one value for a single slider), None until chosen
+    #: images whose offered pre-label was judged (each image once; see LiveEvaluator.evaluate)
     threshold: float | None = None
     #: per class, the same
     thresholds: list[float] | None = None
@@ -324,7 +325,10 @@ class LiveSession:
     def _evaluate(self, image_id: int, pred: Any, final: Annotation,
                   threshold: float | Sequence[float] | None = None) -> None:
         thr = self.thresholds() if threshold is None else threshold
-        rec = self.evaluator.evaluate(image_id, pred.annotation.filter(thr), final, step=pred.model_step)
+        # A pre-label the model held back (not offered yet) is no pre-label to the person: judging it
+        # made "0% (1 judged)" of the first image, labeled before the model had learned anything.
+        offered = pred.annotation.filter(thr) if pred.shown else None
+        rec = self.evaluator.evaluate(image_id, offered, final, step=pred.model_step)
         rec.update(prediction_id=pred.id, shown=pred.shown)
         # Every candidate the model proposed against what was submitted, shown or not: the threshold tuner
         # learns from silent predictions too, so it can say when pre-labels start (again) to pay off.
@@ -708,6 +712,13 @@ class LiveSession:
         async with self._applying():
             return await self._sync()
 
+    def expected_saving(self, threshold: float | Sequence[float]) -> float | None:
+        """Seconds per image that pre-labels shown at ``threshold`` (one, or one per class) are expected to
+        save over labeling by hand, from the recent submissions (negative: they cost); None without any.
+        What the panel shows for a threshold set by hand (the state's ``saving_s`` is the tuned one's)."""
+        e = self.tuner.expected(threshold)
+        return None if e["with_s"] is None else float(e["manual_s"] - e["with_s"])
+
     def _applying(self) -> asyncio.Lock:
         """Held while label versions are taken in (a sync, or a submission's write and apply): two at once
         would both find a version new, and train on it and judge its pre-label twice."""
@@ -780,7 +791,7 @@ class LiveSession:
             plateaued=t["plateaued"],
             offering=self.offering,
             quality=self.evaluator.ema,
-            evaluated=len(self.evaluator.history),
+            evaluated=self.evaluator.judged,
             labeled=labeled,
             images=len(self._paths),
             step_seconds=t["step_seconds"],
@@ -808,8 +819,12 @@ class LiveSession:
         # ``tuned`` is the tuner's summary the state was built from: read once per state, not per line
         verdict = tuned["verdict"] if self.config.auto_offer else None
         if verdict is False:
-            return (f"Learning… pre-labels are held back: lately they cost about {tuned['with_s']:.0f} s per image "
-                    f"against {tuned['manual_s']:.0f} s by hand")
+            # Plain words and no figures: the figures are the panel's, for the threshold it shows (these
+            # would be for the tuned one). "held back: 122 s against 122 s" read as nonsense.
+            worse = tuned["saved_s"] is not None and tuned["saved_s"] < -0.5
+            return ("Learning… pre-labels are paused: on your recent images they "
+                    + ("took longer than labeling by hand" if worse else "saved no time over labeling by hand")
+                    + ". Predict shows them anyway.")
         if verdict is None and not t["offering"]:
             return "Learning… pre-labels appear once the model has learned enough"
         return "Learning…"

@@ -57,6 +57,9 @@ MIN_SENT_SCORE = 0.05
 #: how many open/predict timings an app keeps (``LiveAnnotator.timings``)
 MAX_TIMINGS = 2000
 
+#: the panel's settings kept with the project (the store's meta ``app_settings``) and restored on reopening
+SETTINGS = ("threshold", "auto_threshold", "skip_predict_if_labeled", "semantic")
+
 
 class LiveAnnotator(widgets.VBox):
     """The labeling app (see the module docstring). Parts are attributes: ``session``, ``canvas``,
@@ -166,7 +169,10 @@ class LiveAnnotator(widgets.VBox):
 
         self.canvas.on_action(self._on_action)
         self.panel.on_action(self._on_action)
+        self._settings = self._restore_settings()
+        self.panel.observe(self._save_settings, names=list(SETTINGS))
         self.canvas.threshold = self.panel.threshold
+        self.canvas.semantic = self.panel.semantic
         self.panel.observe(self._on_threshold, names=["threshold", "auto_threshold"])
         self.panel.observe(self._on_semantic, names=["semantic"])
         self.canvas.on_change(self._count_prelabels)
@@ -179,7 +185,7 @@ class LiveAnnotator(widgets.VBox):
             # everyone, and their paths must be readable by the trainer and by the other annotators.
             self._spawn(self._locked(self._add_and_open(images, labels, format)))
         elif first is not None:
-            self._spawn(self._locked(self._open(first)))
+            self._spawn(self._locked(self._open_first(first)))
         elif team:
             self.panel.error = ("No images yet: the team's trainer adds them (or here: "
                                 "await app.session.add_images(...), then app.next())")
@@ -355,6 +361,11 @@ class LiveAnnotator(widgets.VBox):
             raise WireError("No images yet: the team's trainer adds them")
         await self._open(first)
 
+    async def _open_first(self, image_id: int) -> None:
+        await self._open(image_id)
+        if self.session.next_unlabeled() is None:  # a finished project reopened: it says so
+            self.panel.notice = finished_message(len(self.session.image_ids))
+
     async def _stop(self) -> None:
         self.panel.busy = "Saving…"
         try:
@@ -391,8 +402,10 @@ class LiveAnnotator(widgets.VBox):
             nxt = self._next_unlabeled(after=image_id)
             if nxt is None:
                 n = len(self.session.image_ids)
-                self.panel.error = (f"All {n} images are labeled." if not self.team else
-                                    f"No image is free: the {n} images are labeled or being labeled by others.")
+                if self.team:
+                    self.panel.error = f"No image is free: the {n} images are labeled or being labeled by others."
+                else:
+                    self.panel.notice = finished_message(n)
                 return
             await self._open(nxt)
         finally:
@@ -497,6 +510,7 @@ class LiveAnnotator(widgets.VBox):
         prelabels = pred.annotation if pred is not None and pred.offered else None
         self.canvas.set_image(data, (rec.width, rec.height), image_id=image_id, name=rec.name, annotation=ann,
                               prelabels=prelabels)
+        self.panel.notice = ""
         ids = self.session.image_ids
         self.panel.position = f"{rec.name} ({ids.index(image_id) + 1} of {len(ids)})"
         if not self._history or self._history[-1] != image_id:
@@ -584,6 +598,55 @@ class LiveAnnotator(widgets.VBox):
             del self.timings[: len(self.timings) - MAX_TIMINGS]
 
     # ----------------------------------------------------------------------------- settings
+    def _settings_key(self) -> str:
+        # In a team the store is everyone's: each annotator keeps their own settings.
+        return f"app_settings:{self.session.user}" if self.team else "app_settings"
+
+    def _restore_settings(self) -> dict[str, Any]:
+        """The panel's settings as the project last saved them, applied to the panel (values that do not
+        fit a setting are left out with a warning in the log; the rest still apply)."""
+        try:
+            saved = self.session.store.get_meta(self._settings_key())
+        except Exception:  # a settings problem must not keep the project from opening
+            log.exception("livetrain: the saved panel settings could not be read")
+            return {}
+        if not isinstance(saved, dict):
+            return {}
+        ok: dict[str, Any] = {}
+        for name in SETTINGS:
+            value = saved.get(name)
+            if name == "threshold":
+                good = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+            else:
+                good = isinstance(value, bool)
+            if good:
+                ok[name] = value
+            elif name in saved:
+                log.warning("livetrain: ignored the saved setting %s=%r", name, value)
+        if not ok.get("auto_threshold", True) and "threshold" in ok:
+            self.panel.set_trait("auto_threshold", False)  # first: the threshold is then the person's own
+        with self.panel.hold_trait_notifications():
+            for name, value in ok.items():
+                if name != "threshold" or not self.panel.auto_threshold:
+                    setattr(self.panel, name, value)
+        return ok
+
+    def _save_settings(self, _: Any = None) -> None:
+        """Keep the panel's settings with the project (only when one the person sets changed)."""
+        values = {name: getattr(self.panel, name) for name in SETTINGS}
+        if values["auto_threshold"]:
+            # the threshold shown follows the tuner then: keep the person's last own one
+            values["threshold"] = self._settings.get("threshold", values["threshold"])
+        values["threshold"] = round(float(values["threshold"]), 4)
+        if values == self._settings:
+            return
+        try:
+            self.session.store.set_meta(self._settings_key(), values)
+        except Exception:  # labeling goes on; the setting just will not come back
+            log.exception("livetrain: the panel settings could not be saved")
+            return
+        self._settings = values
+
     def _on_threshold(self, change: dict[str, Any]) -> None:
         if change["name"] == "threshold" and self.canvas.class_thresholds:
             return  # "auto": the panel shows the chosen threshold, the canvas has one per class
@@ -609,6 +672,13 @@ class LiveAnnotator(widgets.VBox):
 
     def _count_prelabels(self, *_: Any) -> None:
         self.panel.prelabels = self.canvas.prelabel_count
+
+
+def finished_message(n: int) -> str:
+    """What the panel says once every image is labeled: done, and what to do next."""
+    return (f"All {n} images are labeled. Next: export the labels with app.session.export('coco', 'labels/'), "
+            "the model with app.session.export_model('model/'), or add images with "
+            "app.session.add_images('more/') and label on with app.next().")
 
 
 def _team_session(backend: Any, store: str | os.PathLike[str] | None, user: str | None,

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import traitlets as t
 
-from ._base import GuardedWidget
+from ._base import GuardedWidget, Threshold
 from ._messages import action_of
 from ._static import asset
 from ._watch import SessionWatcher
@@ -37,6 +37,8 @@ class LivePanel(GuardedWidget):
     phase = t.Unicode("idle").tag(sync=True)
     busy = t.Unicode("").tag(sync=True)
     error = t.Unicode("").tag(sync=True)
+    #: good news and what to do next, shown apart from errors ("All 16 images are labeled. …"); "" = none
+    notice = t.Unicode("").tag(sync=True)
     quality = t.Float(None, allow_none=True).tag(sync=True)
     evaluated = t.Int(0).tag(sync=True)
     labeled = t.Int(0).tag(sync=True)
@@ -47,13 +49,15 @@ class LivePanel(GuardedWidget):
     training = t.Bool(False).tag(sync=True)
     can_back = t.Bool(False).tag(sync=True)
     prelabels = t.Int(0).tag(sync=True)
-    threshold = t.Float(0.3, min=0.0, max=1.0).tag(sync=True)
+    threshold = Threshold(0.3).tag(sync=True)
     #: the threshold follows what the recent submissions say saves most time; moving the slider turns it off
     auto_threshold = t.Bool(True).tag(sync=True)
     #: the chosen thresholds and expected saving in words (empty: nothing chosen yet)
     threshold_info = t.Unicode("").tag(sync=True)
     semantic = t.Bool(False).tag(sync=True)
-    skip_predict_if_labeled = t.Bool(False).tag(sync=True)
+    #: an image with saved labels opens with them alone; its pre-labels only on Predict (they would lie on
+    #: top of the saved objects, and "Accept all" would double them)
+    skip_predict_if_labeled = t.Bool(True).tag(sync=True)
     predict_ms = t.Float(None, allow_none=True).tag(sync=True)
     #: pairs the panel with a LabelCanvas of the same group: its image buttons go through the canvas,
     #: which may show the next image at once (see LabelCanvas.set_next); "" = none
@@ -106,9 +110,11 @@ class LivePanel(GuardedWidget):
                     setattr(self, k, v)
 
     def _threshold_info(self, s: Any) -> str:
-        if s.saving_s is None and s.thresholds is None:
-            return ""
+        """The chosen thresholds and the expected saving, true for the settings shown: with "auto" the
+        tuned thresholds' saving; with a threshold set by hand, the saving at that threshold (a session
+        that cannot say, a team's, shows none rather than the tuned one's, which no longer applies)."""
         parts = []
+        saving = None
         if self.auto_threshold and s.thresholds is not None:
             names = getattr(self, "_classes", [])
             per = sorted({round(v, 2) for v in s.thresholds})
@@ -116,10 +122,28 @@ class LivePanel(GuardedWidget):
                 parts.append("auto: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, s.thresholds, strict=True)))
             else:
                 parts.append(f"auto: {per[0]:.2f}")
-        if s.saving_s is not None:
-            word = "save" if s.saving_s >= 0 else "cost"
-            parts.append(f"pre-labels {word} ≈ {abs(s.saving_s):.0f} s per image")
+            saving = s.saving_s
+        elif self.auto_threshold:
+            saving = s.saving_s  # classification: no threshold, the top-k list's saving
+        elif s.saving_s is not None:
+            saving = self._saving_at(float(self.threshold))
+        if saving is not None:
+            # "about 0 s" and "save 0" read as a contradiction: below a second it is "no time either way"
+            if abs(saving) < 0.5:
+                parts.append("pre-labels save no time now")
+            else:
+                parts.append(f"pre-labels {'save' if saving > 0 else 'cost'} ≈ {abs(saving):.0f} s per image")
         return " · ".join(parts)
+
+    def _saving_at(self, threshold: float) -> float | None:
+        """The expected saving at a threshold set by hand (None where the session cannot say)."""
+        expected = getattr(self._session, "expected_saving", None)
+        if expected is None:
+            return None
+        try:
+            return expected(threshold)
+        except Exception:  # a figure is not worth a broken panel
+            return None
 
     def on_action(self, callback: Callable[[str], Any]) -> Callable[[str], Any]:
         """Call ``callback(action)`` when a button is pressed; usable as a decorator."""

@@ -497,7 +497,7 @@ class QualityPlot(_SessionPlot):
 
     def _changes(self, session: Any) -> Hashable:
         ev = session.evaluator
-        return (len(ev.history), ev.ema)
+        return (getattr(ev, "revision", None), len(ev.history), ev.ema)  # a replaced record keeps the length
 
     def _compute(self, session: Any) -> PlotData:
         return quality_data(session)

@@ -113,6 +113,7 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
 
   const team = put(root, "div", "lt-team");
   const error = put(root, "div", "lt-error");
+  const notice = put(root, "div", "lt-notice");
   const foot = put(root, "div", "lt-panel-row lt-foot");
   const position = put(foot, "span", "lt-position");
   const stats = put(foot, "span", "lt-stats");
@@ -133,6 +134,9 @@ function render({ model, el: root }: RenderProps<PanelModel>) {
     const err = m.get("error");
     error.textContent = err;
     error.hidden = !err;
+    const note = m.get("notice") ?? "";
+    notice.textContent = note;
+    notice.hidden = !note;
     position.textContent = m.get("position");
     const loss = m.get("loss");
     const ms = m.get("predict_ms");
