@@ -57,7 +57,17 @@ def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 
 def image_info(path: str | os.PathLike[str]) -> ImageInfo:
-    """Size (after EXIF rotation) and content hash, reading the pixels once to prove they decode."""
+    """Size (after EXIF rotation) and content hash, reading the pixels once to prove they decode.
+
+    A path that is not valid UTF-8 is an ImageError too: the store keeps paths as UTF-8 text, and such a
+    name aborted a whole folder's import half-way (``UnicodeEncodeError``)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(
+            f"{os.fsencode(path)!r}: the file name is not valid UTF-8 (as some old cameras and zip files "
+            "write them); rename it to add it"
+        ) from None
     arr = load_image(path)
     digest, nbytes = file_sha256(path)
     return ImageInfo(str(Path(path).resolve()), arr.shape[1], arr.shape[0], digest, nbytes)

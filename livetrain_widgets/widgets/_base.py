@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from typing import Any, ClassVar
 
@@ -81,6 +82,20 @@ class GuardedWidget(anywidget.AnyWidget):
 
     def _handle_message(self, content: Any) -> None:  # overridden by widgets that take messages
         reply_error(self, "this widget takes no messages")
+
+
+class Threshold(traitlets.Float):
+    """A confidence threshold trait: a float in [0, 1] and never NaN, which passes ``Float``'s bounds (it
+    compares false with both) and then hides every pre-label."""
+
+    def __init__(self, default_value: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(default_value, min=0.0, max=1.0, **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> float:
+        value = super().validate(obj, value)
+        if math.isnan(value):
+            self.error(obj, value, info="a threshold in [0, 1] (NaN is none)")
+        return value
 
 
 def _unsendable(state: dict[str, Any]) -> str | None:

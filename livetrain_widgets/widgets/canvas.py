@@ -33,7 +33,7 @@ import numpy as np
 import traitlets as t
 
 from ..engine.annotation import TASKS, Annotation
-from ._base import GuardedWidget
+from ._base import GuardedWidget, Threshold
 from ._codec import WireError, _float, _int, annotation_to_objects, display_image, objects_to_annotation, visible
 from ._messages import action_of, reply_error, wire_text
 from ._static import asset
@@ -78,9 +78,9 @@ class LabelCanvas(GuardedWidget):
     objects = t.List(default_value=[]).tag(sync=True)
     category = t.Int(-1).tag(sync=True)
     category_scores = t.List(t.Float(), default_value=[]).tag(sync=True)
-    threshold = t.Float(0.3, min=0.0, max=1.0).tag(sync=True)
+    threshold = Threshold(0.3).tag(sync=True)
     #: one threshold per class, used instead of ``threshold`` when set ([] = none)
-    class_thresholds = t.List(t.Float(min=0.0, max=1.0), default_value=[]).tag(sync=True)
+    class_thresholds = t.List(Threshold(), default_value=[]).tag(sync=True)
     label = t.Int(0, min=0).tag(sync=True)
     selected = t.Unicode("").tag(sync=True)
     tool = t.Unicode("box").tag(sync=True)
