@@ -37,6 +37,7 @@ from PIL import Image
 
 from ..models import create_model
 from ..models.base import LiveModel, full_config, model_from_config
+from ._checks import check_image_id, check_threshold, check_threshold_value
 from ._disk import DiskFullError, disk_full
 from .ahead import AheadConfig, PredictAhead
 from .annotation import TASKS, Annotation, AnnotationError
@@ -102,6 +103,13 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         check_order(self.order)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Checked whenever set, not only when made: ``session.config.threshold = x`` is how a notebook moves it,
+        # and a NaN there hid every pre-label (it compares false with every score).
+        if name == "threshold":
+            value = check_threshold_value(value)
+        super().__setattr__(name, value)
 
 
 @dataclass(frozen=True)
@@ -595,6 +603,8 @@ class LiveSession:
         one per class) are left out; the default is :meth:`thresholds`.
         """
         self._check_open()
+        image_id = check_image_id(image_id)
+        thr = self.thresholds() if threshold is None else check_threshold(threshold, len(self.classes))
         t0 = time.perf_counter()
         kept = None if fresh else self.ahead.take(image_id)
         if kept is not None:
@@ -605,7 +615,6 @@ class LiveSession:
         offered = self.offering
         # The store keeps every candidate with its score, so a threshold can be tuned afterwards.
         pid = await asyncio.to_thread(self.store.save_prediction, image_id, raw, model_step=step, shown=offered)
-        thr = self.thresholds() if threshold is None else threshold
         seconds = time.perf_counter() - t0
         self.prefetch(self.upcoming(image_id))
         return Prediction(image_id, raw.filter(thr), step, offered, seconds, pid,
@@ -679,10 +688,11 @@ class LiveSession:
         :meth:`thresholds`). Returns the annotation's version.
         """
         self._check_open()
+        # Everything checked before the commit: an id of "2" or 2.7 stored a label for image 2, then raised.
+        image_id = check_image_id(image_id)
+        thr = self.thresholds() if threshold is None else check_threshold(threshold, len(self.classes))
         ann = annotation if isinstance(annotation, Annotation) else Annotation.from_json(annotation)
         ann = check_annotation(self.store, self.task, len(self.classes), image_id, ann)
-        thr = self.thresholds() if threshold is None else (
-            float(threshold) if isinstance(threshold, (int, float)) else [float(v) for v in threshold])
         pred, source = infer_source(self.store, image_id, ann, thr, source)
         async with self._applying():
             version = await asyncio.to_thread(

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._checks import check_image_id, check_threshold
 from .ahead import AheadConfig
 from .annotation import Annotation
 from .formats import export_labels
@@ -508,6 +509,9 @@ class TeamSession:
         "reconnecting", so the image still opens and is labeled by hand."""
         from .session import Prediction
 
+        image_id = check_image_id(image_id)
+        if threshold is not None:
+            threshold = check_threshold(threshold, len(self.classes))
         t0 = time.perf_counter()
         try:
             pred = await self._call("predict", int(image_id), threshold, fresh)
@@ -529,9 +533,10 @@ class TeamSession:
         over after this one's lease lapsed (nothing written; the message says who)."""
         from .session import check_annotation, infer_source
 
+        image_id = check_image_id(image_id)  # before the commit, as LiveSession.submit
+        thr = self.thresholds() if threshold is None else check_threshold(threshold, len(self.classes))
         ann = annotation if isinstance(annotation, Annotation) else Annotation.from_json(annotation)
         ann = check_annotation(self.store, self.task, len(self.classes), image_id, ann)
-        thr = self.thresholds() if threshold is None else threshold
         pred, source = infer_source(self.store, image_id, ann, thr, source)
         lease = self._lease if self._lease is not None and self._lease.image_id == image_id else None
         if lease is None:
