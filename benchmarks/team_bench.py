@@ -173,11 +173,11 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results/team")
     args = p.parse_args()
 
+    from livetrain_widgets.engine._output_folder import OutputFolder
     from tests.pg_server import running_server
 
     tmp = Path(tempfile.mkdtemp(prefix="livetrain-team-bench-"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = OutputFolder(args.out, "benchmarks/team_bench.py")  # refused at once if it holds files not its own
     truth = tmp / "truth.json"
     paths = _truth(Path(args.data), args.images, truth)
     stop = None
@@ -196,7 +196,7 @@ def main() -> int:
         if stop is not None:
             stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    out.write("results.json", json.dumps(results, indent=1))
     print("\n| annotators | submissions/min | latency p50 / p95 ms per annotator | actor steps/s | duplicates | lost "
           "| actor answers again (s) | pre-labels back (s) |")
     print("|---|---|---|---|---|---|---|---|")

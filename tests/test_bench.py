@@ -14,9 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from livetrain_widgets import Annotation, LiveSession
 from livetrain_widgets.cli import main
+from livetrain_widgets.engine._output_folder import MARKER, OutputFolder
 from livetrain_widgets.engine.formats import FORMATS as ENGINE_FORMATS
 from livetrain_widgets.study import bench
+
+from .tiny_model import TinyClassifier, two_class_images
+
+IMAGES, _ = two_class_images(2)
 
 TINY = ["--steps-per-image", "2", "--probes", "4", "--input-size", "128", "--batch-size", "2", "--no-progress"]
 
@@ -62,8 +68,6 @@ def check_device_figures(r: dict[str, Any], labeled: int, submissions: int) -> N
 
 def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    (out / "project").mkdir(parents=True)
-    (out / "project" / "stale.txt").write_text("from an earlier run")
     assert main(["bench", "--out", str(out), "--labeled", "5", "--submissions", "2", "--opens", "4", "--seed", "3",
                  *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
@@ -89,7 +93,6 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
         assert res["gpu"]["device"].startswith("cuda") and res["gpu"]["memory"]["cuda_max_allocated_mb"] > 0
     else:
         assert res["gpu"] is None and "cuda" in res["gpu_reason"]
-    assert not (out / "project" / "stale.txt").exists()
     assert (out / "project" / "cpu" / "labels.sqlite").exists()
 
     table = capsys.readouterr().out
@@ -122,10 +125,19 @@ def test_bench_on_bccd_folder(data_dir: Path, tmp_path: Path, capsys: pytest.Cap
 
 async def test_run_bench_api_from_a_running_loop(tmp_path: Path) -> None:
     # A notebook cell has a running loop: run_bench must still work there (and not need `await`).
+    # Run again into the folder of an earlier bench: its scratch project is replaced, and a file the user put
+    # beside bench's own is left alone.
+    earlier = OutputFolder(tmp_path / "api", "livetrain bench")
+    (earlier.scratch("project") / "stale.txt").write_text("from an earlier run")
+    earlier.write("results.json", "{}")
+    (tmp_path / "api" / "notes.txt").write_text("the user's")
     res = bench.run_bench(tmp_path / "api", labeled=2, steps_per_image=1, submissions=0, opens=0, probes=1,
                           input_size=96,
                           batch_size=2, device="cpu", progress=False)
     assert res == json.loads((tmp_path / "api" / "results.json").read_text())
+    assert not (tmp_path / "api" / "project" / "stale.txt").exists()
+    assert (tmp_path / "api" / "project" / "cpu" / "labels.sqlite").exists()
+    assert (tmp_path / "api" / "notes.txt").read_text() == "the user's"
     assert res["cpu"]["checkpoint"]["loads"] and res["cpu"]["predict_s"]["idle"]["n"] == 1
     assert res["cpu"]["submit_to_batch"]["n"] == 0 and res["cpu"]["submit_to_batch"]["seconds"]["p50"] is None
     assert "n/a" in bench.format_table(res)
@@ -184,3 +196,37 @@ def test_help_and_formats(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "System figures of the live-training engine" in text and "--steps-per-image" in text
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+async def test_bench_never_touches_a_labeling_project_at_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --out named the folder of a real project, open in a session (a notebook): bench deleted out/project with
+    # everything labeled, and the open session went on acknowledging labels into a deleted file.
+    out = tmp_path / "work"
+    session = LiveSession(out / "project", "classification", ["left", "right"], model=TinyClassifier())
+    try:
+        ids = session.add_images(IMAGES[:2])
+        await session.submit(ids[0], Annotation(16, 16, category=0))
+        before = tree(out)
+        assert main(["bench", "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err
+        assert f"{out} already holds files that livetrain did not write (project)" in err, err
+        assert tree(out) == before  # nothing deleted, nothing written (not even a marker)
+        await session.submit(ids[1], Annotation(16, 16, category=1))
+        assert session.store.labeled_ids() == ids
+    finally:
+        await session.close()
+    # bench's own scratch folder replaced by something else later: not deleted either
+    mine = tmp_path / "mine"
+    OutputFolder(mine, "livetrain bench").scratch("project")
+    (mine / "project" / MARKER).unlink()
+    (mine / "project" / "labels.sqlite").write_bytes(b"a project's labels")
+    assert main(["bench", "--out", str(mine), *TINY]) == 2
+    assert f"{mine / 'project'} is not the scratch folder livetrain bench made" in capsys.readouterr().err
+    assert (mine / "project" / "labels.sqlite").read_bytes() == b"a project's labels"

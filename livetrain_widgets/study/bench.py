@@ -19,6 +19,8 @@ on textured noise, 640x480, labeled with their true boxes), so it runs anywhere.
 
 Runs on the CPU, then on the GPU as well when CUDA is available (--device picks one). Prints a table and
 writes OUT/results.json with the exact configuration; the session's project goes to OUT/project/<device>.
+OUT must be a new or empty folder, or one bench made before: a folder holding anything else (a labeling
+project, say) is refused, naming it, and bench deletes only the scratch projects it made itself.
 Ratios measured in the same run are more telling than absolute times on shared machines.
 """
 
@@ -29,7 +31,6 @@ import asyncio
 import os
 import random
 import resource
-import shutil
 import statistics
 import sys
 import threading
@@ -44,7 +45,7 @@ import numpy as np
 from ..engine.annotation import TASKS
 from ..engine.formats import FORMATS  # neither imports torch: --help stays fast
 from .dataset import SYNTHETIC_CLASSES, synthetic_detection
-from .results import cpu_name, environment, spread, write_results
+from .results import cpu_name, environment, output_folder, spread, write_results
 
 if TYPE_CHECKING:
     from ..engine.annotation import Annotation
@@ -500,11 +501,10 @@ async def run_bench_async(
                  "seed": seed,
                  "device": device, "input_size": input_size, "batch_size": batch_size}
     devices, reasons = _devices(device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    project_root = out / "project"
-    if project_root.exists():
-        shutil.rmtree(project_root)
+    # A folder of its own (new, empty, or an earlier bench's): its projects go into a scratch folder that
+    # is deleted only while it carries bench's marker. ``--out`` once named a real project, which went.
+    folder = output_folder(out, "livetrain bench")
+    project_root = folder.scratch("project")
 
     # the last image is never labeled: the prediction probes run on it
     n = labeled + submissions + (opens + 1 if opens else 0) + 1
@@ -530,12 +530,13 @@ async def run_bench_async(
             batch_size=batch_size, progress=progress)
     results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(
         os, "getloadavg") else None
-    write_results(results, out)
+    write_results(results, folder)
     return results
 
 
 def run_bench(out: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
     """Measure the system figures (see the module docstring); writes ``out/results.json`` and returns it.
+    ``out`` is a new or empty folder, or one bench made before (anything else: ``OutputFolderError``).
 
     Keyword arguments mirror the command line: ``images``, ``labels``, ``format``, ``task``, ``classes``,
     ``labeled``, ``steps_per_image``, ``submissions``, ``opens``, ``probes``, ``seed``, ``device`` ("cpu", "cuda",
@@ -677,6 +678,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--input-size", type=int, help="longer image side the model sees (default: the model's)")
     r.add_argument("--batch-size", type=int, help="training batch size (default: TrainerConfig's)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    c = parser.add_argument_group("learning per CPU second (instead of the system figures)")
+    c.add_argument("--compare", choices=("baseline",),
+                   help="held-out mAP@0.5 against training CPU seconds: today's defaults against the trainer "
+                        "before issue 21 ('baseline') and any --variant, interleaved in one run (detection)")
+    c.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                   help="another trainer to compare: model options and TrainerConfig fields, e.g. fs16:freeze_stride=16")
+    c.add_argument("--learn-labeled", type=int, nargs="+", default=[20, 50], help="labeled-set sizes (20 50)")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one labeled draw per seed (0 1 2)")
+    c.add_argument("--budget", type=float, default=150.0, help="baseline's training CPU seconds per run (150)")
+    c.add_argument("--fraction", type=float, default=0.5,
+                   help="the other variants' budget as a fraction of the baseline's (0.5)")
+    c.add_argument("--first-mark", type=float, default=10.0, help="first CPU-second mark; marks double (10)")
+    c.add_argument("--holdout", type=int, default=30, help="last images in file order, never labeled (30)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU seconds are the work done)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -688,6 +703,8 @@ def run(args: argparse.Namespace) -> int:
         print("livetrain bench: --images needs --labels and --format", file=sys.stderr)
         return 2
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    if args.compare:
+        return _run_compare(args, classes)
     try:
         results = run_bench(
             args.out, images=args.images, labels=args.labels, format=args.format, task=args.task,
@@ -696,9 +713,41 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, device=args.device, input_size=args.input_size, batch_size=args.batch_size,
             progress=not args.no_progress,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a missing file, or an output folder that is not bench's
         print(f"livetrain bench: {exc}", file=sys.stderr)
         return 2
     print(format_table(results))
     print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace, classes: list[str] | None) -> int:
+    """``livetrain bench --compare baseline``: see :mod:`.learning`."""
+    from .learning import BASELINE, format_learning, parse_variant, run_learning
+
+    if args.images is None:
+        print("livetrain bench: --compare needs --images, --labels and --format (a detection set)", file=sys.stderr)
+        return 2
+    try:
+        variants: dict[str, dict[str, Any]] = {"baseline": BASELINE, "current": {"model": {}, "trainer": {}}}
+        for text in args.variant:
+            name, spec = parse_variant(text)
+            variants[name] = spec
+        data = _folder_data(args.images, args.labels, args.format, "detection", classes, 10**9)
+        results = run_learning(
+            data.images, data.labels, data.classes, variants=variants, labeled=args.learn_labeled, seeds=args.seeds,
+            budget=args.budget, holdout=args.holdout, first_mark=args.first_mark,
+            fraction={name: args.fraction for name in variants if name != "baseline"}, threads=args.threads,
+            progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"livetrain bench: {exc}", file=sys.stderr)
+        return 2
+    results = {"config": {"arguments": {k: v for k, v in vars(args).items() if k != "func"},
+                          "variants": variants, "environment": environment()}, **results}
+    results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(results, out)
+    print(format_learning(results))
+    print(f"results: {out / 'results.json'}")
     return 0

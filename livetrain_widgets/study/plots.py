@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 # Figures without pyplot: they render straight to PNG in any process, and the caller's backend (a
 # notebook's inline plots) is left as it was; matplotlib.use("Agg") here silenced a notebook's plt.show().
 from matplotlib.figure import Figure
+
+from ..engine._output_folder import OutputFolder
 
 _STYLE = {"manual": ("#7f7f7f", "-"), "static": ("#9467bd", "-"), "hitl": ("#ff7f0e", "-"),
           "live": ("#1f77b4", "-")}
@@ -42,8 +45,7 @@ def speed_series(records: list[dict[str, Any]], window: int) -> np.ndarray:
     return out
 
 
-def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+def study_plots(results: dict[str, Any], out: OutputFolder) -> list[Path]:
     window = int(results["config"].get("speed_window", 10))
     title = f"{results['dataset']['task']}, {results['dataset']['walk']} images"
     views = [
@@ -78,9 +80,9 @@ def study_plots(results: dict[str, Any], out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = out / fname
-        fig.savefig(path)
-        paths.append(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        paths.append(out.write(fname, buf.getvalue()))
     return paths
 
 

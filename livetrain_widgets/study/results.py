@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..engine._output_folder import OutputFolder
+from .sensitivity import sensitivity
+
 
 def environment() -> dict[str, Any]:
     """Versions, CPU, threads, CUDA and the load average when a run starts (written into results.json)."""
@@ -53,11 +56,15 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
             "p95": float(np.percentile(v, 95)), "max": float(v.max())}
 
 
-def write_results(results: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default))
-    os.replace(tmp, out / "results.json")
+def output_folder(out: OutputFolder | str | os.PathLike[str], command: str = "livetrain") -> OutputFolder:
+    """``out`` claimed as a command's output folder (new, empty, or made by livetrain before; see
+    :class:`~livetrain_widgets.engine._output_folder.OutputFolder`): a folder holding anything else is refused."""
+    return out if isinstance(out, OutputFolder) else OutputFolder(out, command)
+
+
+def write_results(results: dict[str, Any], out: OutputFolder | str | os.PathLike[str]) -> None:
+    """``results.json`` under ``out``, replaced whole (a crash leaves the previous one)."""
+    output_folder(out).write("results.json", json.dumps(results, indent=1, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:
@@ -70,14 +77,14 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def write_plots(results: dict[str, Any], out: Path) -> list[str]:
+def write_plots(results: dict[str, Any], out: OutputFolder | str | os.PathLike[str]) -> list[str]:
     """The four plots as PNG (needs matplotlib: ``pip install livetrain-widgets[study]``)."""
     try:
         from .plots import study_plots
     except ImportError as exc:  # matplotlib missing: the figures are in results.json all the same
         print(f"plots skipped ({exc}); pip install 'livetrain-widgets[study]' for PNG plots", file=sys.stderr)
         return []
-    return [str(p) for p in study_plots(results, out)]
+    return [str(p) for p in study_plots(results, output_folder(out))]
 
 
 def relate(results: dict[str, Any]) -> None:
@@ -97,6 +104,8 @@ def relate(results: dict[str, Any]) -> None:
             s["hours_vs_hitl"] = round(s["work_hours"] / max(hitl["summary"]["work_hours"], 1e-9), 4)
         if s.get("heldout") is not None and offline.get("headline"):
             s["heldout_vs_offline"] = round(s["heldout"] / offline["headline"], 4)
+    # the same walks priced under every plausible cost model: each ratio as a range, not one number
+    results["sensitivity"] = sensitivity(results)
     base = strat.get("live")
     if base is None:
         return
@@ -148,7 +157,14 @@ def format_table(results: dict[str, Any]) -> str:
         delta = "-" if a["heldout_delta"] is None else f"{a['heldout_delta']:+.3f}"
         lines.append(f"ablation {name} vs live: hours x{a['work_hours_ratio']:.3f}, {metric} {delta}, "
                      f"training steps {a['training_steps_delta']:+d}")
+    sens = results.get("sensitivity")
+    for name, refs in (sens or {}).get("ratios", {}).items():
+        if results["strategies"][name]["strategy"]["kind"] != "live":
+            continue
+        ranges = "; ".join(f"vs {ref} {r['min']:.2f}-{r['max']:.2f} (at these costs {r['at_defaults']:.2f})"
+                           for ref, r in refs.items())
+        lines.append(f"{name} over {sens['combinations']} cost models: {ranges}")
     return "\n".join(lines)
 
 
-__all__ = ["cpu_name", "environment", "format_table", "relate", "write_plots", "write_results"]
+__all__ = ["cpu_name", "environment", "format_table", "output_folder", "relate", "write_plots", "write_results"]

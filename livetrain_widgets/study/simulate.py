@@ -4,18 +4,31 @@ live training, batch human-in-the-loop retraining (hitl), a static model, or no 
 Every figure comes from real predictions of the real engine on real labeled data; only the person is
 simulated. They walk the dataset in a seeded order, receive each strategy's pre-labels, correct them to
 the ground truth and are charged by a documented cost model (``livetrain_widgets.study.costs``;
-override any cost with ``--cost NAME=SECONDS``). Human time is a virtual clock: the live trainer gets
-``--steps-per-image`` training steps while each image is labeled (or ``--compute-ratio`` steps per
-simulated human second), and those steps train on the labels submitted *before* that image, as in a
-real session.
+override any cost with ``--cost NAME=SECONDS``). Human time is a virtual clock: by default the live trainer
+gets the training a real session would have on this machine while each image is labeled, i.e. the
+person's seconds on it times the measured step rate (``--compute-ratio auto``, at most
+``--max-steps-per-image``); ``--compute-ratio R`` gives R steps per simulated second, and
+``--steps-per-image N`` a fixed N (the ablation). Those steps train on the labels submitted *before* that
+image, as in a real session.
+
+What the person submits: a pre-label object they accept without a fix (same class, IoU >= 0.7) is stored
+as the pre-label drew it, not as the truth, and trained on as such (``accept=stored``, the default);
+``accept=charged`` has them fix every object short of IoU ``--exact-iou`` (0.9), charged and stored exact;
+``accept=truth`` stores the truth without charging the difference (the idealisation of earlier studies).
 
 Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   manual                 no model
   static[:k=K]           the embedded model trained once on the first K images, then frozen
   static:model=NAME,k=0  a zero-shot model (e.g. a Grounding DINO folder) that never trains
-  hitl[:at=A/B/C]        retrained from the pretrained weights at milestones (default: 2%, 10%, 20% and
-                         50% of the walk, the 200/1,000/2,000/5,000-of-10,000 schedule); each retrain is
-                         a calendar pause (--hitl-pause-days) during which nobody labels
+  hitl                   batch retraining as teams run it: retrained from the pretrained weights, until
+                         the loss plateaus, each time a workday's labeling is done (--workday-hours of the
+                         person's simulated seconds in this run); the retrain runs overnight and pauses
+                         labeling only for what the night does not cover (steps x measured step time)
+  hitl:proportional      ... retrained at 2%, 10%, 20% and 50% of the walk instead (the report's
+                         200/1,000/2,000/5,000-of-10,000 schedule); labeling waits for each retrain
+  hitl:at=A/B/C          ... retrained after A, B and C images; labeling waits for each retrain
+                         (--hitl-pause-days D replaces every derived pause by D days, as the report assumed)
+  live|hitl|static:accept=stored|charged|truth   what is stored for accepted pre-label objects (above)
   live                   the engine: continuous training between submissions
   live:uniform           ... with uniformly reshuffled epochs instead of the frequency sampler
   live:noplateau         ... with the loss-plateau detector off (training never pauses)
@@ -29,6 +42,9 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   live:restart=N         ... a new class restarts the boost for N steps (TrainerConfig.restart_steps)
   live:front=F           ... F times the training steps while the set is small (halving every 8 labels):
                          front-loaded compute, as a real session gets when early images take long by hand
+  live:order=Q           ... images in queue order Q: random (the seeded walk, default), file (by name) or
+                         uncertain (the least certain of the next --order-pool images, predicted with the
+                         current weights; the prediction time is taken from the training, as in a session)
 
 ``--mode stream`` runs the correction mode's protocol instead (see ``livetrain_widgets.study.stream``).
 
@@ -54,16 +70,18 @@ import numpy as np
 import torch
 
 from ..cli import key_values as _kv
+from ..engine._output_folder import OutputFolder
 from ..engine.annotation import Annotation
 from ..engine.autothreshold import ThresholdTuner
 from ..engine.evaluator import EvaluatorConfig, LiveEvaluator, offline_metrics
 from ..engine.formats import FORMATS
 from ..engine.plateau import PlateauConfig
+from ..engine.queue import most_uncertain
 from ..engine.sampler import SamplerConfig
 from ..engine.trainer import Trainer, TrainerConfig
 from .costs import SOURCES, CostModel
 from .dataset import Item, StudyData, load_study_data
-from .results import environment, format_table, relate, write_plots, write_results
+from .results import environment, format_table, output_folder, relate, write_plots, write_results
 
 STRATEGY_KINDS = ("manual", "static", "hitl", "live")
 
@@ -89,6 +107,13 @@ class Strategy:
     restart_steps: int | None = None
     front: float | None = None
     object_balance: float | None = None
+    #: hitl: "daily" (a retrain per workday of labeling), "proportional" (2/10/20/50 % of the walk), or
+    #: None with ``at``
+    schedule: str | None = None
+    #: what accepted pre-label objects are stored as: "stored" (as drawn), "charged" (fixed to exact), "truth"
+    accept: str = "stored"
+    #: live: "random" (the seeded walk), "file" (by name) or "uncertain"
+    order: str = "random"
 
     @classmethod
     def parse(cls, text: str) -> Strategy:
@@ -96,6 +121,8 @@ class Strategy:
         if kind not in STRATEGY_KINDS:
             raise ValueError(f"unknown strategy {kind!r}; expected one of {', '.join(STRATEGY_KINDS)}")
         s = cls(name=text.strip(), kind=kind)
+        if kind == "hitl":
+            s.schedule = "daily"
         for opt in filter(None, (o.strip() for o in opts.split(","))):
             key, eq, value = opt.partition("=")
             try:
@@ -131,6 +158,13 @@ class Strategy:
                     s.model = value
                 elif (kind, key) == ("hitl", "at") and eq:
                     s.at = sorted({int(v) for v in value.split("/") if v})
+                    s.schedule = None
+                elif kind == "hitl" and key in ("daily", "proportional") and not eq:
+                    s.schedule = key
+                elif kind != "manual" and key == "accept" and value in ("stored", "charged", "truth"):
+                    s.accept = value
+                elif (kind, key) == ("live", "order") and value in ("random", "file", "uncertain"):
+                    s.order = value
                 else:
                     raise ValueError
             except ValueError:
@@ -143,17 +177,24 @@ class StudyConfig:
     """Everything a study run depends on; written into results.json."""
 
     seed: int = 0
-    #: training steps while one image is labeled (live); None when ``compute_ratio`` is used
-    steps_per_image: int | None = 20
-    #: training steps per simulated human second (live), instead of a fixed count per image
-    compute_ratio: float | None = None
+    #: training steps while one image is labeled (live): the fixed-compute ablation; when set, it is used
+    #: instead of ``compute_ratio``
+    steps_per_image: int | None = None
+    #: training steps per simulated human second (live); "auto": real time on this machine, 1 / the step
+    #: time measured before the study (:func:`resolve_compute`)
+    compute_ratio: float | str | None = "auto"
     #: the step time ``--compute-ratio auto`` measured (the ratio is its inverse: real-time training)
     measured_step_seconds: float | None = None
     max_steps_per_image: int | None = 400
     #: pre-labels below this confidence are not shown (the app's default)
     threshold: float = 0.3
-    hitl_pause_days: float = 1.0
+    #: calendar days each hitl retrain pauses labeling; None: derived from its steps and the step time
+    hitl_pause_days: float | None = None
     workday_hours: float = 6.0
+    #: ``accept=charged``: pre-label objects below this IoU are fixed (charged as imprecise) and stored exact
+    exact_iou: float = 0.9
+    #: ``live:order=uncertain``: the next image is the least certain of this many next in the walk
+    order_pool: int = 16
     #: retrains and the offline reference train until the plateau detector fires, at most this long
     offline_max_steps: int = 1500
     offline_min_steps: int = 200
@@ -357,6 +398,43 @@ def _round(x: Any, nd: int = 4) -> Any:
 
 
 # ------------------------------------------------------------------------------------ strategies
+def _hitl_due(strategy: Strategy, labeled: int, n: int, since_s: float, cfg: StudyConfig,
+              milestones: list[int]) -> bool:
+    """Whether a hitl strategy retrains after ``labeled`` images (``since_s`` seconds of labeling since its
+    last retrain)."""
+    if strategy.schedule == "daily":
+        return since_s >= cfg.workday_hours * 3600 and cfg.min_labeled <= labeled < n
+    return labeled in milestones
+
+
+def retrain_pause_days(steps: int, seconds: float, cfg: StudyConfig, *, overnight: bool) -> float:
+    """Calendar days a retrain of ``steps`` steps keeps the team from labeling.
+
+    Its duration is the steps at this machine's step time (``measured_step_seconds``; else the implied
+    real-time rate, else the retrain's own ``seconds``). A retrain at the end of a workday runs overnight:
+    only what the night (24 h less the workday) does not cover delays the next day. Otherwise the
+    labeling waits for it. ``hitl_pause_days`` replaces the derivation by a fixed figure."""
+    if cfg.hitl_pause_days is not None:
+        return float(cfg.hitl_pause_days)
+    if cfg.measured_step_seconds:
+        step_s = cfg.measured_step_seconds
+    elif isinstance(cfg.compute_ratio, (int, float)) and cfg.compute_ratio > 0:
+        step_s = 1.0 / cfg.compute_ratio
+    else:
+        step_s = seconds / max(steps, 1)
+    hours = steps * step_s / 3600
+    if overnight:
+        hours = max(0.0, hours - (24.0 - cfg.workday_hours))
+    return hours / cfg.workday_hours
+
+
+def _labeling_order(data: StudyData, strategy: Strategy) -> list[int]:
+    n = len(data.walk)
+    if strategy.order == "file":
+        return sorted(range(n), key=lambda j: data.walk[j].name)
+    return list(range(n))
+
+
 def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: CostModel,
                  *, progress: bool = True) -> dict[str, Any]:
     """Walk the dataset once with one strategy; per-image records and the summary."""
@@ -364,40 +442,55 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
 
     task, n = data.task, len(data.walk)
     kind = strategy.kind
+    # accept=charged: whatever falls short of exact_iou is fixed, so it is charged as imprecise
+    charging = replace(costs, iou_high=max(costs.iou_high, cfg.exact_iou)) if strategy.accept == "charged" else costs
     eng: _Engine | None = None
     if kind == "live":
         eng = _Engine(data, cfg, sampler=strategy.sampler, plateau=strategy.plateau, seed=cfg.seed,
-                      strategy=strategy, costs=costs)
+                      strategy=strategy, costs=charging)
     elif kind == "static" and strategy.model and (strategy.k or 0) == 0:
         eng = _Engine(data, cfg, model=strategy.model, seed=cfg.seed)  # zero-shot: never trains
-    milestones = (strategy.at or _default_milestones(n)) if kind == "hitl" else []
+    milestones = (strategy.at or _default_milestones(n)) if kind == "hitl" and strategy.schedule != "daily" else []
     static_k = (strategy.k if strategy.k is not None else max(cfg.min_labeled, round(0.1 * n))) \
         if kind == "static" else None
     steps_fixed = strategy.steps if strategy.steps is not None else cfg.steps_per_image
+    ratio = cfg.compute_ratio if isinstance(cfg.compute_ratio, (int, float)) else None
+    queue = _labeling_order(data, strategy)
+    stored: list[Item] = []  # what the person submitted, in labeling order
     records: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []  # cfg.save_predictions
     retrains: list[dict[str, Any]] = []
     evals: dict[str, Any] = {}
-    work_s = pause_days = 0.0
+    work_s = pause_days = since_retrain_s = 0.0
     carry = 0.0
     t_start = time.perf_counter()
     bar = tqdm(total=n, desc=f"{strategy.name:<16}", unit="img", disable=not progress, leave=False)
-    for i, item in enumerate(data.walk):
+    for i in range(n):
+        pool_preds: dict[int, tuple[Annotation, int]] = {}
+        pick_s = 0.0
+        if strategy.order == "uncertain" and eng is not None and eng.trainer.step > 0:
+            # The session ranks the images it predicted ahead; those predictions take training time there.
+            t0 = time.perf_counter()
+            pool_preds = {j: eng.predict(data.walk[j]) for j in queue[: max(1, cfg.order_pool)]}
+            pick_s = time.perf_counter() - t0
+            j = most_uncertain(list(pool_preds), {k: v[0] for k, v in pool_preds.items()}.get)
+        else:
+            j = queue[0]
+        queue.remove(j)
+        item = data.walk[j]
         gt = item.target
         shown: Annotation | None = None
         step = None
         offered = False
         threshold: Any = cfg.threshold
         raw = None
+        rule = None
         if eng is not None:
-            raw, step = eng.predict(item)
+            raw, step = pool_preds[j] if j in pool_preds else eng.predict(item)
             if kind == "live":
                 threshold = eng.thresholds()
             shown = raw.filter(threshold)
             if kind == "live":
-                # Silent predictions are judged too (as in a session): the evaluator's score is part of the
-                # engine's rule for when pre-labels start to be offered.
-                eng.evaluator.evaluate(i, shown, gt, step=step)
                 rule = bool(eng.trainer.offering)  # the trainer's own rule, before this image trains
                 if strategy.offer_from is None:
                     offered = eng.offering()
@@ -405,15 +498,27 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
                     offered = i + 1 >= strategy.offer_from and eng.trainer.num_samples >= cfg.min_labeled
             else:
                 offered = True
-        seconds, counts = costs.charge(shown if offered else None, gt, task)
+        seconds, counts = charging.charge(shown if offered else None, gt, task)
         manual_s = costs.manual(gt, task)
+        submitted = gt
+        kept_objects = 0
+        if strategy.accept == "stored" and offered and shown is not None and task != "classification":
+            submitted = costs.accepted(shown, gt, task)
+            kept_objects = int(counts.get("correct", counts.get("accepted", 0)))
+        stored.append(item if submitted is gt else Item(item.name, item.load, submitted))
+        if kind == "live" and eng is not None:
+            # Silent predictions are judged too (as in a session): the evaluator's score is part of the
+            # engine's rule for when pre-labels start to be offered.
+            eng.evaluator.evaluate(i, shown, submitted, step=step)
         steps_taken = 0
         if kind == "live" and eng is not None:
             # Training runs while this image is labeled, on the labels submitted before it.
-            if cfg.compute_ratio is not None and strategy.steps is None:
-                carry += cfg.compute_ratio * seconds
+            if ratio is not None and strategy.steps is None:
+                carry += ratio * seconds
                 want = int(carry)
                 carry -= want
+                if pick_s and cfg.measured_step_seconds:
+                    want = max(0, want - round(pick_s / cfg.measured_step_seconds))
             else:
                 want = int(steps_fixed or 0)
             if strategy.front is not None:
@@ -423,29 +528,33 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             if cfg.max_steps_per_image is not None:
                 want = min(want, cfg.max_steps_per_image)
             steps_taken = eng.train(want)
-            eng.add(i, item)
+            eng.add(i, stored[-1])
             if raw is not None:
-                eng.tuner.record(i, raw, gt)  # what the session does at submission
+                eng.tuner.record(i, raw, submitted)  # what the session does at submission
                 if cfg.save_predictions:
                     kept.append({"i": i + 1, "offered": bool(offered), "trainer_offering": rule, "model_step": step,
                                  "raw": raw.to_json(), "truth": gt.to_json()})
         work_s += seconds
+        since_retrain_s += seconds
         labeled = i + 1
-        if kind == "hitl" and labeled in milestones:
+        if kind == "hitl" and _hitl_due(strategy, labeled, n, since_retrain_s, cfg, milestones):
             t0 = time.perf_counter()
             if eng is not None:
                 eng.close()
-            eng, info = _train_with_bar(data, data.walk[:labeled], cfg, f"hitl retrain @{labeled}", progress)
-            pause_days += cfg.hitl_pause_days
-            retrains.append({"after_images": labeled, **info, "wall_s": round(time.perf_counter() - t0, 1)})
+            eng, info = _train_with_bar(data, stored[:labeled], cfg, f"hitl retrain @{labeled}", progress)
+            pause = retrain_pause_days(info["steps"], info["seconds"], cfg, overnight=strategy.schedule == "daily")
+            pause_days += pause
+            since_retrain_s = 0.0
+            retrains.append({"after_images": labeled, **info, "pause_days": round(pause, 5),
+                             "after_work_hours": round(work_s / 3600, 4), "wall_s": round(time.perf_counter() - t0, 1)})
         if kind == "static" and static_k is not None and labeled == static_k and eng is None:
-            eng, info = _train_with_bar(data, data.walk[:labeled], cfg, f"static train @{labeled}", progress)
+            eng, info = _train_with_bar(data, stored[:labeled], cfg, f"static train @{labeled}", progress)
             retrains.append({"after_images": labeled, **info})
         records.append({
             "i": labeled, "name": item.name, "offered": bool(offered), "seconds": round(seconds, 3),
             "manual_seconds": round(manual_s, 3), "counts": counts, "objects": len(gt) if task != "classification"
             else None, "shown": None if shown is None or not offered or task == "classification" else len(shown),
-            "model_step": step, "steps_trained": steps_taken,
+            "model_step": step, "steps_trained": steps_taken, "kept_prelabel_objects": kept_objects,
             "threshold": _round(threshold) if kind == "live" else None,
             "work_hours": round(work_s / 3600, 5),
             "calendar_days": round(work_s / 3600 / cfg.workday_hours + pause_days, 5),
@@ -478,10 +587,10 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         if cfg.save_predictions:
             out["_predictions"] = kept
         out["_engine"] = eng  # the caller may train an offline reference on the same labels; popped there
+        out["_stored"] = stored  # ... the labels as this walk stored them
     elif eng is not None:
         eng.close()
     return out
-
 
 def _summary(records: list[dict[str, Any]], cfg: StudyConfig, final: dict[str, Any] | None,
              eng: _Engine | None, pause_days: float) -> dict[str, Any]:
@@ -516,18 +625,19 @@ def _summary(records: list[dict[str, Any]], cfg: StudyConfig, final: dict[str, A
         "corrections": totals,
         "heldout": None if final is None else final["headline"],
         "training_steps": None if eng is None else eng.trainer.step,
+        "kept_prelabel_objects": sum(r.get("kept_prelabel_objects", 0) for r in records),
     }
 
 
 # ------------------------------------------------------------------------------------- the study
 def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig | None = None,
-              costs: CostModel | None = None, *, out: str | os.PathLike[str] | None = None,
+              costs: CostModel | None = None, *, out: OutputFolder | str | os.PathLike[str] | None = None,
               progress: bool = True) -> dict[str, Any]:
-    """Run every strategy on ``data``; write ``results.json`` and the plots under ``out`` when given."""
+    """Run every strategy on ``data``; write ``results.json`` and the plots under ``out`` when given (a new or
+    empty folder, or one a livetrain command made: anything else is refused before the study starts)."""
     cfg = cfg or StudyConfig()
     costs = (costs or CostModel()).calibrated([i.target for i in data.walk], data.task)
-    if cfg.steps_per_image is None and cfg.compute_ratio is None:
-        raise ValueError("give steps_per_image or compute_ratio")
+    cfg = resolve_compute(data, cfg)
     names = [s.name for s in strategies]
     if len(set(names)) != len(names):
         raise ValueError(f"each strategy once, got {names}")
@@ -536,44 +646,48 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         "dataset": data.summary(), "metric": headline_name(data), "machine": environment(),
         "strategies": {},
     }
+    folder = None if out is None else output_folder(out, "livetrain simulate")
     t0 = time.perf_counter()
     for strat in strategies:
         res = run_strategy(data, strat, cfg, costs, progress=progress)
         eng = res.pop("_engine", None)
+        stored_items = res.pop("_stored", None)
         kept = res.pop("_predictions", None)
-        if kept is not None and out is not None:
-            write_predictions(kept, predictions_path(out, strat.name))
+        if kept is not None and folder is not None:
+            write_predictions(kept, folder, strat.name)
         if eng is not None:
             if cfg.offline_reference and "offline" not in results and data.holdout:
-                results["offline"] = _offline_reference(data, cfg, progress, at_least=eng.trainer.step)
+                results["offline"] = _offline_reference(data, cfg, progress, at_least=eng.trainer.step,
+                                                        items=stored_items)
             eng.close()
         results["strategies"][strat.name] = res
-        if out is not None:  # partial results survive an interrupted study
-            write_results(results, Path(out))
+        if folder is not None:  # partial results survive an interrupted study
+            write_results(results, folder)
     relate(results)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    if out is not None:
-        write_results(results, Path(out))
-        results["plots"] = write_plots(results, Path(out))
-        write_results(results, Path(out))
+    if folder is not None:
+        write_results(results, folder)
+        results["plots"] = write_plots(results, folder)
+        write_results(results, folder)
     return results
 
 
 def predictions_path(out: str | os.PathLike[str], strategy: str) -> Path:
     """Where ``StudyConfig.save_predictions`` keeps one strategy's predictions under a study's ``out``."""
+    return Path(out) / _predictions_name(strategy)
+
+
+def _predictions_name(strategy: str) -> str:
     slug = "".join(c if c.isalnum() or c in "-_=." else "_" for c in strategy)
-    return Path(out) / "predictions" / f"{slug}.json.gz"
+    return f"predictions/{slug}.json.gz"
 
 
-def write_predictions(kept: list[dict[str, Any]], path: Path) -> None:
-    """Every live prediction of a walk with its truth (``StudyConfig.save_predictions``), gzipped JSON."""
+def write_predictions(kept: list[dict[str, Any]], out: OutputFolder, strategy: str) -> Path:
+    """Every live prediction of a walk with its truth (``StudyConfig.save_predictions``), gzipped JSON, at
+    :func:`predictions_path`."""
     import gzip
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as f:
-        json.dump(kept, f)
-    os.replace(tmp, path)
+    return out.write(_predictions_name(strategy), gzip.compress(json.dumps(kept).encode("utf-8")))
 
 
 def _train_with_bar(data: StudyData, items: Sequence[Item], cfg: StudyConfig, desc: str,
@@ -586,13 +700,17 @@ def _train_with_bar(data: StudyData, items: Sequence[Item], cfg: StudyConfig, de
 
 
 def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True,
-                       at_least: int = 0) -> dict[str, Any]:
+                       at_least: int = 0, items: Sequence[Item] | None = None) -> dict[str, Any]:
     """The same model trained offline to convergence on every label of the walk.
 
-    Its step budget is never below the live model's own step count (``at_least``), so a live/offline
-    ratio above 1 cannot come from an offline model that was simply cut short."""
-    budget = replace(cfg, offline_max_steps=max(cfg.offline_max_steps, at_least))
-    eng, info = _train_with_bar(data, data.walk, budget, "offline reference", progress)
+    It trains until its own loss plateaus, and never for fewer steps than the live model took
+    (``at_least``), so a live/offline ratio above 1 cannot come from an offline model that was simply cut
+    short. ``items`` are the labels as the live walk stored them (accepted pre-label objects as drawn);
+    default: the truth."""
+    budget = replace(cfg, offline_max_steps=max(cfg.offline_max_steps, at_least),
+                     offline_min_steps=max(cfg.offline_min_steps, at_least))
+    eng, info = _train_with_bar(data, items if items is not None else data.walk, budget, "offline reference",
+                                progress)
     try:
         return {**info, "heldout": score_heldout(eng, data, cfg)}
     finally:
@@ -614,10 +732,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="label at most N images")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps-per-image", type=int, help="live training steps while one image is labeled (20)")
+    g.add_argument("--steps-per-image", type=int,
+                   help="a fixed number of live training steps while one image is labeled (the ablation)")
     g.add_argument("--compute-ratio", type=_ratio, metavar="R|auto",
-                   help="live training steps per simulated human second; 'auto' measures this machine's "
-                        "step time first and trains in real time (1 / step seconds)")
+                   help="live training steps per simulated human second; 'auto' (the default) measures this "
+                        "machine's step time first and trains in real time (1 / step seconds)")
     p.add_argument("--max-steps-per-image", type=int, default=400)
     p.add_argument("--tile", type=int, help="cut images larger than this into tiles of this size")
     p.add_argument("--crops", action="store_true",
@@ -626,8 +745,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=float, default=0.2, help="fraction of images held out for scoring")
     p.add_argument("--holdout-max", type=int, default=60)
     p.add_argument("--threshold", type=float, default=0.3, help="confidence threshold of shown pre-labels")
-    p.add_argument("--hitl-pause-days", type=float, default=1.0)
-    p.add_argument("--workday-hours", type=float, default=6.0)
+    p.add_argument("--hitl-pause-days", type=float,
+                   help="calendar days each hitl retrain pauses labeling (default: derived from its steps and "
+                        "the measured step time)")
+    p.add_argument("--workday-hours", type=float, default=6.0,
+                   help="a person's labeling hours per day: the calendar, and when daily hitl retrains")
+    p.add_argument("--exact-iou", type=float, default=0.9,
+                   help="accept=charged: pre-label objects below this IoU are fixed and stored exact")
+    p.add_argument("--order-pool", type=int, default=16,
+                   help="live:order=uncertain picks the least certain of this many next images")
     p.add_argument("--eval-at", default="10,20,50,100", help="held-out scores after these many images")
     p.add_argument("--offline-max-steps", type=int, default=1500,
                    help="hitl/static retrains and the offline reference train until the loss plateaus, at most this")
@@ -658,7 +784,22 @@ def _ratio(text: str) -> float | str:
     return value
 
 
-def measure_step_seconds(data: StudyData, cfg: StudyConfig, steps: int = 6) -> float:
+def resolve_compute(data: StudyData, cfg: StudyConfig) -> StudyConfig:
+    """``cfg`` with its live compute settled: a fixed ``steps_per_image`` wins; ``compute_ratio="auto"``
+    becomes 1 / the step time measured now on this machine (recorded as ``measured_step_seconds``)."""
+    if cfg.steps_per_image is not None:
+        return replace(cfg, compute_ratio=None) if cfg.compute_ratio is not None else cfg
+    if cfg.compute_ratio == "auto":
+        step_s = measure_step_seconds(data, cfg)
+        return replace(cfg, compute_ratio=round(1.0 / step_s, 4), measured_step_seconds=round(step_s, 4))
+    if cfg.compute_ratio is None:
+        raise ValueError("give steps_per_image or compute_ratio")
+    if isinstance(cfg.compute_ratio, str) or not cfg.compute_ratio > 0:
+        raise ValueError(f"compute_ratio must be positive or 'auto', got {cfg.compute_ratio!r}")
+    return cfg
+
+
+def measure_step_seconds(data: StudyData, cfg: StudyConfig, steps: int = 10) -> float:
     """Median seconds of a training step of the study's model on the first images (warm-up excluded)."""
     eng = _Engine(data, cfg, seed=cfg.seed)
     try:
@@ -686,19 +827,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--crops makes a classification dataset of object crops: use --task classification")
         strategies = [Strategy.parse(s) for s in (args.strategy or ["live", "hitl", "static", "manual"])]
         costs = CostModel.from_overrides(_kv(args.cost, "--cost"))
+        out = output_folder(args.out, "livetrain simulate")  # refused now, not after the study
         data = load_study_data(
             args.task, args.images, args.labels, args.format,
             classes=args.classes.split(",") if args.classes else None, tile=args.tile, crops=args.crops,
             holdout=args.holdout, holdout_max=args.holdout_max, limit=args.limit, seed=args.seed,
             merge_classes=args.merge_classes,
         )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a missing file, or an output folder that is not ours
         print(f"livetrain simulate: {exc}", file=sys.stderr)
         return 2
     cfg = StudyConfig(
         seed=args.seed,
-        steps_per_image=None if args.compute_ratio is not None else (args.steps_per_image or 20),
-        compute_ratio=None if args.compute_ratio == "auto" else args.compute_ratio,
+        steps_per_image=args.steps_per_image,
+        compute_ratio=None if args.steps_per_image is not None else (args.compute_ratio or "auto"),
         max_steps_per_image=args.max_steps_per_image,
         threshold=args.threshold, hitl_pause_days=args.hitl_pause_days, workday_hours=args.workday_hours,
         offline_max_steps=args.offline_max_steps,
@@ -706,23 +848,21 @@ def run(args: argparse.Namespace) -> int:
         eval_at=[int(v) for v in args.eval_at.split(",") if v], model=args.model,
         model_options=_kv(args.model_option, "--model-option"), offline_reference=not args.no_offline,
         save_predictions=args.save_predictions,
-        plateau_window=args.plateau_window,
+        plateau_window=args.plateau_window, exact_iou=args.exact_iou, order_pool=args.order_pool,
     )
-    if args.compute_ratio == "auto":
-        step_s = measure_step_seconds(data, cfg)
-        cfg.compute_ratio = round(1.0 / step_s, 4)
-        cfg.measured_step_seconds = round(step_s, 4)
+    cfg = resolve_compute(data, cfg)
     compute = (f"{cfg.steps_per_image} steps per image" if cfg.compute_ratio is None
                else f"{cfg.compute_ratio} steps per human second")
     print(f"{data.task}: {len(data.walk)} images to label, {len(data.holdout)} held out, classes "
           f"{data.classes}; live training: {compute}", file=sys.stderr)
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
-    results = run_study(data, strategies, cfg, costs, out=args.out, progress=not args.quiet)
+    results = run_study(data, strategies, cfg, costs, out=out, progress=not args.quiet)
     print(format_table(results))
     plots = ", ".join(Path(p).name for p in results.get("plots", []))
     print(f"results: {Path(args.out) / 'results.json'}" + (f"; plots: {plots}" if plots else ""))
     return 0
 
 
-__all__ = ["CostModel", "Strategy", "StudyConfig", "format_table", "run_strategy", "run_study", "train_offline"]
+__all__ = ["CostModel", "Strategy", "StudyConfig", "format_table", "resolve_compute", "run_strategy", "run_study",
+           "train_offline"]

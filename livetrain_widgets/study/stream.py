@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..engine._output_folder import OutputFolder
 from ..engine.annotation import Annotation
 from ..engine.stream import StreamSession, frame_quality
 from ..models.stream import AdapterConfig, StreamModel
 from .dataset import Item, crop_annotation, tile_windows
-from .results import environment, spread, write_results
+from .results import environment, output_folder, spread, write_results
 
 SOURCES = {
     "locate_s": "SAM 2 paper's annotation-time figures, as used by the LIT paper (1 s)",
@@ -290,10 +291,12 @@ def _reduction(before: float, after: float) -> float | None:
 
 
 def run_stream_study(data: StreamData, cfg: StreamStudyConfig | None = None, *, base_model: Any = None,
-                     out: str | os.PathLike[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Both arms (base alone, base + adapter) at every threshold; ``results.json`` under ``out``."""
+                     out: OutputFolder | str | os.PathLike[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Both arms (base alone, base + adapter) at every threshold; ``results.json`` under ``out`` (a new or
+    empty folder, or one a livetrain command made: anything else is refused before the study starts)."""
     from ..models.stream import create_stream_model
 
+    folder = None if out is None else output_folder(out, "livetrain simulate")
     cfg = cfg or StreamStudyConfig()
     t0 = time.perf_counter()
     base = base_model if base_model is not None else train_base(data.task, data.classes, data.base, cfg, progress)
@@ -315,11 +318,11 @@ def run_stream_study(data: StreamData, cfg: StreamStudyConfig | None = None, *, 
             arms[arm] = {name: run_stream(model, items, thr, adapt=adapt, cfg=cfg, name=name, progress=progress)
                          for name, items in streams}
         results["thresholds"][str(thr)] = summarise(arms, data.task, cfg)
-        if out is not None:
-            write_results(results, Path(out))
+        if folder is not None:
+            write_results(results, folder)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    if out is not None:
-        write_results(results, Path(out))
+    if folder is not None:
+        write_results(results, folder)
     return results
 
 
@@ -419,8 +422,9 @@ def run(args: argparse.Namespace, kv: Callable[[Sequence[str], str], dict[str, A
             base_per_class=args.base_per_class, adapter=adapter, model_options=kv(args.model_option, "--model-option"),
             click_radius=args.click_radius, seed=args.seed,
         )
+        out = output_folder(args.out, "livetrain simulate")  # refused now, not after the study
         data = load_stream_data(args, cfg)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, OSError, TypeError) as exc:  # OSError: a missing file, an output folder not ours
         print(f"livetrain simulate --mode stream: {exc}", file=sys.stderr)
         return 2
     base = None
@@ -434,7 +438,7 @@ def run(args: argparse.Namespace, kv: Callable[[Sequence[str], str], dict[str, A
             return 2
     print(f"{data.task} stream: {len(data.base)} base items, {len(data.stream)} stream items, classes "
           f"{data.classes}", file=sys.stderr)
-    results = run_stream_study(data, cfg, base_model=base, out=args.out, progress=not args.quiet)
+    results = run_stream_study(data, cfg, base_model=base, out=out, progress=not args.quiet)
     print(format_stream_table(results))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
