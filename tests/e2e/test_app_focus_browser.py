@@ -13,20 +13,20 @@ not what is tested). Screenshots go to ``test-artifacts/<test>/``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .. import _require
 from .app_driver import AppView, open_app
 from .harness import screenshot, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("LIVETRAIN_DATA") or REPO.parent / "shared" / "data")
+DATA = _require.DATA
 CLASSES = ["RBC", "WBC", "Platelets"]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = _require.needs_data  # skips without the data; fails in CI (LIVETRAIN_REQUIRE_DATA=1)
 
 SETUP = f"""
 import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, {str(REPO)!r})
@@ -83,6 +83,10 @@ def test_chips_panel_clicks_and_the_wheel_as_a_person_uses_them(page, lab_server
     first = ui.wait_image()
     wait_for(lambda: ui.attr("prelabels") == "2", timeout=30, message=lambda: f"no pre-labels: {ui.attrs()}")
     assert int(ui.canvas.bounding_box()["height"]) == kernel.eval("app.canvas.height") == 440  # the new default
+    # Panel and canvas together fit the notebook area JupyterLab leaves on a 1440×900 laptop screen (about
+    # 680 px: 900 less the OS and browser bars, JupyterLab's menu, tabs, toolbar and status bar).
+    app_height = page.locator(".lt-app").first.bounding_box()["height"]
+    assert app_height <= 650, f"the app is {app_height} px tall"
     screenshot(page, "01-opened")
 
     # Item 6: the plain wheel over the canvas scrolls the notebook and leaves the zoom alone.
@@ -161,6 +165,13 @@ def test_chips_panel_clicks_and_the_wheel_as_a_person_uses_them(page, lab_server
     assert after != first, "Enter after Back went back again"
     assert after == third
     screenshot(page, "06-enter-after-back")
+    # the plain wheel over the canvas the person works on says once how to zoom
+    page.mouse.move(*_centre(ui))
+    page.mouse.wheel(0, 100)
+    toast = ui.root.locator(".ltc-toast.ltc-show")
+    wait_for(lambda: toast.count() == 1 and "Ctrl + wheel" in toast.inner_text(), timeout=5,
+             message="no hint on how to zoom")
+    screenshot(page, "07-wheel-hint")
     # the keys never reached the notebook (Y, Enter in command mode would have changed its cells)
     assert page.locator(".jp-Notebook .jp-Cell").count() == 3
     assert not console_log.errors(), console_log.text()

@@ -13,7 +13,7 @@ export function runCommand(h: CanvasHost, cmd: Command): void {
   switch (cmd.kind) {
     case "label":
       if (h.task === "classification") h.classify(cmd.index, true);
-      else h.setLabel(cmd.index);
+      else h.chooseClass(cmd.index);
       break;
     case "assign":
       if (edit) h.assign();

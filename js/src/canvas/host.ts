@@ -642,11 +642,21 @@ export class CanvasHost implements ToolHost {
     return true;
   }
 
-  /** A class chip: the class for new objects (as the keys 1–9), and the class of the object selected on
-   * purpose (shown with handles). A box just drawn is not selected: clicking a chip to choose the next
-   * box's class must not relabel it. */
+  /** The keys 1–9, 0: the class for new objects. A selection an edit made (the instance a brush stroke
+   * just painted) is let go when the class changes, so that the next stroke starts an object of the class
+   * chosen instead of growing the last one in its old class. */
+  chooseClass(i: number): boolean {
+    if (!this.setLabel(i)) return false;
+    const sel = this.selected && !this.picked ? this.objects.find((o) => o.id === this.selected) : undefined;
+    if (sel && sel.label !== i) this.select("");
+    return true;
+  }
+
+  /** A class chip: what the keys 1–9 do, and the class of the object selected on purpose (shown with
+   * handles). A box just drawn is not selected: clicking a chip to choose the next box's class must not
+   * relabel it. */
   private chooseChip(i: number): void {
-    if (!this.setLabel(i)) return;
+    if (!this.chooseClass(i)) return;
     if (this.selected && this.picked && this.editable) this.assign();
     this.updateUi();
     this.redraw();
@@ -975,7 +985,7 @@ export class CanvasHost implements ToolHost {
   private hintWheel(): void {
     if (this.wheelHinted || document.activeElement !== this.ui.root) return;
     this.wheelHinted = true;
-    this.ui.toast("The wheel scrolls the page: Ctrl + wheel (⌘ on a Mac), a pinch, + / − or the buttons zoom");
+    this.ui.toast("The wheel scrolls the page; Ctrl + wheel (⌘ on a Mac) or a pinch zooms");
   }
 
   /** A click in this app (the LiveAnnotator box holding this canvas) outside the canvas: a panel button,
