@@ -68,9 +68,10 @@ interface Saved {
   slot: NextSlot;
 }
 
-/** The element of the whole labeling app (widgets/app.py adds the class): its panel and plots share the
- * keyboard with the canvas. */
-const APP_SELECTOR = ".lt-app";
+/** The element of the whole app holding a canvas (LiveAnnotator's and StreamAnnotator's boxes, classes
+ * added in widgets/app.py and widgets/stream.py): its panel, strip and plots share the keyboard with the
+ * canvas. */
+const APP_SELECTOR = ".lt-app, .lt-stream-app";
 
 /** Whether an element takes typed text (the canvas must not take the keyboard from it). */
 function takesTyping(el: Element | null): boolean {
