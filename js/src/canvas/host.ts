@@ -151,6 +151,8 @@ export class CanvasHost implements ToolHost {
   private nextSlot: NextSlot | null = null;
   private saved: Saved | null = null;
   private group = "";
+  /** the hint that Ctrl + wheel zooms was shown (once per view) */
+  private wheelHinted = false;
 
   constructor(private readonly model: AnyModel<CanvasModel>, el: HTMLElement, task: Task) {
     this.task = task;
@@ -979,8 +981,6 @@ export class CanvasHost implements ToolHost {
     document.addEventListener("pointerup", onAppPointerUp, true);
     this.cleanups.push(() => document.removeEventListener("pointerup", onAppPointerUp, true));
   }
-
-  private wheelHinted = false;
 
   /** Once per view, while the person works on the canvas: how to zoom, now that the wheel scrolls. */
   private hintWheel(): void {
