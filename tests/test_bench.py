@@ -20,6 +20,7 @@ from livetrain_widgets.engine._output_folder import MARKER, OutputFolder
 from livetrain_widgets.engine.formats import FORMATS as ENGINE_FORMATS
 from livetrain_widgets.study import bench
 
+from . import _require
 from .tiny_model import TinyClassifier, two_class_images
 
 IMAGES, _ = two_class_images(2)
@@ -106,9 +107,7 @@ def test_bench_on_synthetic_data_writes_every_figure(tmp_path: Path, capsys: pyt
 
 
 def test_bench_on_bccd_folder(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bccd = data_dir / "bccd"
-    if not (bccd / "JPEGImages").is_dir():
-        pytest.skip(f"BCCD not found under {data_dir}")
+    bccd = _require.data("bccd", "JPEGImages").parent
     out = tmp_path / "bccd"
     argv = ["bench", "--out", str(out), "--images", str(bccd / "JPEGImages"), "--labels",
             str(bccd / "Annotations"), "--format", "voc", "--classes", "RBC,WBC,Platelets",
@@ -183,7 +182,7 @@ def test_bad_arguments_fail_before_any_training(
     assert not (tmp_path / "o" / "results.json").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
+@_require.not_applicable(torch.cuda.is_available(), "checks the refusal where there is no GPU")
 def test_cuda_without_a_gpu_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
     assert "torch.cuda.is_available() is False" in capsys.readouterr().err

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("skimage")
+from tests import _require
 
-from livetrain_widgets.demo import coin_instances, coins
-from livetrain_widgets.engine.images import load_image
+_require.module("skimage")
+
+from livetrain_widgets.demo import coin_instances, coins  # noqa: E402
+from livetrain_widgets.engine.images import load_image  # noqa: E402
 
 
 def test_every_coin_is_one_instance_and_each_tile_keeps_the_visible_ones() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from livetrain_widgets.models import load_model
 from livetrain_widgets.models._efficientnet import pretrained_weights_path
 from livetrain_widgets.models._preprocess import _MEAN, _STD, prepare
 from livetrain_widgets.models.embedded import EmbeddedModel
-
-DATA = Path(os.environ.get("LIVETRAIN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+from tests import _require
 
 
 def squares_image(h: int, w: int, boxes: np.ndarray) -> np.ndarray:
@@ -260,9 +258,7 @@ def read_voc(path: Path, width: int, height: int) -> Annotation:
 
 @pytest.mark.slow
 def test_bccd_quick_training_finds_real_cells() -> None:
-    root = DATA / "bccd"
-    if not (root / "ImageSets" / "Main" / "train.txt").is_file():
-        pytest.skip(f"BCCD data not found under {root} (set LIVETRAIN_DATA)")
+    root = _require.data("bccd", "ImageSets", "Main", "train.txt").parents[2]
     names = (root / "ImageSets" / "Main" / "train.txt").read_text().split()[:6]
     images = [load_image(root / "JPEGImages" / f"{n}.jpg") for n in names]
     anns = [

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("peft")
+from tests import _require
+
+transformers = _require.module("transformers")
+_require.module("peft")
 
 from livetrain_widgets.engine.annotation import Annotation  # noqa: E402
 from livetrain_widgets.models import create_model, load_model  # noqa: E402

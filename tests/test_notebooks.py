@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from . import _require
 from .conftest import REPO
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+nbformat = _require.module("nbformat")
+nbclient = _require.module("nbclient")
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 #: the notebooks the README and the issue promise; a renamed one must not silently drop out of CI

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("skimage")
+from tests import _require
+
+_require.module("skimage")
 pytestmark = pytest.mark.slow
 
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from livetrain_widgets.engine.store import AnnotationStore
+from tests import _require
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--model", "embedded", "--model-option", "pretrained=false", "--model-option", "input_size=64"]
@@ -96,7 +96,7 @@ def test_no_such_trainer(ray_cluster: str, postgres_url: str, tmp_path: Path) ->
 
 
 def test_unreachable_store(tmp_path: Path) -> None:
-    pytest.importorskip("psycopg")
+    _require.module("psycopg")
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -19,6 +19,7 @@ from livetrain_widgets.study.stream import (
     read_idx,
     summarise,
 )
+from tests import _require
 
 
 def _write_stack(folder, n: int = 8, size: int = 48) -> None:
@@ -154,7 +155,7 @@ def test_cli_refuses_idx_outside_stream_mode(tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_cli_stream_mode_with_a_promptable_sam_checkpoint(tmp_path) -> None:
     """A SAM folder as the base: the first frame's box prompts it, clicks become point prompts."""
-    pytest.importorskip("transformers")
+    _require.module("transformers")
     from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
     from tests.test_stream_hf import _tiny_sam

@@ -19,6 +19,7 @@ from livetrain_widgets.widgets.app import LiveAnnotator
 from livetrain_widgets.widgets.bbox_adapter import BBoxCanvasAdapter
 from livetrain_widgets.widgets.canvas import LabelCanvas
 
+from . import _require
 from .test_widget_canvas import capture, custom, update
 from .tiny_model import ScriptedDetector, TinyClassifier, indexed_images, two_class_images
 
@@ -192,7 +193,7 @@ async def test_segmentation_semantic_switch_and_mask_submission(data_dir, tmp_pa
 
 
 async def test_bbox_widget_adapter(data_dir, tmp_path) -> None:
-    bbox_widget = pytest.importorskip("jupyter_bbox_widget")
+    bbox_widget = _require.module("jupyter_bbox_widget")
     w = bbox_widget.BBoxWidget()
     path = data_dir / "bccd" / "JPEGImages" / "BloodImage_00000.jpg"
     app = LiveAnnotator([path, path.with_name("BloodImage_00001.jpg")], "detection", ["RBC", "WBC", "Platelets"],

@@ -10,12 +10,10 @@ The Python side is read back through a second client of the page's own kernel. S
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from .. import _require
 from .app_driver import latencies, open_app
 from .harness import (
     HarnessError,
@@ -29,10 +27,10 @@ from .harness import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("LIVETRAIN_DATA") or REPO.parent / "shared" / "data")
+DATA = _require.DATA
 CLASSES = ["RBC", "WBC", "Platelets"]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = _require.needs_data  # skips without the data; fails in CI (LIVETRAIN_REQUIRE_DATA=1)
 
 
 def bccd_truth(paths: list[Path]) -> dict[str, Any]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import nbformat
 import pytest
 
+from .. import _require
 from .harness import HarnessError, cell_output, open_notebook, run_all, screenshot, write_notebook
 
-expect = pytest.importorskip("playwright.sync_api").expect
+expect = _require.module("playwright.sync_api").expect
 
 COUNTER = '''
 import anywidget

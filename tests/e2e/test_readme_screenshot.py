@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
+from .. import _require
 from .app_driver import open_app
 from .harness import screenshot, wait_for
 
-pytest.importorskip("skimage")
+_require.module("skimage")
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,6 +28,7 @@ from livetrain_widgets.engine._formats_common import image_size
 from livetrain_widgets.engine.images import MAX_PIXELS
 from livetrain_widgets.engine.session import SkippedFileWarning
 
+from .. import _require
 from ..tiny_model import TinyClassifier, two_class_images
 from .report import record
 
@@ -273,7 +274,7 @@ BOMB_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from Linux's rusage")
+@_require.not_applicable(not sys.platform.startswith("linux"), "peak memory is read from Linux's rusage")
 def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None:
     """Peak memory is measured in a fresh process (the test process's own peak hides a few hundred MB)."""
     bombs = {

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from .. import _require
 from .report import record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,7 +188,8 @@ def test_disk_full_while_checkpointing_exporting_and_labeling(tmp_path: Path) ->
     script.write_text(CHILD.format(repo=str(REPO)))
     cmd = _private_tmpfs_command(mount, sys.executable, str(script), str(mount))
     if cmd is None:
-        pytest.skip("needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real small disk")
+        _require.missing("unshare", "needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real "
+                         "small disk")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]

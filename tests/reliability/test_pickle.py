@@ -21,6 +21,7 @@ import torch
 from livetrain_widgets import Annotation, LiveSession, load_model
 from livetrain_widgets.engine.checkpoint import CheckpointError, latest_checkpoint
 
+from .. import _require
 from ..tiny_model import TinyClassifier, two_class_images
 from .report import record
 
@@ -75,7 +76,7 @@ def test_a_pickle_in_a_checkpoint_is_refused(project: Path, tmp_path: Path) -> N
 
 
 def test_a_pickle_as_saved_model_or_adapter_is_refused(tmp_path: Path) -> None:
-    pytest.importorskip("peft")
+    _require.module("peft")
     from livetrain_widgets import StreamSession, create_stream_model
     from livetrain_widgets.models import create_model
 
@@ -99,7 +100,7 @@ def test_a_pickle_as_saved_model_or_adapter_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_pickle_in_a_hub_format_folder_is_refused(tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = _require.module("transformers")
     from livetrain_widgets.models import create_model
 
     marker = tmp_path / "pwned"

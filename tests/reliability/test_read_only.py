@@ -13,8 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
+from .. import _require
 from .report import record
 from .test_disk_full import _private_tmpfs_command
 
@@ -59,7 +58,8 @@ def test_read_only_project_fails_with_a_sentence(tmp_path: Path) -> None:
     script.write_text(CHILD.format(repo=str(REPO)))
     cmd = _private_tmpfs_command(mount, sys.executable, str(script), str(mount))
     if cmd is None:
-        pytest.skip("needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real read-only disk")
+        _require.missing("unshare", "needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real "
+                         "read-only disk")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -23,10 +23,11 @@ import pytest
 
 from livetrain_widgets.engine.store import AnnotationStore
 
+from .. import _require
 from ..test_kernel import _execute
 from .report import record, scale
 
-jupyter_client = pytest.importorskip("jupyter_client")
+jupyter_client = _require.module("jupyter_client")
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.kernel
 
