@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-jupyter_client = pytest.importorskip("jupyter_client")
+from tests import _require
+
+jupyter_client = _require.module("jupyter_client")
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,6 @@ end-to-end runs of the command on real data (small --limit, small model input)."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,8 @@ from livetrain_widgets import Annotation
 from livetrain_widgets.cli import main as cli
 from livetrain_widgets.study.dataset import crop_annotation, tile_windows
 from livetrain_widgets.study.simulate import Strategy, _default_milestones
+from tests._require import DATA, needs_data
 from tests.tiny_model import TinyClassifier, two_class_images
-
-DATA = Path(os.environ.get("LIVETRAIN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-needs_data = pytest.mark.skipif(not (DATA / "bccd").is_dir(), reason="shared data folder not found")
 
 
 def test_strategy_options_parse_and_bad_ones_are_named() -> None:
