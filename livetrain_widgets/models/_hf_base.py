@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..engine.annotation import Annotation
-from .base import CONFIG_NAME, WEIGHTS_NAME, LiveModel
+from .base import CONFIG_NAME, WEIGHTS_NAME, LiveModel, check_model_folder
 
 #: substrings of parameter names that stay trainable under LoRA: heads sized by the class count and
 #: the box regressors. Plain ``requires_grad`` rather than peft's ``modules_to_save``: the latter copies
@@ -367,6 +367,7 @@ class HFLiveModel(LiveModel):
         """Engine folder (config + state dict) and, unless ``hf_export=False``, a transformers
         ``hf/`` folder with LoRA merged (costs a copy of the weights on disk)."""
         out = Path(folder)
+        check_model_folder(out, (CONFIG_NAME, WEIGHTS_NAME, "hf") if hf_export else (CONFIG_NAME, WEIGHTS_NAME))
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / (CONFIG_NAME + ".tmp")
         tmp.write_text(json.dumps({"family": self.family, **self.config()}, indent=2))

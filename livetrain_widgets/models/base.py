@@ -32,6 +32,26 @@ from ..engine.annotation import Annotation
 CONFIG_NAME = "livetrain_model.json"
 WEIGHTS_NAME = "model.safetensors"
 
+
+def check_model_folder(out: Path, names: Sequence[str]) -> None:
+    """Refuse to save a model where ``names`` would replace files that are not a livetrain model's.
+
+    ``model.safetensors`` is also the name transformers gives its weights, so saving into a downloaded
+    model's folder replaced them. Files already there are ours only beside a livetrain config
+    (``livetrain_model.json`` naming a model family); anything else is a FileExistsError naming the file."""
+    present = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
+    if not present:
+        return
+    try:
+        ours = isinstance(cfg := json.loads((out / CONFIG_NAME).read_text()), dict) and "family" in cfg
+    except (OSError, ValueError):
+        ours = False
+    if not ours or (out / CONFIG_NAME).is_symlink():
+        raise FileExistsError(
+            f"{present[0]} is not a livetrain model's file (no livetrain model was saved in {out}): not replaced; "
+            "save the model into a new or empty folder"
+        )
+
 #: name -> class, filled by ``register``; ``load_model`` looks the family up here.
 _REGISTRY: dict[str, type[LiveModel]] = {}
 
@@ -117,8 +137,10 @@ class LiveModel(nn.Module, ABC):
 
     # --------------------------------------------------------------------------- save / load
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``livetrain_model.json`` + ``model.safetensors`` (no pickles) into ``folder``."""
+        """Write ``livetrain_model.json`` + ``model.safetensors`` (no pickles) into ``folder``: a new folder,
+        or one holding no model but livetrain's (:func:`check_model_folder`)."""
         out = Path(folder)
+        check_model_folder(out, (CONFIG_NAME, WEIGHTS_NAME))
         out.mkdir(parents=True, exist_ok=True)
         cfg = {"family": self.family, **self.config()}
         tmp = out / (CONFIG_NAME + ".tmp")

@@ -209,3 +209,23 @@ async def test_a_nan_threshold_is_refused_everywhere_one_is_set(tmp_path: Path) 
     assert panel.threshold == 0.3 and canvas.threshold == 0.3 and canvas.class_thresholds == []
     record("bad input", "thresholds: NaN, inf, out of [0, 1], wrong type", tried,
            "refused where set (config, submit, predict, panel, canvas); nothing committed", 0)
+
+
+async def test_export_model_never_replaces_another_models_files(tmp_path: Path) -> None:
+    # model.safetensors is transformers' name too: exporting into a downloaded model's folder replaced its weights
+    session = open_session(tmp_path / "p")
+    try:
+        hub = tmp_path / "downloaded"
+        hub.mkdir()
+        (hub / "model.safetensors").write_bytes(b"someone else's weights")
+        (hub / "config.json").write_text("{}")
+        before = tree(hub)
+        with pytest.raises(FileExistsError, match=re.escape(f"{hub / 'model.safetensors'} is not a livetrain model")):
+            session.export_model(hub)
+        assert tree(hub) == before
+        # its own export, again into the same folder: replaced, as asked
+        mine = session.export_model(tmp_path / "mine")
+        assert session.export_model(mine) == mine and (mine / "model.safetensors").is_file()
+    finally:
+        await session.close()
+    record("data safety", "export_model into another model's folder", 1, "refused by name; nothing replaced", 0)
