@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import copy
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -80,8 +81,16 @@ class TrainerConfig:
     #: repeat-factor weights on *object* shares, ``max(1, sqrt(object_balance / share))``, for models that
     #: take class weights (:meth:`LiveModel.set_class_weights`; the embedded models do). 0 = off.
     object_balance: float = 0.0
+    #: torch threads for training and predictions: a number, None (leave torch's setting alone), or "auto":
+    #: the cores other processes leave free, by the load average, re-checked every ``threads_every`` steps.
+    #: On a shared 2-core machine with other work running, 2 threads took 2-5x longer per step than 1
+    #: (OpenMP workers spin and wait for each other when a core is taken away).
+    threads: int | str | None = "auto"
+    threads_every: int = 50
 
     def __post_init__(self) -> None:
+        if not (self.threads is None or self.threads == "auto" or (isinstance(self.threads, int) and self.threads > 0)):
+            raise ValueError(f"threads must be a positive number, 'auto' or None, got {self.threads!r}")
         if self.sampler not in ("frequency", "uniform"):
             raise ValueError(f"sampler must be 'frequency' or 'uniform', got {self.sampler!r}")
         if self.lr_boost < 1.0 or self.boost_half_life <= 0 or self.restart_steps < 0:
@@ -181,6 +190,9 @@ class Trainer:
         self._good_state: dict[str, Any] | None = None
         self._last_checkpoint = time.monotonic()
         self.offering = False
+        #: torch threads the steps run with (``TrainerConfig.threads``), and the step it was decided at
+        self.threads = torch.get_num_threads()
+        self._threads_step: int | None = None
 
     # ------------------------------------------------------------------------------- samples
     def set_sample(self, key: int, target: Annotation) -> None:
@@ -427,7 +439,22 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._amp_dtype)
 
+    def _size_threads(self) -> None:
+        """Set torch's thread count (``TrainerConfig.threads``) on the training thread, between steps."""
+        want = self.config.threads
+        if want is None or (self._threads_step is not None and want != "auto"):
+            return
+        if self._threads_step is not None and self.step - self._threads_step < self.config.threads_every:
+            return
+        own = torch.get_num_threads() if self._threads_step is not None else 0
+        n = free_cores(own) if want == "auto" else int(want)
+        self._threads_step = self.step
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        self.threads = n
+
     def _train_step(self) -> StepResult:
+        self._size_threads()
         t0 = time.perf_counter()
         lent0 = self._gate.lent_seconds
         with self._lock:
@@ -662,9 +689,21 @@ class Trainer:
             "device": str(self.device),
             "amp": self.amp,
             "lr_scale": self.lr_scale(),
+            "threads": self.threads,
             "class_weights": self._weights_sent,
             "error": self.error or self.checkpoint_error,
         }
+
+
+def free_cores(own_threads: int = 0) -> int:
+    """Cores this process may use without waiting on others: the usable cores less the 1-minute load
+    average of everything else (the load counts this process's own ``own_threads`` busy threads too)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        others = max(0.0, os.getloadavg()[0] - own_threads)
+    except (AttributeError, OSError):  # no load average (Windows): take every core
+        return cores
+    return max(1, min(cores, math.floor(cores - others + 0.5)))
 
 
 def _labels_of(target: Annotation) -> np.ndarray:

@@ -69,21 +69,55 @@ class LiteBackbone(nn.Module):
         for m in self.frozen:
             m.eval()
 
-    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    def frozen_stamp(self) -> tuple[tuple[int, int], ...]:
+        """Changes whenever a frozen weight or statistic does (``load_state_dict`` copies in place, which
+        bumps each tensor's version counter): what a cache of :meth:`forward_frozen` is valid for."""
+        return tuple((t.data_ptr(), t._version) for m in self.frozen for t in (*m.parameters(), *m.buffers()))
+
+    @property
+    def n_frozen_blocks(self) -> int:
+        """How many of the first MBConv blocks are frozen (a prefix: strides only grow)."""
+        return sum(1 for st in self.block_strides if self.freeze_stride >= 2 and st <= self.freeze_stride)
+
+    def forward_frozen(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The frozen trunk (stem and frozen blocks): its endpoints by stride, and key -1, the last frozen
+        block's output where the trainable part goes on. Without frozen layers, key -1 is ``x`` itself.
+
+        Given the same input these are the same numbers at every step (frozen weights, BatchNorm and the
+        frozen blocks in eval mode, no drop-connect), which is what lets a caller cache them."""
+        if not self.frozen:
+            return {-1: x}
         feats: dict[int, torch.Tensor] = {}
         x = self.act(self.bn0(self.conv_stem(x)))
+        for i in range(self.n_frozen_blocks):
+            x = self.blocks[i](x, drop_connect_rate=None)
+            if i in self.endpoints.values():
+                feats[self.block_strides[i]] = x
+        feats[-1] = x
+        return feats
+
+    def forward_trainable(self, low: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """The rest of the backbone from :meth:`forward_frozen`'s output; endpoints by stride (key 0: the
+        classification head's map)."""
+        feats = {k: v for k, v in low.items() if k > 0}
+        x = low[-1]
+        start = self.n_frozen_blocks if self.frozen else 0
+        if not self.frozen:
+            x = self.act(self.bn0(self.conv_stem(x)))
         n = len(self.blocks)
         last = self.endpoints[32]
-        for i, blk in enumerate(self.blocks):
+        for i in range(start, last + 1):
+            blk = self.blocks[i]
             rate = self.drop_connect_rate * i / n if blk.training else None
             x = blk(x, drop_connect_rate=rate)
             if i in self.endpoints.values():
                 feats[self.block_strides[i]] = x
-            if i == last:
-                break
         if self.head is not None:
             feats[0] = self.head(x)  # key 0: the pooled-feature map for classification
         return feats
+
+    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        return self.forward_trainable(self.forward_frozen(x))
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
@@ -103,7 +137,11 @@ class FPN(nn.Module):
         self.lateral = nn.ModuleDict({str(s): nn.Conv2d(LITE0_CHANNELS[s], channels, 1) for s in self.levels})
         self.smooth = nn.ModuleDict({str(s): _conv(channels, channels) for s in self.levels})
 
-    def forward(self, feats: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    def forward(
+        self, feats: dict[int, torch.Tensor], outputs: tuple[int, ...] | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """The smoothed levels in ``outputs`` (default: all); a head that reads one level skips the others'
+        3x3 convs."""
         out: dict[int, torch.Tensor] = {}
         top: torch.Tensor | None = None
         for s in reversed(self.levels):
@@ -111,5 +149,6 @@ class FPN(nn.Module):
             if top is not None:
                 lat = lat + F.interpolate(top, size=lat.shape[-2:], mode="nearest")
             top = lat
-            out[s] = F.relu(self.smooth[str(s)](lat))
+            if outputs is None or s in outputs:
+                out[s] = F.relu(self.smooth[str(s)](lat))
         return out

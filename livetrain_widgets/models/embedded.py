@@ -19,6 +19,7 @@ are kept channels-last, which makes depthwise convolutions ~30 % faster on CPU.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -31,10 +32,14 @@ from ..engine.annotation import Annotation
 from . import _detection as det
 from . import _segmentation as seg
 from ._efficientnet import FPN, LiteBackbone
-from ._preprocess import Sample, pad_batch, prepare, resize_nearest
+from ._feature_cache import Entry, FeatureCache, fingerprint
+from ._preprocess import STRIDE, Sample, normalise, pad_batch, prepare, resize_image, resize_nearest, target_size
 from .base import LiveModel, register
 
 DEFAULT_INPUT_SIZE = {"detection": 384, "segmentation": 384, "classification": 224}
+#: MB of frozen-trunk features kept per model (0: none, and the pixel-level augmentation of before); only
+#: detection trains from cached features so far
+DEFAULT_FEATURE_CACHE_MB = {"detection": 256, "segmentation": 0, "classification": 0}
 
 #: above this many original pixels, segmentation is decoded at input size and its labels upscaled
 #: (nearest) instead of upsampling the probability maps to the original size first
@@ -76,6 +81,8 @@ class EmbeddedModel(LiveModel):
         semantic: bool = False,
         seed_threshold: float = 0.5,
         min_area: int = 4,
+        feature_cache_mb: int | None = None,
+        scales: Sequence[float] = (0.8, 1.0, 1.25),
         seed: int | None = None,
     ) -> None:
         super().__init__(task, classes)
@@ -88,7 +95,13 @@ class EmbeddedModel(LiveModel):
             "jitter": [float(v) for v in jitter], "min_score": float(min_score),
             "max_detections": int(max_detections), "nms_iou": float(nms_iou), "semantic": bool(semantic),
             "seed_threshold": float(seed_threshold), "min_area": int(min_area),
+            "feature_cache_mb": int(DEFAULT_FEATURE_CACHE_MB[task] if feature_cache_mb is None else feature_cache_mb),
+            "scales": [float(v) for v in scales],
         }
+        if self.options["feature_cache_mb"] < 0 or not self.options["scales"] or min(self.options["scales"]) <= 0:
+            raise ValueError("feature_cache_mb must not be negative and scales must be positive (at least one)")
+        if self.options["feature_cache_mb"] and task != "detection":
+            raise ValueError(f"the feature cache trains detection only; give feature_cache_mb=0 for {task}")
         self._rng = np.random.default_rng(seed)
         # With a seed, the new layers' random initial weights follow it too (two models of one seed are
         # identical, so an ablation compares settings, not draws), without touching the global generator.
@@ -107,6 +120,9 @@ class EmbeddedModel(LiveModel):
                 self.neck = None
                 self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, self.num_classes))
         self.to(memory_format=torch.channels_last)
+        # Not a module or buffer: never saved, never part of the weights (see _loss_cached).
+        self.feature_cache = FeatureCache(self.options["feature_cache_mb"] << 20)
+        self._pad_values: tuple[Any, dict[int, torch.Tensor]] | None = None
 
     # ------------------------------------------------------------------------------ protocol
     def config(self) -> dict[str, Any]:
@@ -124,6 +140,15 @@ class EmbeddedModel(LiveModel):
             groups.append({"params": back, "lr": lr * self.options["backbone_lr"]})
         return groups
 
+    def _check_target(self, i: int, img: np.ndarray, t: Annotation) -> None:
+        if (t.width, t.height) != (img.shape[1], img.shape[0]):
+            raise ValueError(
+                f"target {i} is for a {t.width}x{t.height} image but the image is "
+                f"{img.shape[1]}x{img.shape[0]}"
+            )
+        if len(t.labels) and (t.labels.min() < 0 or t.labels.max() >= self.num_classes):
+            raise ValueError(f"target {i} has a class index outside 0..{self.num_classes - 1}")
+
     def _prepare(self, images: Sequence[np.ndarray], targets: Sequence[Annotation] | None) -> list[Sample]:
         rng = self._rng if (targets is not None and self.options["augment"]) else None
         jitter = tuple(self.options["jitter"])
@@ -134,11 +159,7 @@ class EmbeddedModel(LiveModel):
             if t is None:
                 out.append(prepare(img, self.input_size))
                 continue
-            if (t.width, t.height) != (img.shape[1], img.shape[0]):
-                raise ValueError(
-                    f"target {i} is for a {t.width}x{t.height} image but the image is "
-                    f"{img.shape[1]}x{img.shape[0]}"
-                )
+            self._check_target(i, img, t)
             masks = None
             if self.task == "segmentation":
                 if t.masks is None:
@@ -146,8 +167,6 @@ class EmbeddedModel(LiveModel):
                 masks = t.masks
             if self.task == "classification" and t.category is None:
                 raise ValueError(f"target {i} has no category; classification needs one")
-            if len(t.labels) and (t.labels.min() < 0 or t.labels.max() >= self.num_classes):
-                raise ValueError(f"target {i} has a class index outside 0..{self.num_classes - 1}")
             out.append(prepare(
                 img, self.input_size, boxes=t.boxes, labels=t.labels, masks=masks, category=t.category,
                 rng=rng, jitter=jitter,  # type: ignore[arg-type]
@@ -157,6 +176,8 @@ class EmbeddedModel(LiveModel):
     def loss(self, images: Sequence[np.ndarray], targets: Sequence[Annotation]) -> torch.Tensor:
         if len(images) != len(targets) or not len(images):
             raise ValueError(f"need as many targets as images (got {len(images)} and {len(targets)})")
+        if self.options["feature_cache_mb"] and self.task == "detection":
+            return self._loss_cached(images, targets)
         samples = self._prepare(images, targets)
         x = pad_batch([s.image for s in samples]).to(self.device, memory_format=torch.channels_last)
         feats = self.backbone(x)
@@ -164,7 +185,7 @@ class EmbeddedModel(LiveModel):
             logits = self.head(_masked_mean(feats[0], samples, x.shape[-2:]))
             y = torch.as_tensor([s.category for s in samples], device=x.device)
             return F.cross_entropy(logits, y, weight=self._class_weight_tensor(x.device))
-        pyr = self.neck(feats)
+        pyr = self.neck(feats, (8,) if self.task == "detection" else None)
         if self.task == "detection":
             heat_logits, dist = self.head(pyr[8])
             heat, tgt, wgt = det.build_targets(
@@ -191,6 +212,116 @@ class EmbeddedModel(LiveModel):
         finally:
             self.train(was_training)
 
+    # ---------------------------------------------------------------------- cached features
+    def _loss_cached(self, images: Sequence[np.ndarray], targets: Sequence[Annotation]) -> torch.Tensor:
+        """The detection loss from the frozen trunk's cached features (:class:`FeatureCache`).
+
+        The augmentation is the pixel-level one's, made cacheable: a scale from ``scales`` (not a
+        continuous jitter), the flips applied to the image before the trunk (a flipped feature map is not
+        the map of the flipped image), and the crop back to ``input_size`` taken from the features at
+        multiples of 32 pixels, the coarsest stride, so that every level crops to whole cells. Features
+        are kept (and, on a miss, used) in float16: half the memory, and a cache hit gives exactly what a
+        miss computes. Padding between images of a batch gets the trunk's features of the zero (mean
+        colour) image, as the pixel-level path pads with zeros before the trunk."""
+        o = self.options
+        rng = self._rng if o["augment"] else None
+        self.feature_cache.validate((self.backbone.frozen_stamp(), str(self.device)))
+        limit = max(STRIDE, self.input_size // STRIDE * STRIDE)
+        crops: list[dict[int, torch.Tensor]] = []
+        boxes_out, labels_out = [], []
+        for i, (img, t) in enumerate(zip(images, targets, strict=True)):
+            img = _check_image(img)
+            self._check_target(i, img, t)
+            scale = float(rng.choice(o["scales"])) if rng is not None else 1.0
+            hflip = bool(rng.random() < 0.5) if rng is not None else False
+            vflip = bool(rng.random() < 0.5) if rng is not None else False
+            H, W = img.shape[:2]
+            h, w = target_size(H, W, self.input_size, scale)
+            feats, _ = self.feature_cache.get(
+                (fingerprint(img), h, w, hflip, vflip), lambda img=img, h=h, w=w, hf=hflip, vf=vflip:  # type: ignore[misc]
+                self._trunk_features(img, (h, w), hf, vf))
+            sx, sy = w / W, h / H
+            b = np.asarray(t.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
+            labels = np.asarray(t.labels, np.int64).reshape(-1)
+            if hflip and len(b):
+                b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], 1)
+            if vflip and len(b):
+                b = np.stack([b[:, 0], h - b[:, 3], b[:, 2], h - b[:, 1]], 1)
+            hp, wp = math.ceil(h / STRIDE) * STRIDE, math.ceil(w / STRIDE) * STRIDE
+            ch, cw = min(hp, limit), min(wp, limit)
+            y0 = STRIDE * int(rng.integers(0, (hp - ch) // STRIDE + 1)) if rng is not None else 0
+            x0 = STRIDE * int(rng.integers(0, (wp - cw) // STRIDE + 1)) if rng is not None else 0
+            if (ch, cw) != (hp, wp):
+                area = np.maximum(b[:, 2] - b[:, 0], 1e-6) * np.maximum(b[:, 3] - b[:, 1], 1e-6)
+                b = b - np.array([x0, y0, x0, y0], np.float32)
+                b[:, [0, 2]] = b[:, [0, 2]].clip(0, cw)
+                b[:, [1, 3]] = b[:, [1, 3]].clip(0, ch)
+                keep = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / area >= 0.3  # prepare()'s min_visible
+                b, labels = b[keep], labels[keep]
+            crops.append({k: v[:, y0 // s: (y0 + ch) // s, x0 // s: (x0 + cw) // s]
+                          for k, v in feats.items() for s in (self._level_stride(k),)})
+            boxes_out.append(b.astype(np.float32).reshape(-1, 4))
+            labels_out.append(labels)
+        low = self._stack_features(crops)
+        pyr = self.neck(self.backbone.forward_trainable(low), (8,))
+        heat_logits, dist = self.head(pyr[8])
+        heat, tgt, wgt = det.build_targets(boxes_out, labels_out, self.num_classes, tuple(heat_logits.shape[-2:]), 8)
+        dev = heat_logits.device
+        return det.detection_loss(heat_logits, dist, heat.to(dev), tgt.to(dev), wgt.to(dev), 8,
+                                  class_weights=self._class_weight_tensor(dev))
+
+    def _level_stride(self, key: int) -> int:
+        """The stride of a frozen-trunk output key (-1: the last frozen block's)."""
+        if key >= 0:
+            return key
+        bb = self.backbone
+        return bb.block_strides[bb.n_frozen_blocks - 1] if bb.frozen and bb.n_frozen_blocks else 2 if bb.frozen else 1
+
+    def _kept_keys(self, low: dict[int, torch.Tensor]) -> list[int]:
+        """The trunk outputs the trainable part reads: where it goes on, and the neck's frozen levels."""
+        levels = set(self.neck.levels) if self.neck is not None else set()
+        return [k for k in low if k == -1 or k in levels]
+
+    @torch.no_grad()
+    def _trunk_features(self, image: np.ndarray, size: tuple[int, int], hflip: bool, vflip: bool) -> Entry:
+        t = resize_image(image, size)
+        if hflip:
+            t = t.flip(-1)
+        if vflip:
+            t = t.flip(-2)
+        x = pad_batch([normalise(t)]).to(self.device, memory_format=torch.channels_last)
+        low = self.backbone.forward_frozen(x)
+        out: dict[int, torch.Tensor] = {}
+        for k in self._kept_keys(low):
+            v = low[k][0]
+            same = [j for j in out if low[j] is low[k]]  # -1 is often an endpoint too: keep one copy
+            out[k] = out[same[0]] if same else v.to(torch.float16).contiguous()
+        return out, size
+
+    def _pad_feature_values(self) -> dict[int, torch.Tensor]:
+        """Per key, the frozen trunk's (C,) output inside a zero image: what pixel padding turns into."""
+        stamp = (self.backbone.frozen_stamp(), str(self.device))
+        if self._pad_values is None or self._pad_values[0] != stamp:
+            with torch.no_grad():
+                low = self.backbone.forward_frozen(
+                    torch.zeros(1, 3, 256, 256, device=self.device).contiguous(memory_format=torch.channels_last))
+            vals = {k: v[0, :, v.shape[2] // 2, v.shape[3] // 2].to(torch.float16).float()
+                    for k, v in low.items()}
+            self._pad_values = (stamp, vals)
+        return self._pad_values[1]
+
+    def _stack_features(self, crops: list[dict[int, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        pad = self._pad_feature_values()
+        out: dict[int, torch.Tensor] = {}
+        for k in crops[0]:
+            maps = [c[k] for c in crops]
+            hmax, wmax = max(m.shape[1] for m in maps), max(m.shape[2] for m in maps)
+            batch = pad[k].view(1, -1, 1, 1).expand(len(maps), -1, hmax, wmax).clone()
+            for i, m in enumerate(maps):
+                batch[i, :, : m.shape[1], : m.shape[2]] = m.float()
+            out[k] = batch.contiguous(memory_format=torch.channels_last)
+        return out
+
     # ------------------------------------------------------------------------------ internals
     def _predict_one(self, image: np.ndarray, semantic: bool | None) -> Annotation:
         image = _check_image(image)
@@ -202,7 +333,7 @@ class EmbeddedModel(LiveModel):
         if self.task == "classification":
             p = self.head(_masked_mean(feats[0], [s], x.shape[-2:])).softmax(1)[0].cpu().numpy()
             return Annotation(W, H, category=int(p.argmax()), category_scores=p)
-        pyr = self.neck(feats)
+        pyr = self.neck(feats, (8,) if self.task == "detection" else None)
         if self.task == "detection":
             heat_logits, dist = self.head(pyr[8])
             o = self.options

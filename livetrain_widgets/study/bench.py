@@ -683,7 +683,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="held-out mAP@0.5 against training CPU seconds: today's defaults against the trainer "
                         "before issue 21 ('baseline') and any --variant, interleaved in one run (detection)")
     c.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
-                   help="another trainer to compare: model options and TrainerConfig fields, e.g. fs16:freeze_stride=16")
+                   help="another trainer: model options and TrainerConfig fields, e.g. fs16:freeze_stride=16")
     c.add_argument("--learn-labeled", type=int, nargs="+", default=[20, 50], help="labeled-set sizes (20 50)")
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one labeled draw per seed (0 1 2)")
     c.add_argument("--budget", type=float, default=150.0, help="baseline's training CPU seconds per run (150)")
@@ -744,7 +744,8 @@ def _run_compare(args: argparse.Namespace, classes: list[str] | None) -> int:
         return 2
     results = {"config": {"arguments": {k: v for k, v in vars(args).items() if k != "func"},
                           "variants": variants, "environment": environment()}, **results}
-    results["config"]["environment"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    env = results["config"]["environment"]
+    env["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_results(results, out)
