@@ -55,14 +55,59 @@ async def test_nuclei_16bit_instances_import_train_and_predict_masks(data_dir, t
     await s.close()
 
 
-def test_labels_of_unknown_classes_are_reported_not_imported(data_dir, tmp_path) -> None:
+def test_class_names_of_another_case_are_matched_and_said(data_dir, tmp_path) -> None:
+    """VOC's ``RBC`` into a project's ``rbc``: every image was stored as labeled with nothing there."""
     bccd = data_dir / "bccd"
     paths = sorted((bccd / "JPEGImages").glob("*.jpg"))[:3]
-    s = LiveSession(tmp_path / "p", "detection", ["RBC"])
-    with pytest.warns(SkippedFileWarning, match="WBC"):
+    truth = load_labels("voc", bccd / "Annotations", paths, ["RBC", "WBC", "Platelets"])
+    s = LiveSession(tmp_path / "p", "detection", ["rbc", "wbc", "platelets"])
+    with pytest.warns(UserWarning, match="matched ignoring case: 'RBC' as 'rbc', 'WBC' as 'wbc'"):
         ids = s.add_images(paths, labels=bccd / "Annotations", format="voc")
-    for i in ids:
-        assert set(s.annotation(i).labels.tolist()) <= {0}
+    for i, path in zip(ids, paths, strict=True):
+        want = truth.annotations[path.resolve()]
+        assert len(want) > 0
+        np.testing.assert_array_equal(s.annotation(i).labels, want.labels)
+        np.testing.assert_allclose(s.annotation(i).boxes, want.boxes)
+    asyncio.run(s.close())
+
+
+def test_labels_of_unknown_classes_are_refused_and_nothing_is_added(data_dir, tmp_path) -> None:
+    bccd = data_dir / "bccd"
+    paths = sorted((bccd / "JPEGImages").glob("*.jpg"))[2:5]
+    s = LiveSession(tmp_path / "p", "detection", ["RBC"])
+    with pytest.raises(ValueError, match=r"'WBC' in .*BloodImage_00002\.xml.*'Platelets' in .*_00003\.xml.*"
+                       r"Nothing was added"):
+        s.add_images(paths, labels=bccd / "Annotations", format="voc")
+    # Refused before any image was added: none of them is stored (as unlabeled or as labeled-empty).
+    assert s.store.image_count() == 0 and s.state.labeled == 0
+    # Named on purpose, their objects are left out and the other classes' are imported.
+    ids = s.add_images(paths, labels=bccd / "Annotations", format="voc", ignore_classes=["WBC", "platelets"])
+    truth = load_labels("voc", bccd / "Annotations", paths, ["RBC"])
+    for i, path in zip(ids, paths, strict=True):
+        want = truth.annotations[path.resolve()]
+        assert len(s.annotation(i)) == int((want.labels == 0).sum()) > 0
+    asyncio.run(s.close())
+
+
+def test_a_second_import_repairs_labels_an_earlier_import_stored_but_keeps_a_persons(data_dir, tmp_path) -> None:
+    """Images that an import stored as labeled-empty (as one with mismatched class names did) get the
+    file's labels when it is imported again; an image a person labeled since keeps theirs."""
+    bccd = data_dir / "bccd"
+    paths = sorted((bccd / "JPEGImages").glob("*.jpg"))[:3]
+    s = LiveSession(tmp_path / "p", "detection", ["rbc", "wbc", "platelets"])
+    ids = s.add_images(paths)
+    for i in ids[:2]:  # what the import with the other class names did
+        s.store.submit(i, Annotation.empty(640, 480), source="imported", user="u")
+    asyncio.run(s.submit(ids[2], Annotation(640, 480, [[1, 1, 20, 20]], [0])))
+    with pytest.warns(UserWarning) as caught:
+        s.add_images(paths, labels=bccd / "Annotations", format="voc")
+    said = " ".join(str(w.message) for w in caught)
+    assert "2 images had labels from an earlier import" in said and "1 images already had other labels" in said
+    for i in ids[:2]:
+        assert len(s.annotation(i)) > 0
+        assert [h.source for h in s.store.annotation_history(i)] == ["imported", "imported"]
+        assert len(s.trainer._targets[i]) == len(s.annotation(i))  # trained on the repaired labels
+    assert len(s.annotation(ids[2])) == 1 and s.store.annotation_history(ids[2])[-1].source == "manual"
     asyncio.run(s.close())
 
 

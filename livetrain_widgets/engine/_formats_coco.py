@@ -105,9 +105,13 @@ def load_coco(labels: Path, index: ImageIndex, names: ClassNames, out: LoadedLab
                 f"{where}: size {w}x{h} differs from the image's {actual[0]}x{actual[1]}; skipped"
             )
             continue
+        objects = by_image.get(entry["id"], [])
+        if any(isinstance(a.get("segmentation"), (dict, list)) and a.get("segmentation") for _, a in objects):
+            # With one mask every object gets one (the others from their box): charged before decoding.
+            out.charge_masks(len(objects), w, h, labels)
         boxes, labels_, masks = [], [], []
         refused = 0
-        for j, a in by_image.get(entry["id"], []):
+        for j, a in objects:
             try:
                 if a.get("category_id") not in categories:
                     raise AnnotationError(f"unknown category_id {a.get('category_id')!r}")

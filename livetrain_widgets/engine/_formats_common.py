@@ -21,6 +21,16 @@ from .images import ImageError, load_image, open_image
 #: Label files larger than this are refused (a label file is kilobytes; this is a mistake or an attack).
 MAX_LABEL_FILE_BYTES = 512 * 1024 * 1024
 
+#: Mask pixels one import may decode (an Annotation holds one full-image bool mask per object). A label file
+#: is small whatever its masks cover: 33 KB of COCO RLE held 200 full-image masks and took 2.6 GB. 2**28
+#: pixels are 256 MiB of masks (about three times that at the peak, while an image's masks are checked):
+#: the nuclei image's 125 masks take an eighth of it.
+MAX_IMPORT_MASK_PIXELS = 1 << 28
+
+
+class ImportTooLarge(ValueError):
+    """An import whose masks would take more memory than :data:`MAX_IMPORT_MASK_PIXELS` allows."""
+
 
 @dataclass
 class LoadedLabels:
@@ -38,6 +48,26 @@ class LoadedLabels:
     errors: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
     sources: dict[Path, str] = field(default_factory=dict)
+    #: class names of the files read as a given class of another case (``{"RBC": "rbc"}``), to be said
+    renamed: dict[str, str] = field(default_factory=dict)
+    #: a given class that several names of the files match ignoring case (``{"rbc": ["RBC", "Rbc"]}``):
+    #: their objects were merged into it, which a caller that cannot tell them apart should refuse
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)
+    #: the mask pixels the import may still decode (see :data:`MAX_IMPORT_MASK_PIXELS`)
+    max_mask_pixels: int = MAX_IMPORT_MASK_PIXELS
+    mask_pixels: int = 0
+
+    def charge_masks(self, count: int, width: int, height: int, source: Path | str) -> None:
+        """Account for ``count`` full-image masks about to be decoded from ``source``; raises
+        :class:`ImportTooLarge` (before they are decoded) once the import would exceed its budget."""
+        self.mask_pixels += int(count) * int(width) * int(height)
+        if self.mask_pixels > self.max_mask_pixels:
+            raise ImportTooLarge(
+                f"{source}: the masks of this import would take {self.mask_pixels:,} pixels "
+                f"({self.mask_pixels / 2**30:.1f} GiB in memory) with {count} more {width}x{height} masks from this "
+                f"file, more than the {self.max_mask_pixels:,} one import may decode; nothing was imported. "
+                "Import fewer images at a time (or check the file: its masks may not be what they claim)"
+            )
 
     def add(self, image: Path, annotation: Annotation, source: Path | str, refused: int = 0) -> None:
         """An image's labels from ``source``; ``refused``: how many of its objects were refused (and
@@ -56,12 +86,32 @@ class LoadedLabels:
 
 
 class ClassNames:
-    """Class names in a stable order: the given ones first, then new ones as they first appear."""
+    """Class names in a stable order: the given ones first, then new ones as they first appear.
+
+    A name of the files that is not among the given ones but equals exactly one of them ignoring case
+    (VOC's ``RBC`` for a project's ``rbc``) is that class: read as a new class, its objects were left out
+    and their images stored as labeled with nothing there. :attr:`renamed` records each such match.
+    """
 
     def __init__(self, given: Sequence[str] | None) -> None:
         self.names: list[str] = []
         self._index: dict[str, int] = {}
-        self.add_all(given or ())
+        self.renamed: dict[str, str] = {}
+        for name in given or ():
+            self._add(str(name))
+        self._given = len(self.names)
+        folded: dict[str, list[int]] = {}
+        for i, name in enumerate(self.names):
+            folded.setdefault(name.casefold(), []).append(i)
+        # Only a match with exactly one given name is unambiguous.
+        self._folded = {k: v[0] for k, v in folded.items() if len(v) == 1}
+        self._spellings: dict[int, set[str]] = {}  # given index -> the names of the files that reached it
+
+    def _add(self, name: str) -> int:
+        if name not in self._index:
+            self._index[name] = len(self.names)
+            self.names.append(name)
+        return self._index[name]
 
     def add_all(self, names: Iterable[str]) -> None:
         """Register a dataset's own class list up front (COCO categories, classes.txt), so classes
@@ -70,10 +120,21 @@ class ClassNames:
             self.index(str(name))
 
     def index(self, name: str) -> int:
-        if name not in self._index:
-            self._index[name] = len(self.names)
-            self.names.append(name)
-        return self._index[name]
+        i = self._index.get(name)
+        if i is None and (j := self._folded.get(name.casefold())) is not None:
+            i = j
+            self.renamed[name] = self.names[j]
+        if i is None:
+            return self._add(name)
+        if i < self._given:
+            self._spellings.setdefault(i, set()).add(name)
+        return i
+
+    @property
+    def ambiguous(self) -> dict[str, list[str]]:
+        """Given classes that two or more names of the files reached (``RBC`` and ``rbc`` both read as
+        ``rbc``): the files tell apart what the given classes cannot."""
+        return {self.names[i]: sorted(s) for i, s in self._spellings.items() if len(s) > 1}
 
     def by_id(self, class_id: int, id_names: Sequence[str] | None) -> int:
         """Index of a numeric class id (YOLO, mask pixel values) read with the file's own names.
@@ -87,9 +148,9 @@ class ClassNames:
             return self.index(id_names[class_id])
         if class_id < 0:
             raise AnnotationError(f"unknown class id {class_id}")
-        for i in range(class_id + 1):
+        for i in range(class_id):
             self.index(f"class_{i}")
-        return self._index[f"class_{class_id}"]
+        return self.index(f"class_{class_id}")
 
 
 class AmbiguousImage(ValueError):

@@ -98,6 +98,7 @@ def load_masks(
             continue
         image, arr = got
         values = [int(v) for v in np.unique(arr) if v != 0]
+        out.charge_masks(len(values), arr.shape[1], arr.shape[0], file)  # one mask per class present
         # 0/255 is the usual binary mask; only a class list of 255+ names makes 255 a class id.
         binary = values == [255] and not (id_names and len(id_names) >= 255)
         try:
@@ -135,6 +136,9 @@ def load_instances(
         if got is None:
             continue
         image, arr = got
+        ids = np.unique(arr)
+        # One mask per object: a 16-bit label image can hold 65,535 of them, a few KB as a PNG.
+        out.charge_masks(int(np.count_nonzero(ids)), arr.shape[1], arr.shape[0], file)
         try:
             default = names.by_id(0, id_names)
             mapping = per_image.get(file.stem)
@@ -142,7 +146,7 @@ def load_instances(
             if isinstance(mapping, dict):
                 given_of = {int(k): names.by_id(int(v), id_names) for k, v in mapping.items()}
                 # Objects the mapping leaves out get the file's class 0 (not the store's index 0).
-                classes_of = {int(i): given_of.get(int(i), default) for i in np.unique(arr) if i != 0}
+                classes_of = {int(i): given_of.get(int(i), default) for i in ids if i != 0}
             ann = Annotation.from_label_image(arr, classes_of)
         except (AnnotationError, TypeError, ValueError) as exc:
             out.errors.append(f"{file}: {exc}")

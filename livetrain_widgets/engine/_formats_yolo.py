@@ -141,9 +141,13 @@ def load_yolo(
             continue
         boxes, labels_, masks = [], [], []
         refused = 0
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
+                 if line.strip() and not line.lstrip().startswith("#")]
+        if any(len(line.split()) > 5 for _, line in lines):
+            # With one outline every object gets a full-image mask (the others from their box): charged
+            # before any is drawn.
+            out.charge_masks(len(lines), w, h, file)
+        for n, line in lines:
             try:
                 cls, box, mask = _parse_line(line, w, h)
                 label = names.by_id(cls, id_names)

@@ -36,12 +36,20 @@ folders    the root of the class folders, or None    the folder, images hard-lin
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ._disk import disk_full
 from ._formats_coco import export_coco, load_coco
-from ._formats_common import ClassNames, ImageIndex, LoadedLabels, parse_xml
+from ._formats_common import (
+    MAX_IMPORT_MASK_PIXELS,
+    ClassNames,
+    ImageIndex,
+    ImportTooLarge,
+    LoadedLabels,
+    parse_xml,
+)
 from ._formats_masks import (
     export_folders,
     export_instances,
@@ -57,7 +65,57 @@ from .store import ImageRecord
 
 FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "masks", "instances", "folders")
 
-__all__ = ["FORMATS", "LoadedLabels", "export_labels", "load_labels", "parse_xml"]
+__all__ = ["FORMATS", "MAX_CLASS_NAME_CHARS", "MAX_IMPORT_MASK_PIXELS", "ImportTooLarge", "LoadedLabels",
+           "check_class_names", "export_labels", "load_labels", "parse_xml"]
+
+#: A class name is a folder name in the "folders" export: 255 bytes on most file systems, and far more than
+#: a name needs (the longest of COCO's, LVIS's and Open Images' is under 60 characters).
+MAX_CLASS_NAME_CHARS = 128
+
+
+def check_class_names(classes: Iterable[object]) -> list[str]:
+    """The class names of a new project, refused (``ValueError`` naming the name) unless every format
+    carries them unchanged.
+
+    A newline or other control character breaks the one-name-a-line ``classes.txt`` (a YOLO round trip
+    read a different list back); ``/``, ``\\``, ``.`` and ``..`` cannot be folder names ("folders");
+    spaces at either end are stripped by VOC and YOLO readers; a 100,000-character name is no folder
+    name either. Names that differ only in case would be one folder on macOS and Windows, and make the
+    case-insensitive matching of imported class names ambiguous.
+    """
+    names = [str(c) for c in classes]
+    for name in names:
+        if not name.strip():
+            raise ValueError(f"class names cannot be empty or blank, got {name!r}")
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            raise ValueError(
+                f"class name {name[:40]!r}… is {len(name):,} characters long: at most {MAX_CLASS_NAME_CHARS}, "
+                "as it becomes a folder name in the 'folders' export"
+            )
+        # Lone surrogates (from undecodable file names) and U+FFFE/U+FFFF cannot be written as UTF-8 or XML.
+        bad = next((ch for ch in name if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+                    or ch in "\ufffe\uffff"), None)
+        if bad is not None:
+            raise ValueError(
+                f"class name {name!r} holds the character {bad!r}, which label files cannot carry (a newline, tab, "
+                "NUL or other control character: they keep one name a line); choose another name"
+            )
+        if len(name.encode("utf-8")) > 255:
+            raise ValueError(f"class name {name!r} is longer than a folder name can be (255 bytes in UTF-8)")
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(
+                f"class name {name!r} cannot be a folder name (it holds '/' or '\\', or is '.' or '..'), "
+                "as the 'folders' export needs; choose another name"
+            )
+        if name != name.strip():
+            raise ValueError(f"class name {name!r} begins or ends with spaces, which VOC and YOLO readers strip")
+    folded: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if (first := folded.setdefault(name.casefold(), i)) != i:
+            raise ValueError(
+                f"class names must be unique, also ignoring case: {names[first]!r} and {name!r}"
+            )
+    return names
 
 
 def load_labels(
@@ -65,18 +123,23 @@ def load_labels(
     labels: str | os.PathLike[str] | None,
     image_paths: Iterable[str | os.PathLike[str]],
     classes: Sequence[str] | None = None,
+    *,
+    max_mask_pixels: int = MAX_IMPORT_MASK_PIXELS,
 ) -> LoadedLabels:
     """Read labels of ``image_paths`` from ``labels`` (a file or folder, see the module table).
 
-    ``classes`` fixes the first class names (and their indices); names the files bring that are not
-    among them are appended in order of first appearance. Images without a label file are simply not
-    in the result (unlabeled).
+    ``classes`` fixes the first class names (and their indices); a name of the files that equals one of
+    them ignoring case is that class (listed in :attr:`LoadedLabels.renamed`); other names are appended
+    in order of first appearance. Images without a label file are simply not in the result (unlabeled).
+
+    Raises :class:`ImportTooLarge` (before decoding them) when the masks would take more than
+    ``max_mask_pixels`` pixels in all: a small file can describe gigabytes of masks.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown label format {fmt!r}; expected one of {FORMATS}")
     index = ImageIndex(image_paths)
     names = ClassNames(classes)
-    out = LoadedLabels()
+    out = LoadedLabels(max_mask_pixels=max_mask_pixels)
     given = list(classes) if classes else None
     if fmt == "folders":
         load_folders(None if labels is None else Path(labels), index, names, out)
@@ -101,6 +164,7 @@ def load_labels(
         else:
             load_instances(path, index, names, out, given)
     out.classes = list(names.names)
+    out.renamed, out.ambiguous = dict(names.renamed), names.ambiguous
     return out
 
 

@@ -53,7 +53,7 @@ from .checkpoint import (
 )
 from .costs import CostModel
 from .evaluator import EvaluatorConfig, LiveEvaluator
-from .formats import FORMATS, export_labels, load_labels
+from .formats import FORMATS, check_class_names, export_labels, load_labels
 from .images import ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
 from .project_lock import ProjectLock, read_only_error
@@ -314,9 +314,7 @@ class LiveSession:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if not classes:
             raise ValueError("a new project needs its class names, e.g. classes=['cat', 'dog']")
-        names = [str(c) for c in classes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"class names must be unique, got {names}")
+        names = check_class_names(classes)  # what no format can carry is refused now, not at export
         self.store.set_metas({"task": task, "classes": names})  # one transaction: created, or not at all
         return task, names
 
@@ -374,6 +372,8 @@ class LiveSession:
         source: str | os.PathLike[str] | Iterable[Any],
         labels: str | os.PathLike[str] | None = None,
         format: str | None = None,
+        *,
+        ignore_classes: Sequence[str] = (),
     ) -> list[int]:
         """Add a folder, a list of paths, PIL images or arrays; optionally import existing labels.
 
@@ -381,6 +381,13 @@ class LiveSession:
         :class:`SkippedFileWarning` naming it; the others are added. Adding the same file again returns
         its existing id. ``labels`` + ``format`` ("coco", "voc", "yolo", "masks", "instances",
         "folders") import annotations, stored with source "imported" and trained on like any other.
+
+        Class names of the files match the project's ignoring case (``RBC`` is ``rbc``; a warning says
+        so). Objects of any other class are refused with a ``ValueError`` that names the classes and the
+        files, and nothing is added, since leaving them out would store their images as labeled with
+        nothing there; ``ignore_classes`` names classes whose objects are to be left out on purpose.
+        Importing again replaces labels that came from an earlier import (so a corrected file repairs
+        them) but never labels a person has submitted since.
         """
         if labels is not None:
             # The labels argument is checked before any image is added: a call that raised on it left the
@@ -397,6 +404,12 @@ class LiveSession:
             items = list_images(p) if p.is_dir() else [p]
         else:
             items = list(source)
+        incoming = None
+        if labels is not None:
+            # Read and checked before any image is added: a refused import changes nothing.
+            incoming = self._read_labels(
+                labels, format, [Path(i) for i in items if isinstance(i, (str, os.PathLike))], ignore_classes
+            )
         ids: list[int] = []
         paths: list[Path] = []
         for item in items:
@@ -413,8 +426,8 @@ class LiveSession:
             self._paths[image_id] = info.path
             ids.append(image_id)
             paths.append(Path(info.path))
-        if labels is not None:
-            self._import_labels(labels, format, paths, ids)
+        if incoming is not None:
+            self._store_labels(incoming, paths, ids)
         return ids
 
     def _save_array(self, item: Any) -> Path:
@@ -433,65 +446,106 @@ class LiveSession:
                 raise _folder_error(folder, "could not save an image handed in as an array", exc) from exc
         return path
 
-    def _import_labels(self, labels: Any, fmt: str | None, paths: list[Path], ids: list[int]) -> None:
+    def _read_labels(self, labels: Any, fmt: str | None, paths: list[Path],
+                     ignore_classes: Sequence[str]) -> dict[Path, tuple[Annotation, str]]:
+        """The labels of ``paths`` in this project's class indices, with the file each came from.
+
+        Raises ValueError, naming classes and files, when objects are of classes this project does not
+        have (and not in ``ignore_classes``): an image whose objects were all left out was stored as
+        labeled with nothing there (trained as background, out of the queue), and one whose objects
+        were partly left out taught background where the others are.
+        """
         if fmt is None:
             raise ValueError("say which format the labels are in: format='coco' | 'voc' | 'yolo' | ...")
+        if isinstance(ignore_classes, str):
+            raise TypeError(f"ignore_classes takes a list of class names, e.g. [{ignore_classes!r}]")
         loaded = load_labels(fmt, labels, paths, self.classes)
         for msg in loaded.errors:
             warnings.warn(msg, SkippedFileWarning, stacklevel=3)
-        unknown = [c for c in loaded.classes if c not in self.classes]
-        by_path = {p.resolve(): i for p, i in zip(paths, ids, strict=True)}
-        remap = {j: self.classes.index(c) for j, c in enumerate(loaded.classes) if c in self.classes}
-        imported: dict[int, Annotation] = {}
-        # Label files whose objects of unknown classes were left out: the warning below names them (it
-        # named only the classes, which left the user to search every file for them).
-        dropped: list[str] = []
-        kept: list[str] = []  # images whose labels in the project differ from the file's
+        n = len(self.classes)
+        ignored = {str(c).casefold() for c in ignore_classes}
+        unknown: dict[str, list[str]] = {}  # class name -> the label files with objects of it
         for path, ann in loaded.annotations.items():
-            image_id = by_path.get(Path(path).resolve())
+            used = {int(v) for v in ann.labels} | ({int(ann.category)} if ann.category is not None else set())
+            for j in sorted(used):
+                if j >= n and loaded.classes[j].casefold() not in ignored:
+                    unknown.setdefault(loaded.classes[j], []).append(loaded.sources.get(path, str(path)))
+        if unknown:
+            def where(files: list[str]) -> str:
+                files = sorted(set(files))
+                return ", ".join(files[:3]) + (f" and {len(files) - 3} more files" if len(files) > 3 else "")
+
+            listed = "; ".join(f"{name!r} in {where(files)}" for name, files in unknown.items())
+            raise ValueError(
+                f"the labels have objects of classes this project does not have: {listed}. This project's "
+                f"classes are {self.classes}. Nothing was added: correct the class names in the files, create "
+                f"the project with these classes too, or pass ignore_classes={list(unknown)} to import the "
+                "other objects without them"
+            )
+        if loaded.ambiguous:
+            listed = "; ".join(f"{names} all match {cls!r}" for cls, names in loaded.ambiguous.items())
+            raise ValueError(
+                f"the labels use class names that this project's classes tell apart only by case: {listed}. "
+                "Nothing was added: make the names in the files agree"
+            )
+        if loaded.renamed:
+            order = sorted(loaded.renamed.items(), key=lambda ab: self.classes.index(ab[1]))
+            pairs = ", ".join(f"{a!r} as {b!r}" for a, b in order)
+            warnings.warn(f"class names of the labels were matched ignoring case: {pairs}", UserWarning,
+                          stacklevel=3)
+        keep = {j: j for j in range(n)}
+        out: dict[Path, tuple[Annotation, str]] = {}
+        for path, ann in loaded.annotations.items():
+            mapped = _remap_classes(ann, keep)  # leaves out only objects of ignore_classes
+            if mapped is not None:
+                out[Path(path).resolve()] = (mapped, loaded.sources.get(path, str(path)))
+        return out
+
+    def _store_labels(self, incoming: dict[Path, tuple[Annotation, str]], paths: list[Path], ids: list[int]) -> None:
+        """Store imported labels of the images just added (``paths``, ``ids``)."""
+        by_path = {p.resolve(): i for p, i in zip(paths, ids, strict=True)}
+        imported: dict[int, Annotation] = {}
+        kept: list[str] = []  # images whose labels in the project (a person's) differ from the file's
+        replaced: list[str] = []  # images whose earlier imported labels the file's replace
+        for path, (ann, source) in incoming.items():
+            image_id = by_path.get(path)
             if image_id is None:
-                continue
-            source = loaded.sources.get(path, str(path))
-            if any(int(v) not in remap for v in ann.labels) or (
-                ann.category is not None and ann.category not in remap
-            ):
-                dropped.append(source)
-            ann = _remap_classes(ann, remap)
-            if ann is None:
                 continue
             try:
                 ann = check_annotation(self.store, self.task, len(self.classes), image_id, ann)
             except AnnotationError as exc:
-                where = source if source == str(path) else f"{source}: {Path(path).name}"
+                where = source if source == str(path) else f"{source}: {path.name}"
                 warnings.warn(f"{where}: {exc}", SkippedFileWarning, stacklevel=3)
                 continue
             current = self.annotation(image_id)
             if current is not None:
-                # The project's labels win: re-running an import cell must not bury the corrections made
-                # since (they would stay in the history, but the newest version would be the file's).
-                if not _same(current, ann):
-                    kept.append(Path(path).name)
-                continue
+                if _same(current, ann):
+                    continue
+                # A person's labels win: re-running an import cell must not bury the corrections made
+                # since. Labels an earlier import wrote are the file's to correct (one that stored images
+                # as labeled-empty could otherwise never be repaired); every version stays in the history.
+                if self.store.annotation_history(image_id)[-1].source != "imported":
+                    kept.append(path.name)
+                    continue
+                replaced.append(path.name)
             self.store.submit(image_id, ann, source="imported", user=self.user)
             self._labeled.add(image_id)
             self.ahead.discard(image_id)
             imported[image_id] = ann
         self.trainer.load_samples(imported)
+
+        def names(found: list[str]) -> str:
+            return ", ".join(found[:5]) + (" …" if len(found) > 5 else "")
+
+        if replaced:
+            warnings.warn(
+                f"{len(replaced)} images had labels from an earlier import and now have the file's ({names(replaced)})",
+                UserWarning, stacklevel=3,
+            )
         if kept:
             warnings.warn(
-                f"{len(kept)} images already had other labels in this project and kept them "
-                f"({', '.join(kept[:5])}{' …' if len(kept) > 5 else ''}): an import never replaces labels; "
-                "submit an annotation to change an image's labels",
-                SkippedFileWarning, stacklevel=3,
-            )
-        if unknown:
-            files = "" if not dropped else (
-                f" (objects left out in {', '.join(dropped[:5])}"
-                + (f" and {len(dropped) - 5} more files" if len(dropped) > 5 else "") + ")"
-            )
-            warnings.warn(
-                f"labels of classes {unknown} were not imported{files}: this project's classes are "
-                f"{self.classes}",
+                f"{len(kept)} images already had other labels in this project and kept them ({names(kept)}): "
+                "an import never replaces labels a person submitted; submit an annotation to change them",
                 SkippedFileWarning, stacklevel=3,
             )
 
@@ -924,6 +978,8 @@ def labels_needed_message(n: int) -> str:
 
 
 def _remap_classes(ann: Annotation, remap: dict[int, int]) -> Annotation | None:
+    """``ann`` with class indices mapped and objects of classes not in ``remap`` left out (None: its
+    image class is not in ``remap``)."""
     if ann.category is not None:
         if ann.category not in remap:
             return None
