@@ -70,6 +70,7 @@ import numpy as np
 import torch
 
 from ..cli import key_values as _kv
+from ..engine._checks import check_threshold_value
 from ..engine._output_folder import OutputFolder
 from ..engine.annotation import Annotation
 from ..engine.autothreshold import ThresholdTuner
@@ -214,6 +215,9 @@ class StudyConfig:
     #: ``predictions/<strategy>.json.gz``: display policies (thresholds, when to offer) can then be replayed
     #: on exactly the same model trajectory (``benchmarks/threshold_replay.py``) without training again
     save_predictions: bool = False
+
+    def __post_init__(self) -> None:
+        self.threshold = check_threshold_value(self.threshold)  # NaN hid every pre-label
 
 
 def _default_milestones(n: int) -> list[int]:
@@ -744,7 +748,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge-classes", metavar="NAME", help="put every object in one class of this name")
     p.add_argument("--holdout", type=float, default=0.2, help="fraction of images held out for scoring")
     p.add_argument("--holdout-max", type=int, default=60)
-    p.add_argument("--threshold", type=float, default=0.3, help="confidence threshold of shown pre-labels")
+    p.add_argument("--threshold", type=_threshold_arg, default=0.3, help="confidence threshold of shown pre-labels")
     p.add_argument("--hitl-pause-days", type=float,
                    help="calendar days each hitl retrain pauses labeling (default: derived from its steps and "
                         "the measured step time)")
@@ -812,6 +816,13 @@ def measure_step_seconds(data: StudyData, cfg: StudyConfig, steps: int = 10) -> 
         return float(np.median([r.seconds for r in done]))
     finally:
         eng.close()
+
+
+def _threshold_arg(text: str) -> float:
+    try:
+        return check_threshold_value(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,8 +23,10 @@ from PIL import Image
 from traitlets import TraitError
 
 from livetrain_widgets import Annotation, LabelCanvas, LivePanel, LiveSession, SessionConfig
+from livetrain_widgets.cli import main as cli
 from livetrain_widgets.engine._output_folder import MARKER, OutputFolder, OutputFolderError
 from livetrain_widgets.engine.session import SkippedFileWarning
+from livetrain_widgets.study.simulate import StudyConfig
 
 from .. import _require
 from ..tiny_model import TinyClassifier, two_class_images
@@ -181,6 +183,11 @@ async def test_a_nan_threshold_is_refused_everywhere_one_is_set(tmp_path: Path) 
         with pytest.raises((ValueError, TypeError), match="threshold"):
             SessionConfig(threshold=value)
         tried += 1
+    with pytest.raises(ValueError, match="threshold"):
+        StudyConfig(threshold=nan)
+    with pytest.raises(SystemExit):
+        cli(["simulate", "--threshold", "nan", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
     cfg = SessionConfig()
     with pytest.raises(ValueError, match="threshold"):
         cfg.threshold = nan
@@ -207,8 +214,9 @@ async def test_a_nan_threshold_is_refused_everywhere_one_is_set(tmp_path: Path) 
             setattr(widget, name, value)
         tried += 1
     assert panel.threshold == 0.3 and canvas.threshold == 0.3 and canvas.class_thresholds == []
-    record("bad input", "thresholds: NaN, inf, out of [0, 1], wrong type", tried,
-           "refused where set (config, submit, predict, panel, canvas); nothing committed", 0)
+    record("bad input", "thresholds: NaN, inf, out of [0, 1], wrong type", tried + 2,
+           "refused where set (session and study config, simulate --threshold, submit, predict, panel, canvas); "
+           "nothing committed", 0)
 
 
 async def test_export_model_never_replaces_another_models_files(tmp_path: Path) -> None:
