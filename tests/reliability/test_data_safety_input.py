@@ -213,6 +213,8 @@ async def test_a_nan_threshold_is_refused_everywhere_one_is_set(tmp_path: Path) 
         with pytest.raises(TraitError, match="NaN"):
             setattr(widget, name, value)
         tried += 1
+    panel.set_state({"threshold": nan})  # the front end's path: JSON from the comm may carry NaN
+    tried += 1
     assert panel.threshold == 0.3 and canvas.threshold == 0.3 and canvas.class_thresholds == []
     record("bad input", "thresholds: NaN, inf, out of [0, 1], wrong type", tried + 2,
            "refused where set (session and study config, simulate --threshold, submit, predict, panel, canvas); "
