@@ -1,6 +1,11 @@
 """Markdown tables of a study's results (what BENCHMARKS.md shows), from the results.json files.
 
     python benchmarks/report.py benchmarks/results > /tmp/tables.md
+    python benchmarks/report.py --seeds benchmarks/results/issue21   # SEED folders: mean ± sd over seeds
+
+With ``--seeds``, ROOT holds one folder per seed (``seed0/``, ``seed1/``, ...), each with one folder per
+dataset (``seed0/bccd/results.json``); every figure is given as mean ± sd over the seeds that ran, with
+the cost-sensitivity range of each ratio over all of them.
 """
 
 from __future__ import annotations
@@ -9,6 +14,10 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from livetrain_widgets.study.sensitivity import sensitivity_table
 
 
 def _f(v: Any, nd: int = 2) -> str:
@@ -100,6 +109,56 @@ def stream_table(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _pm(values: list[float], nd: int = 3) -> str:
+    """mean ± sd (sample sd; n = 1 gives the value alone)."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "–"
+    if len(v) == 1:
+        return f"{v[0]:.{nd}f}"
+    return f"{np.mean(v):.{nd}f} ± {np.std(v, ddof=1):.{nd}f}"
+
+
+def seeds_table(runs: list[dict[str, Any]]) -> str:
+    """One dataset over several seeds: each strategy's figures as mean ± sd, and the sensitivity ranges."""
+    metric = runs[0]["metric"]
+    names = [n for n in runs[0]["strategies"] if all(n in r["strategies"] for r in runs)]
+    rows = [f"| strategy | working hours | vs manual | vs hitl | calendar days | held-out {metric} | "
+            "vs manual over the cost grid | vs hitl over the cost grid |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        s = [r["strategies"][name]["summary"] for r in runs]
+
+        def span(ref: str, name: str = name) -> str:
+            rs = [r.get("sensitivity", {}).get("ratios", {}).get(name, {}).get(ref) for r in runs]
+            rs = [x for x in rs if x]
+            return "–" if not rs else f"{min(x['min'] for x in rs):.2f}–{max(x['max'] for x in rs):.2f}"
+
+        hitl = next((n for n in names if runs[0]["strategies"][n]["strategy"]["kind"] == "hitl"), None)
+        rows.append(f"| {name} | {_pm([x['work_hours'] for x in s])} | {_pm([x.get('hours_vs_manual') for x in s])} "
+                    f"| {_pm([x.get('hours_vs_hitl') for x in s])} | {_pm([x['calendar_days'] for x in s], 2)} "
+                    f"| {_pm([x['heldout'] for x in s])} | {span('manual')} | {span(hitl) if hitl else '–'} |")
+    offs = [r["offline"] for r in runs if r.get("offline")]
+    if offs:
+        rows.append(f"| offline reference ({_pm([o['steps'] for o in offs], 0)} steps) | – | – | – | – | "
+                    f"{_pm([o['heldout']['headline'] for o in offs])} | – | – |")
+    return "\n".join(rows)
+
+
+def main_seeds(root: str) -> None:
+    by_set: dict[str, list[dict[str, Any]]] = {}
+    seeds: dict[str, list[str]] = {}
+    for path in sorted(Path(root).glob("seed*/*/results.json")):
+        by_set.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
+        seeds.setdefault(path.parent.name, []).append(path.parent.parent.name)
+    for name, runs in by_set.items():
+        d = runs[0]["dataset"]
+        print(f"### {name}: {d['task']}, {d['walk']} images labeled, {d['holdout']} held out; "
+              f"{len(runs)} seeds ({', '.join(seeds[name])}), mean ± sd\n")
+        print(seeds_table(runs) + "\n")
+        walls = [r.get("wall_seconds", 0) / 60 for r in runs]
+        print(f"wall time per seed {_pm(walls, 1)} min\n")
+
+
 def main(root: str) -> None:
     for path in sorted(Path(root).glob("*/results.json")):
         res = json.loads(path.read_text())
@@ -115,8 +174,15 @@ def main(root: str) -> None:
         for table in (strategy_table(res), corrections_table(res), heldout_table(res), ablation_table(res)):
             if table:
                 print(table + "\n")
+        if res.get("sensitivity"):
+            print("Each ratio priced again under every cost model of the grid (the same walks, no training "
+                  "again):\n")
+            print(sensitivity_table(res) + "\n")
         print(f"wall time {res.get('wall_seconds', 0) / 60:.1f} min\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")
+    if len(sys.argv) > 1 and sys.argv[1] == "--seeds":
+        main_seeds(sys.argv[2] if len(sys.argv) > 2 else "benchmarks/results/issue21")
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")

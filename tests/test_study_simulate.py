@@ -3,6 +3,7 @@ end-to-end runs of the command on real data (small --limit, small model input)."
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -134,11 +135,16 @@ def test_simulate_bccd_quick_all_strategies(tmp_path: Path, capsys: pytest.Captu
     assert man["summary"]["hours_vs_manual"] == 1.0 and man["heldout"] is None
     expected = sum(5.0 + 7.0 * r["objects"] for r in man["records"]) / 3600
     assert man["summary"]["work_hours"] == pytest.approx(expected, abs=1e-3)
-    # hitl: one retrain after 3 images = one calendar day of pause, pre-labels from image 4 on
+    # hitl: one retrain after 3 images, pre-labels from image 4 on; labeling waits for the retrain (its own
+    # seconds of training, with fixed steps per image there is no real-time rate to derive it from)
     hitl = strat["hitl:at=3"]
-    assert [r["after_images"] for r in hitl["retrains"]] == [3] and hitl["summary"]["pause_days"] == 1.0
+    (retrain,) = hitl["retrains"]
+    assert retrain["after_images"] == 3
+    assert hitl["summary"]["pause_days"] == pytest.approx(retrain["pause_days"], abs=1e-5)
+    assert retrain["pause_days"] == pytest.approx(retrain["seconds"] / 3600 / 6, abs=1e-5)
     assert [r["offered"] for r in hitl["records"]] == [False] * 3 + [True] * 3
-    assert hitl["records"][-1]["calendar_days"] == pytest.approx(hitl["records"][-1]["work_hours"] / 6 + 1, 1e-3)
+    assert hitl["records"][-1]["calendar_days"] == pytest.approx(
+        hitl["records"][-1]["work_hours"] / 6 + retrain["pause_days"], abs=1e-4)
     # live: 2 steps while each image from the 3rd is labeled (training needs 2 labels), on the labels before it
     live = strat["live"]
     assert [r["steps_trained"] for r in live["records"]] == [0, 0, 2, 2, 2, 2]
@@ -247,3 +253,120 @@ def test_saved_predictions_replay_each_display_policy_exactly(tmp_path: Path) ->
     for r, name in ((tuned, "live"), (fixed, "live:fixedthreshold")):
         assert round(r["hours"], 4) == res["strategies"][name]["summary"]["work_hours"]
     assert round(tuned["manual_hours"], 4) == res["strategies"]["live"]["summary"]["manual_hours_same_images"]
+
+
+def test_issue21_strategy_options_parse() -> None:
+    assert Strategy.parse("hitl").schedule == "daily"
+    assert Strategy.parse("hitl:proportional").schedule == "proportional"
+    h = Strategy.parse("hitl:at=4/2,accept=charged")
+    assert (h.schedule, h.at, h.accept) == (None, [2, 4], "charged")
+    s = Strategy.parse("live:order=uncertain,accept=truth")
+    assert (s.order, s.accept, Strategy.parse("live").accept, Strategy.parse("live").order) == (
+        "uncertain", "truth", "stored", "random")
+    for bad in ("live:order=hardest", "live:accept=maybe", "manual:accept=stored", "hitl:order=file"):
+        with pytest.raises(ValueError, match="is not understood"):
+            Strategy.parse(bad)
+
+
+def test_retrain_pauses_are_derived_from_steps_and_step_time() -> None:
+    from livetrain_widgets.study.simulate import StudyConfig, _hitl_due, retrain_pause_days
+
+    cfg = StudyConfig(measured_step_seconds=0.9, workday_hours=6.0)
+    # labeling waits for a mid-day retrain: 1,200 steps of 0.9 s = 0.3 h = 0.05 of a 6-hour day
+    assert retrain_pause_days(1200, 5.0, cfg, overnight=False) == pytest.approx(0.3 / 6)
+    # overnight, the 18 hours off cover it: no day lost; a retrain of 20 h costs 2 h of the next day
+    assert retrain_pause_days(1200, 5.0, cfg, overnight=True) == 0.0
+    assert retrain_pause_days(80_000, 5.0, cfg, overnight=True) == pytest.approx((80_000 * 0.9 / 3600 - 18) / 6)
+    # without a measured step time: the implied real-time rate, else the retrain's own seconds
+    assert retrain_pause_days(100, 0.0, StudyConfig(compute_ratio=2.0), overnight=False) == pytest.approx(
+        50 / 3600 / 6)
+    assert retrain_pause_days(100, 360.0, StudyConfig(steps_per_image=5), overnight=False) == pytest.approx(0.1 / 6)
+    assert retrain_pause_days(100, 360.0, StudyConfig(hitl_pause_days=1.0), overnight=False) == 1.0  # as assumed
+    daily = Strategy.parse("hitl")
+    assert not _hitl_due(daily, 30, 100, 6 * 3600 - 1, cfg, [])
+    assert _hitl_due(daily, 30, 100, 6 * 3600, cfg, [])
+    assert not _hitl_due(daily, 100, 100, 9 * 3600, cfg, [])  # the last image: nothing left to pre-label
+    assert _hitl_due(Strategy.parse("hitl:at=5"), 5, 100, 0.0, cfg, [5])
+
+
+def test_compute_defaults_to_real_time_and_fixed_steps_is_the_ablation() -> None:
+    from livetrain_widgets.study.simulate import StudyConfig, resolve_compute
+
+    assert (StudyConfig().compute_ratio, StudyConfig().steps_per_image) == ("auto", None)
+    fixed = resolve_compute(None, StudyConfig(steps_per_image=15))  # no measurement needed
+    assert (fixed.steps_per_image, fixed.compute_ratio) == (15, None)
+    assert resolve_compute(None, StudyConfig(compute_ratio=1.5)).compute_ratio == 1.5
+    with pytest.raises(ValueError, match="steps_per_image or compute_ratio"):
+        resolve_compute(None, StudyConfig(compute_ratio=None))
+
+
+def test_sensitivity_reprices_counts_and_reports_ranges() -> None:
+    from livetrain_widgets.study.sensitivity import sensitivity, sensitivity_table
+
+    def rec(**counts: int) -> dict:
+        return {"counts": {"correct": 0, "imprecise": 0, "wrong_class": 0, "extra": 0, "missed": 0, **counts}}
+
+    strat = {
+        "live": {"strategy": {"kind": "live"}, "records": [rec(missed=4), rec(correct=4), rec(correct=3, extra=2)]},
+        "hitl": {"strategy": {"kind": "hitl"}, "records": [rec(missed=4), rec(missed=4), rec(correct=3, missed=1)]},
+        "manual": {"strategy": {"kind": "manual"}, "records": [rec(missed=4)] * 3},
+    }
+    from livetrain_widgets.engine.costs import CostModel
+
+    results = {"dataset": {"task": "detection"}, "costs": CostModel().as_dict(), "strategies": strat}
+    sens = sensitivity(results)
+    assert sens["combinations"] == 3 ** 6
+    r = sens["ratios"]["live"]["manual"]
+    # at the defaults: (5+28) + (5+4) + (5+3+3) = 53 s against 3 x 33 = 99 s
+    assert r["at_defaults"] == pytest.approx(53 / 99, abs=1e-4)
+    assert r["min"] < r["at_defaults"] < r["max"] < 1
+    # cheapest for live: fast review and handling, 25.5 s per drawn box; dearest: the reverse
+    lo = (3 + 25.5 * 4 + 3 + 0.5 * 4 + 3 + 1.5 + 2) / (3 * (3 + 4 * 25.5))
+    hi = (8 + 7 * 4 + 8 + 2 * 4 + 8 + 6 + 5) / (3 * (8 + 4 * 7))
+    assert r["min"] == pytest.approx(lo, abs=1e-4) and r["max"] == pytest.approx(hi, abs=1e-4)
+    assert set(sens["ratios"]["live"]) == {"manual", "hitl"} and "hitl" not in sens["ratios"]["hitl"]
+    assert "verify 2 s, fix 6 s, delete 2 s" in sensitivity_table({**results, "sensitivity": sens})
+
+
+@needs_data
+@pytest.mark.slow
+def test_issue21_schedules_label_realism_and_queue_order_end_to_end(tmp_path: Path) -> None:
+    bccd = DATA / "bccd"
+    res = _run(tmp_path, "--task", "detection", "--images", str(bccd / "JPEGImages"), "--labels",
+               str(bccd / "Annotations"), "--format", "voc", "--classes", "RBC,WBC,Platelets", "--limit", "6",
+               "--holdout-max", "2", "--compute-ratio", "0.1", "--eval-at", "6", "--offline-max-steps", "4",
+               "--offline-min-steps", "2", "--plateau-window", "5", "--model-option", "input_size=128",
+               "--workday-hours", "0.03", "--order-pool", "3",
+               "--strategy", "live", "--strategy", "hitl", "--strategy", "hitl:proportional",
+               "--strategy", "live:order=uncertain,accept=charged", "--strategy", "live:order=file",
+               "--strategy", "manual")
+    strat, cfg = res["strategies"], res["config"]
+    # the compute: 0.1 steps per simulated second of this image, on the labels before it
+    live = strat["live"]
+    for r in live["records"][2:]:
+        assert abs(r["steps_trained"] - 0.1 * r["seconds"]) <= 1
+    # daily hitl: a retrain each time 0.03 h (108 s) of labeling is done since the last one, overnight
+    hitl = strat["hitl"]
+    assert hitl["retrains"], "a workday's labeling was done at least once"
+    done = [0.0] + [r["after_work_hours"] for r in hitl["retrains"]]
+    assert all(b - a >= 0.03 - 1e-4 for a, b in itertools.pairwise(done))
+    assert all(r["pause_days"] == 0.0 for r in hitl["retrains"])  # the night covers a few steps
+    # proportional hitl at 2/10/20/50 % of 6 images = after 2 and 3: the team waits for each retrain
+    prop = strat["hitl:proportional"]
+    assert [r["after_images"] for r in prop["retrains"]] == [2, 3]
+    for r in prop["retrains"]:  # steps at the real-time rate the ratio implies (10 s a step), in 0.03-h days
+        assert r["pause_days"] == pytest.approx(r["steps"] * 10 / 3600 / 0.03, abs=1e-4)
+    last = prop["records"][-1]
+    assert last["calendar_days"] == pytest.approx(last["work_hours"] / 0.03 + prop["summary"]["pause_days"], 1e-3)
+    # the queue orders walk the same six images
+    names = sorted(r["name"] for r in live["records"])
+    assert sorted(r["name"] for r in strat["live:order=uncertain,accept=charged"]["records"]) == names
+    by_file = [r["name"] for r in strat["live:order=file"]["records"]]
+    assert by_file == sorted(names)
+    # the offline reference trains at least as long as live did, on the labels the walk stored
+    assert res["offline"]["steps"] >= live["summary"]["training_steps"]
+    # every ratio over the cost grid, and in the table
+    r = res["sensitivity"]["ratios"]["live"]["manual"]
+    assert r["min"] <= r["at_defaults"] <= r["max"]
+    assert set(res["sensitivity"]["ratios"]["live"]) == {"manual", "hitl", "hitl:proportional"}
+    assert cfg["compute_ratio"] == 0.1 and cfg["steps_per_image"] is None and cfg["exact_iou"] == 0.9
