@@ -370,3 +370,9 @@ def test_issue21_schedules_label_realism_and_queue_order_end_to_end(tmp_path: Pa
     assert r["min"] <= r["at_defaults"] <= r["max"]
     assert set(res["sensitivity"]["ratios"]["live"]) == {"manual", "hitl", "hitl:proportional"}
     assert cfg["compute_ratio"] == 0.1 and cfg["steps_per_image"] is None and cfg["exact_iou"] == 0.9
+    # where the wall time went: it adds up, and training is counted where it happened
+    for res_s in (live, hitl, prop):
+        t = res_s["timing"]
+        assert set(t) == {"train_s", "predict_s", "heldout_s", "retrain_s", "other_s"}
+        assert sum(t.values()) == pytest.approx(res_s["wall_seconds"], abs=0.6)
+    assert live["timing"]["retrain_s"] == 0 and prop["timing"]["retrain_s"] > 0 and "wall_s" in res["offline"]

@@ -267,7 +267,8 @@ class _Engine:
         self.tuner = ThresholdTuner(data.task, len(data.classes), costs or CostModel(), prior=cfg.threshold)
         self.auto_threshold, self.auto_offer = st.auto_threshold, st.auto_offer
         self.threshold = cfg.threshold
-        self.train_seconds = 0.0
+        #: where a study's wall time goes (results.json "timing")
+        self.train_seconds = self.predict_seconds = 0.0
 
     def add(self, key: int, item: Item) -> None:
         self.items[key] = item
@@ -280,7 +281,9 @@ class _Engine:
         return len(done)
 
     def predict(self, item: Item) -> tuple[Annotation, int]:
+        t0 = time.perf_counter()
         (pred,), step = self.trainer.predict_now([item.load()])
+        self.predict_seconds += time.perf_counter() - t0
         return pred, step
 
     def thresholds(self) -> list[float]:
@@ -468,6 +471,11 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
     work_s = pause_days = since_retrain_s = 0.0
     carry = 0.0
     t_start = time.perf_counter()
+    timing = dict.fromkeys(("train_s", "predict_s", "heldout_s", "retrain_s"), 0.0)
+
+    def spent(e: _Engine) -> None:  # an engine's seconds, counted once when it is closed or at the end
+        timing["train_s"] += e.train_seconds
+        timing["predict_s"] += e.predict_seconds
     bar = tqdm(total=n, desc=f"{strategy.name:<16}", unit="img", disable=not progress, leave=False)
     for i in range(n):
         pool_preds: dict[int, tuple[Annotation, int]] = {}
@@ -544,8 +552,11 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         if kind == "hitl" and _hitl_due(strategy, labeled, n, since_retrain_s, cfg, milestones):
             t0 = time.perf_counter()
             if eng is not None:
+                spent(eng)
                 eng.close()
             eng, info = _train_with_bar(data, stored[:labeled], cfg, f"hitl retrain @{labeled}", progress)
+            timing["retrain_s"] += eng.train_seconds
+            eng.train_seconds = 0.0
             pause = retrain_pause_days(info["steps"], info["seconds"], cfg, overnight=strategy.schedule == "daily")
             pause_days += pause
             since_retrain_s = 0.0
@@ -564,10 +575,17 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             "calendar_days": round(work_s / 3600 / cfg.workday_hours + pause_days, 5),
         })
         if eng is not None and labeled in cfg.eval_at and data.holdout:
+            t0, p0 = time.perf_counter(), eng.predict_seconds
             evals[str(labeled)] = score_heldout(eng, data, cfg)
+            timing["heldout_s"] += time.perf_counter() - t0
+            eng.predict_seconds = p0  # held-out predictions are counted as held-out scoring, not twice
         bar.update(1)
     bar.close()
+    t0, p0 = time.perf_counter(), None if eng is None else eng.predict_seconds
     final = score_heldout(eng, data, cfg) if eng is not None and data.holdout else None
+    timing["heldout_s"] += time.perf_counter() - t0
+    if eng is not None and p0 is not None:
+        eng.predict_seconds = p0
     summary = _summary(records, cfg, final, eng, pause_days)
     rare = rarest_class(data)
     if rare is not None:
@@ -583,6 +601,11 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
         "records": records,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
+    if eng is not None:
+        spent(eng)
+    wall = time.perf_counter() - t_start
+    timing["other_s"] = wall - sum(timing.values())  # the cost model, matching, the tuner, bookkeeping
+    out["timing"] = {k: round(v, 1) for k, v in timing.items()}
     if kind == "live" and eng is not None:
         out["evaluator"] = eng.evaluator.summary()
         out["plateau_pauses"] = sum(1 for h in eng.trainer.plateau.history if h.get("event") == "plateau") if (
@@ -711,12 +734,13 @@ def _offline_reference(data: StudyData, cfg: StudyConfig, progress: bool = True,
     (``at_least``), so a live/offline ratio above 1 cannot come from an offline model that was simply cut
     short. ``items`` are the labels as the live walk stored them (accepted pre-label objects as drawn);
     default: the truth."""
+    t0 = time.perf_counter()
     budget = replace(cfg, offline_max_steps=max(cfg.offline_max_steps, at_least),
                      offline_min_steps=max(cfg.offline_min_steps, at_least))
     eng, info = _train_with_bar(data, items if items is not None else data.walk, budget, "offline reference",
                                 progress)
     try:
-        return {**info, "heldout": score_heldout(eng, data, cfg)}
+        return {**info, "heldout": score_heldout(eng, data, cfg), "wall_s": round(time.perf_counter() - t0, 1)}
     finally:
         eng.close()
 
@@ -786,6 +810,20 @@ def _ratio(text: str) -> float | str:
     if not value > 0:
         raise argparse.ArgumentTypeError("the compute ratio must be positive")
     return value
+
+
+def wall_time_line(results: dict[str, Any]) -> str:
+    """Where the study's wall time went, in minutes: per strategy (training, predictions, held-out scoring,
+    retrains, the rest) and the offline reference."""
+    parts = []
+    for name, res in results["strategies"].items():
+        t = res.get("timing", {})
+        detail = ", ".join(f"{k[:-2]} {v / 60:.1f}" for k, v in t.items() if v >= 0.05 * 60)
+        parts.append(f"{name} {res['wall_seconds'] / 60:.1f}" + (f" ({detail})" if detail else ""))
+    off = results.get("offline")
+    if off and "wall_s" in off:
+        parts.append(f"offline reference {off['wall_s'] / 60:.1f}")
+    return f"wall time {results.get('wall_seconds', 0) / 60:.1f} min: " + "; ".join(parts)
 
 
 def resolve_compute(data: StudyData, cfg: StudyConfig) -> StudyConfig:
@@ -870,6 +908,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     results = run_study(data, strategies, cfg, costs, out=out, progress=not args.quiet)
     print(format_table(results))
+    print(wall_time_line(results))
     plots = ", ".join(Path(p).name for p in results.get("plots", []))
     print(f"results: {Path(args.out) / 'results.json'}" + (f"; plots: {plots}" if plots else ""))
     return 0
