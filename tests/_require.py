@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -56,7 +57,11 @@ needs_data = pytest.mark.usefixtures("data_dir")
 def module(name: str) -> ModuleType:
     """``pytest.importorskip(name)``, but a failure where ``LIVETRAIN_REQUIRE_DEPS=1``."""
     try:
-        return importlib.import_module(name)
+        # as importorskip: a third-party module's own import-time warnings are not the test's (warnings are
+        # errors here; jupyter_bbox_widget's traitlets deprecation would fail every test that imports it)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(name)
     except ImportError as exc:
         missing("deps", f"{name} cannot be imported ({exc}); pip install -e '.[test,team]'")
 
