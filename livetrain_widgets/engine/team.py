@@ -377,6 +377,7 @@ class TeamSession:
 
     async def claim(self, image_id: int) -> Lease:
         """Hold the image while this annotator has it open; :class:`LeaseLost` names who holds it."""
+        image_id = check_image_id(image_id)  # a lease is written too: "2" or 2.7 leased image 2
         if self._lease is not None and self._lease.image_id == image_id:
             return self._lease
         lease = await asyncio.to_thread(self.store.lease_image, image_id, self.user, self.lease_ttl_s)
