@@ -239,3 +239,31 @@ async def test_export_model_never_replaces_another_models_files(tmp_path: Path) 
     finally:
         await session.close()
     record("data safety", "export_model into another model's folder", 1, "refused by name; nothing replaced", 0)
+
+
+async def test_a_team_annotator_is_refused_the_same_before_anything_is_written(tmp_path: Path) -> None:
+    from livetrain_widgets.engine.team import TeamSession, TeamTrainer
+
+    location = str(tmp_path / "team.sqlite")
+    trainer = TeamTrainer(tmp_path / "trainer", location, "classification", ["left", "right"],
+                          model=TinyClassifier(), poll_s=0.05)
+    alice = None
+    try:
+        ids = trainer.session.add_images(IMAGES)
+        alice = TeamSession(location, trainer, user="alice", lease_ttl_s=30, poll_s=0.05)
+        ann = Annotation(16, 16, category=0)
+        bad = [str(ids[1]), ids[1] + 0.7, True]
+        for image_id in bad:
+            for call in (alice.submit(image_id, ann), alice.claim(image_id), alice.predict(image_id)):
+                with pytest.raises(TypeError, match="image id must be an integer"):
+                    await call
+        for thr in (math.nan, [0.3, math.nan]):
+            with pytest.raises(ValueError, match="threshold"):
+                await alice.submit(ids[1], ann, threshold=thr)
+        assert trainer.session.store.labeled_ids() == [] and trainer.session.store.active_leases() == []
+    finally:
+        if alice is not None:
+            await alice.close()
+        await trainer.close()
+    record("bad input", "team annotator: bad image ids and thresholds", len(bad) * 3 + 2,
+           "refused before any label or lease is written", 0)
