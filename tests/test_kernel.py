@@ -126,51 +126,13 @@ def test_training_continues_between_cells_and_kernel_stays_responsive(kernel, tm
 
 def test_live_annotator_starts_from_a_plain_cell_and_keeps_its_panel_live(kernel, tmp_path) -> None:
     """`app = LiveAnnotator(...)` in an ordinary (not async) cell: training and the panel's throttled
-    refresh run on the kernel's loop between cells, and a button press is handled at once."""
-    kc, _ = kernel
-    r = _execute(kc, f"""
-        from tests.tiny_model import TinyClassifier, two_class_images
-        from livetrain_widgets import Annotation, LiveAnnotator, SessionConfig, TrainerConfig
-        images, labels = two_class_images(8)
-        app = LiveAnnotator(images, "classification", ["left", "right"], project={str(tmp_path / 'app')!r},
-                            model=TinyClassifier(), plots=False,
-                            config=SessionConfig(trainer=TrainerConfig(batch_size=2)))
-        for i, c in zip(app.session.image_ids[:3], labels[:3]):
-            app.session.store.submit(i, Annotation(16, 16, category=c), source="manual", user="t")
-            app.session.trainer.set_sample(i, Annotation(16, 16, category=c))
-        print("created", app.image_id)
-    """)
-    assert r["error"] is None, r["error"]
-    time.sleep(2.0)  # no cell runs: training and the panel refresh must go on
-    r = _execute(kc, "print(app.session.trainer.running, app.panel.step, app.panel.phase, app.image_id)")
-    running, step, phase, image_id = r["stdout"].split()
-    assert running == "True" and int(step) > 10 and phase in ("training", "paused"), r["stdout"]
-    r = _execute(kc, "app._on_action('skip')")
-    assert r["error"] is None, r["error"]
-    time.sleep(0.5)
-    r = _execute(kc, "print(app.image_id)")
-    assert int(r["stdout"]) != int(image_id)
-    r = _execute(kc, "await app.close(); print('closed', app.session.state.phase)", timeout=30)
-    assert "closed stopped" in r["stdout"], r
+    refresh run on the kernel's loop between cells, and a button press is handled at once.
 
-
-def _subshell(kc) -> str | None:
-    """A new subshell's id where the kernel has subshells (ipykernel 7), else None (ipykernel 6)."""
-    kc.kernel_info()
-    info = kc.get_shell_msg(timeout=10)["content"]
-    if "kernel subshells" not in info.get("supported_features", []):
-        return None
-    kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
-    reply = kc.get_control_msg(timeout=10)["content"]
-    assert reply["status"] == "ok", reply
-    return reply["subshell_id"]
-
-
-def test_close_works_after_the_panel_stopped_and_started_training(kernel, tmp_path) -> None:
-    """Stop training, Start training, then `await app.close()` in a cell. JupyterLab >= 4.4 sends a widget's
-    messages to a subshell on ipykernel 7 (its own thread and event loop): the restarted trainer lived
-    on that loop, close() failed with "attached to a different loop", training went on and the panel
-    froze. Every panel action must act on the kernel's loop, on ipykernel 6 and 7."""
+    Then Stop training, Start training (and more) in the panel, and `await app.close()` in a cell.
+    JupyterLab >= 4.4 and Notebook 7 send a widget's messages to a subshell on ipykernel 7 (its own thread
+    and event loop): the restarted trainer lived on that loop, close() failed with "attached to a
+    different loop", training went on and the panel froze. Every panel action must act on the kernel's
+    loop, on ipykernel 6 and 7."""
     kc, extra = kernel
     sub = _subshell(kc)
     if extra is None:
@@ -185,10 +147,19 @@ def test_close_works_after_the_panel_stopped_and_started_training(kernel, tmp_pa
         for i, c in zip(app.session.image_ids[:3], labels[:3]):
             app.session.store.submit(i, Annotation(16, 16, category=c), source="manual", user="t")
             app.session.trainer.set_sample(i, Annotation(16, 16, category=c))
-        print(app.panel.comm.comm_id)
+        print("created", app.image_id, app.panel.comm.comm_id)
     """)
     assert r["error"] is None, r["error"]
     comm_id = r["stdout"].split()[-1]
+    time.sleep(2.0)  # no cell runs: training and the panel refresh must go on
+    r = _execute(kc, "print(app.session.trainer.running, app.panel.step, app.panel.phase, app.image_id)")
+    running, step, phase, image_id = r["stdout"].split()
+    assert running == "True" and int(step) > 10 and phase in ("training", "paused"), r["stdout"]
+    r = _execute(kc, "app._on_action('skip')")
+    assert r["error"] is None, r["error"]
+    time.sleep(0.5)
+    r = _execute(kc, "print(app.image_id)")
+    assert int(r["stdout"]) != int(image_id)
 
     def press(action: str) -> None:  # a panel button, as the front end sends it
         msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
@@ -204,8 +175,8 @@ def test_close_works_after_the_panel_stopped_and_started_training(kernel, tmp_pa
 
     for action in ("stop", "start", "skip", "stop", "start", "predict"):
         press(action)
-        time.sleep(0.4)
-    time.sleep(0.6)
+        time.sleep(0.3)
+    time.sleep(0.5)
     running, step, error = state()
     assert running == "True" and error == "''", (running, step, error)
     time.sleep(1.0)
@@ -214,6 +185,18 @@ def test_close_works_after_the_panel_stopped_and_started_training(kernel, tmp_pa
                  timeout=30)
     assert r["error"] is None, r["error"]
     assert "closed stopped False" in r["stdout"], r
+
+
+def _subshell(kc) -> str | None:
+    """A new subshell's id where the kernel has subshells (ipykernel 7), else None (ipykernel 6)."""
+    kc.kernel_info()
+    info = kc.get_shell_msg(timeout=10)["content"]
+    if "kernel subshells" not in info.get("supported_features", []):
+        return None
+    kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+    reply = kc.get_control_msg(timeout=10)["content"]
+    assert reply["status"] == "ok", reply
+    return reply["subshell_id"]
 
 
 def test_real_embedded_detector_training_keeps_the_kernel_responsive(kernel, tmp_path, data_dir) -> None:
