@@ -103,3 +103,29 @@ def test_recovery_skips_a_half_written_copy(tmp_path) -> None:
 def test_a_first_checkpoint_killed_mid_write_is_not_a_lost_one(tmp_path) -> None:
     (tmp_path / ".step-00000003.tmp-1-1").mkdir()
     assert not ck.had_checkpoint(tmp_path) and ck.recover_checkpoints(tmp_path) == []
+
+
+def test_saves_from_several_threads_take_turns(tmp_path) -> None:
+    """A periodic checkpoint and one asked for run in two threads: they shared the LATEST temporary file and
+    the same-step rename, and one failed (FileNotFoundError) in the long kill run."""
+    import threading
+
+    errors: list[BaseException] = []
+    for round_ in range(6):
+        barrier = threading.Barrier(4)
+
+        def save(step: int, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                ck.save_checkpoint(tmp_path, state(step))
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=save, args=(10 + round_ + k % 2,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert ck.load_checkpoint(ck.latest_checkpoint(tmp_path))["step"] in (15, 16)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,29 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+#: one writer at a time per checkpoint folder, within this process (the project lock keeps other processes
+#: out): a periodic checkpoint and one asked for run in two threads, and they shared ``.LATEST.tmp-<pid>``
+#: and the rename of a same-step folder (one failed with FileNotFoundError)
+_writers: dict[Path, threading.Lock] = {}
+_writers_guard = threading.Lock()
+
+
+def _writer(root: Path) -> threading.Lock:
+    with _writers_guard:
+        return _writers.setdefault(root.resolve(), threading.Lock())
+
+
 def save_checkpoint(root: str | os.PathLike[str], state: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``state`` (see ``STATE_KEYS``) under ``root``; keep the newest ``keep`` checkpoints."""
+    """Write ``state`` (see ``STATE_KEYS``) under ``root``; keep the newest ``keep`` checkpoints. Safe to
+    call from several threads: the writes take turns."""
     _check(state, "training")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    with _writer(root):
+        return _save(root, state, keep)
+
+
+def _save(root: Path, state: dict[str, Any], keep: int) -> Path:
     name = f"step-{int(state['step']):08d}"
     final = root / name
     old: Path | None = None
