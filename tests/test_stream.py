@@ -128,6 +128,14 @@ def test_reset_restores_the_base_prediction_and_save_load_round_trips(base: Embe
     adapted = s.prediction().probability
     assert not np.allclose(adapted, untrained)
     s.save_adapter(tmp_path / "discs")
+    s.save_adapter(tmp_path / "discs")  # its own adapter: replaced, as asked
+    theirs = tmp_path / "peft"  # another tool's files under the same names are not
+    theirs.mkdir()
+    (theirs / "adapter.json").write_text('{"r": 8}')
+    (theirs / "adapter.safetensors").write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError, match="not replaced"):
+        s.save_adapter(theirs)
+    assert (theirs / "adapter.safetensors").read_bytes() == b"someone else's"
     s.reset_adapter()
     np.testing.assert_allclose(s.prediction().probability, untrained, atol=1e-6)
     s.load_adapter(tmp_path / "discs")

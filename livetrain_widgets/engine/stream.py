@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import save_file
 from scipy import ndimage as ndi
 
-from ..models.base import read_weights
+from ..models.base import check_model_folder, read_weights
 from ..models.stream import Click, Prompt, StreamModel, StreamPrediction
 from .annotation import Annotation, AnnotationError
 from .images import load_image
@@ -422,8 +422,10 @@ class StreamSession:
 
     # --------------------------------------------------------------------------- save / load
     def save_adapter(self, folder: str | os.PathLike[str]) -> Path:
-        """Write the adapter (safetensors, no pickles) and what it was trained on into ``folder``."""
+        """Write the adapter (safetensors, no pickles) and what it was trained on into ``folder`` (a new folder,
+        or one holding only livetrain's files under those names: see :func:`check_model_folder`)."""
         out = Path(folder)
+        check_model_folder(out, (ADAPTER_WEIGHTS, ADAPTER_CONFIG), config=ADAPTER_CONFIG)
         out.mkdir(parents=True, exist_ok=True)
         with self._lock:
             state = {k: v.contiguous() for k, v in self.model.adapter_state().items()}

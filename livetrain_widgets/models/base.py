@@ -33,22 +33,22 @@ CONFIG_NAME = "livetrain_model.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def check_model_folder(out: Path, names: Sequence[str]) -> None:
-    """Refuse to save a model where ``names`` would replace files that are not a livetrain model's.
+def check_model_folder(out: Path, names: Sequence[str], config: str = CONFIG_NAME) -> None:
+    """Refuse to save a model (or an adapter) where ``names`` would replace files that are not livetrain's.
 
     ``model.safetensors`` is also the name transformers gives its weights, so saving into a downloaded
-    model's folder replaced them. Files already there are ours only beside a livetrain config
-    (``livetrain_model.json`` naming a model family); anything else is a FileExistsError naming the file."""
+    model's folder replaced them. Files already there are ours only beside a livetrain ``config``
+    (JSON naming a model family); anything else is a FileExistsError naming the file."""
     present = [out / n for n in names if (out / n).exists() or (out / n).is_symlink()]
     if not present:
         return
     try:
-        ours = isinstance(cfg := json.loads((out / CONFIG_NAME).read_text()), dict) and "family" in cfg
+        ours = isinstance(cfg := json.loads((out / config).read_text()), dict) and "family" in cfg
     except (OSError, ValueError):
         ours = False
-    if not ours or (out / CONFIG_NAME).is_symlink():
+    if not ours or (out / config).is_symlink():
         raise FileExistsError(
-            f"{present[0]} is not a livetrain model's file (no livetrain model was saved in {out}): not replaced; "
+            f"{present[0]} is not livetrain's (no livetrain model or adapter was saved in {out}): not replaced; "
             "save the model into a new or empty folder"
         )
 

@@ -230,7 +230,7 @@ async def test_export_model_never_replaces_another_models_files(tmp_path: Path) 
         (hub / "model.safetensors").write_bytes(b"someone else's weights")
         (hub / "config.json").write_text("{}")
         before = tree(hub)
-        with pytest.raises(FileExistsError, match=re.escape(f"{hub / 'model.safetensors'} is not a livetrain model")):
+        with pytest.raises(FileExistsError, match=re.escape(f"{hub / 'model.safetensors'} is not livetrain's")):
             session.export_model(hub)
         assert tree(hub) == before
         # its own export, again into the same folder: replaced, as asked
