@@ -20,12 +20,13 @@ from pycocotools import mask as mask_utils
 from ._formats_common import (
     AmbiguousImage,
     ClassNames,
+    ExportPlan,
     ImageIndex,
     LoadedLabels,
     assemble,
-    atomic_write,
     check_labels,
     clean_box,
+    export_names,
     image_size,
     read_bytes,
 )
@@ -148,12 +149,15 @@ def _round(v: float) -> float:
     return round(float(v), 4)
 
 
-def export_coco(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+def export_coco(items: list, classes: Sequence[str], task: str) -> ExportPlan:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for rec, ann in items:
+    # Unique file names: two images "1.png" (from folders a/ and b/) are "a/1.png" and "b/1.png", which
+    # the importer tells apart; both "1.png", the file could not be imported again.
+    file_names = export_names(items, None, "coco")
+    for (rec, ann), file_name in zip(items, file_names, strict=True):
         check_labels(rec, ann, classes)
-        entry: dict[str, Any] = {"id": int(rec.id), "file_name": rec.name, "width": rec.width,
+        entry: dict[str, Any] = {"id": int(rec.id), "file_name": file_name, "width": rec.width,
                                  "height": rec.height}
         if task == "classification":
             if ann.category is not None:
@@ -183,7 +187,6 @@ def export_coco(out_dir: Path, items: list, classes: Sequence[str], task: str) -
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(classes)],
     }
-    path = out_dir / "annotations.json"
-    atomic_write(path, lambda f: f.write(json.dumps(doc, allow_nan=False).encode("utf-8")))
-    return path
+    data = json.dumps(doc, allow_nan=False).encode("utf-8")
+    return ExportPlan({"annotations.json": lambda: data}, result="annotations.json")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -356,18 +356,73 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def unique_stems(items: Sequence[tuple[Any, Annotation]], fmt: str) -> list[str]:
-    """One label file per image is named after the image; two images with one stem would collide."""
-    stems = [Path(rec.name).stem for rec, _ in items]
-    seen: dict[str, str] = {}
-    for (rec, _), stem in zip(items, stems, strict=True):
-        if stem in seen:
+@dataclass
+class ExportPlan:
+    """What an export writes, worked out (and every label checked) before anything is written.
+
+    ``files`` maps each name (relative to the export folder) to a function making its bytes, or to an
+    image file to link (or copy) there. ``result`` is what :func:`load_labels` takes back: a file in the
+    folder, or ``""`` for the folder itself. ``stale`` picks, among files an earlier export wrote there
+    and this one does not, those to delete (an image whose class changed leaves its old class folder).
+    """
+
+    files: dict[str, Callable[[], bytes] | Path]
+    result: str = ""
+    stale: Callable[[str], bool] | None = None
+
+
+def safe_file_name(name: str) -> str:
+    """The last part of a stored image name, for a file written under the export folder.
+
+    Names from ``add_images`` are base names already, but the store takes any name (``add_image``'s
+    ``name``, a project from elsewhere): ``out_dir / cls / "../../x.png"`` or ``/ "/etc/x"`` wrote
+    outside ``out_dir``. Both separators count, so a Windows-style name cannot climb out either.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if not base or base in (".", "..") or "\0" in base:
+        raise ValueError(f"image name {name!r} cannot be a file name")
+    return base
+
+
+def export_names(items: Sequence[tuple[Any, Annotation]], suffix: str | None, fmt: str,
+                 reserved: Collection[str] = ()) -> list[str]:
+    """The file each image's labels go to, relative to the export folder (``/``-separated): the image's
+    name, with ``suffix`` for its extension (None: the name as it is, COCO's ``file_name``).
+
+    Images of one name from different folders (``a/1.png``, ``b/1.png``) get as many of their last
+    folders as tell them apart (``a/1.txt``, ``b/1.txt``), and so does a name the format keeps for
+    itself (YOLO's ``classes.txt`` for an image ``classes.jpg``): the importer matches a label file in
+    sub-folders to the image in the same last folders. Only two images of one stem in one folder
+    (``x.jpg``, ``x.png``) cannot be told apart by a file per stem: refused, naming both.
+    """
+    bases = []
+    for rec, _ in items:
+        base = safe_file_name(rec.name)
+        bases.append(base if suffix is None else Path(base).stem + suffix)
+    folders = [Path(rec.path).parent.parts[1:] if Path(rec.path).is_absolute() else Path(rec.path).parent.parts
+               for rec, _ in items]
+    depth = [0] * len(items)
+    taken = set(reserved)
+    while True:
+        names = ["/".join((*f[len(f) - d:], b)) if d else b for f, d, b in zip(folders, depth, bases, strict=True)]
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name, []).append(i)
+        clash = [i for name, group in groups.items() if len(group) > 1 or name in taken for i in group]
+        if not clash:
+            return names
+        stuck = [i for i in clash if depth[i] >= len(folders[i])]
+        if stuck:
+            i = stuck[0]
+            other = next((j for j in groups[names[i]] if j != i), None)
+            what = f"images {items[other][0].path!r} and {items[i][0].path!r}" if other is not None else \
+                f"image {items[i][0].path!r} and the format's own file"
             raise ValueError(
-                f"{fmt} export: images {seen[stem]!r} and {rec.name!r} would write the same label file "
-                f"{stem!r}; rename one or export to COCO"
+                f"{fmt} export: {what} would write the same label file {bases[i]!r} (in every sub-folder); "
+                "rename one or export to COCO"
             )
-        seen[stem] = rec.name
-    return stems
+        for i in clash:
+            depth[i] += 1
 
 
 def check_item(rec: Any, ann: Annotation) -> None:

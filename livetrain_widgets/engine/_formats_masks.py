@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,15 @@ from PIL import Image
 from ._formats_common import (
     AmbiguousImage,
     ClassNames,
+    ExportPlan,
     ImageIndex,
     LoadedLabels,
-    atomic_write,
     check_labels,
+    export_names,
     image_size,
     read_bytes,
     relative_hint,
-    unique_stems,
-    write_text,
+    safe_file_name,
 )
 from ._formats_yolo import find_class_names
 from .annotation import Annotation, AnnotationError
@@ -141,7 +140,8 @@ def load_instances(
         out.charge_masks(int(np.count_nonzero(ids)), arr.shape[1], arr.shape[0], file)
         try:
             default = names.by_id(0, id_names)
-            mapping = per_image.get(file.stem)
+            key = file.relative_to(root).with_suffix("").as_posix() if file.is_relative_to(root) else file.stem
+            mapping = per_image.get(key, per_image.get(file.stem))
             classes_of: dict[int, int] | int = default
             if isinstance(mapping, dict):
                 given_of = {int(k): names.by_id(int(v), id_names) for k, v in mapping.items()}
@@ -174,8 +174,10 @@ def load_folders(labels: Path | None, index: ImageIndex, names: ClassNames, out:
 
 
 # ------------------------------------------------------------------------------------- export
-def _write_png(path: Path, arr: np.ndarray) -> None:
-    atomic_write(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _require_masks(rec: Any, ann: Annotation, fmt: str) -> None:
@@ -183,39 +185,44 @@ def _require_masks(rec: Any, ann: Annotation, fmt: str) -> None:
         raise AnnotationError(f"{rec.name}: {fmt} export needs masks, but this annotation has only boxes")
 
 
-def export_masks(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+def export_masks(items: list, classes: Sequence[str], task: str) -> ExportPlan:
     """Semantic PNGs, uint8 while the class values fit (< 255 classes), else 16-bit; overlapping
     objects: the later one wins, as in :meth:`Annotation.semantic_map`."""
     if len(classes) > 65534:
         raise ValueError(f"{len(classes)} classes do not fit in a 16-bit mask")
     dtype = np.uint8 if len(classes) < 255 else np.uint16
-    stems = unique_stems(items, "masks")
-    for (rec, ann), stem in zip(items, stems, strict=True):
+    files: dict = {}
+    for (rec, ann), name in zip(items, export_names(items, ".png", "masks"), strict=True):
         check_labels(rec, ann, classes)
         _require_masks(rec, ann, "masks")
-        _write_png(out_dir / f"{stem}.png", ann.semantic_map().astype(dtype))
-    write_text(out_dir / "classes.txt", "".join(f"{n}\n" for n in classes))
-    return out_dir
+        files[name] = lambda ann=ann: _png(ann.semantic_map().astype(dtype))  # made while written: one at a time
+    files["classes.txt"] = partial(str.encode, "".join(f"{n}\n" for n in classes), "utf-8")
+    return ExportPlan(files)
 
 
-def export_instances(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+def _instance_png(ann: Annotation) -> bytes:
+    label_image = np.zeros((ann.height, ann.width), np.uint16)
+    for i, m in enumerate(ann.masks if ann.masks is not None else []):
+        label_image[m] = i + 1
+    return _png(label_image)
+
+
+def export_instances(items: list, classes: Sequence[str], task: str) -> ExportPlan:
     """16-bit label PNGs (object i -> value i + 1; where objects overlap the later one wins) and
-    ``instance_classes.json`` with each object's class, so classes survive the round trip."""
-    stems = unique_stems(items, "instances")
+    ``instance_classes.json`` with each object's class, so classes survive the round trip (keyed by
+    the label image's name without ``.png``, e.g. ``a/1`` where two images share the name ``1``)."""
+    files: dict = {}
     per_image: dict[str, dict[str, int]] = {}
-    for (rec, ann), stem in zip(items, stems, strict=True):
+    for (rec, ann), name in zip(items, export_names(items, ".png", "instances"), strict=True):
         check_labels(rec, ann, classes)
         _require_masks(rec, ann, "instances")
         if len(ann) > 65535:
             raise AnnotationError(f"{rec.name}: {len(ann)} objects do not fit in a 16-bit label image")
-        label_image = np.zeros((ann.height, ann.width), np.uint16)
-        for i, m in enumerate(ann.masks if ann.masks is not None else []):
-            label_image[m] = i + 1
-        _write_png(out_dir / f"{stem}.png", label_image)
-        per_image[stem] = {str(i + 1): int(c) for i, c in enumerate(ann.labels)}
-    doc = {"classes": list(classes), "images": per_image}
-    write_text(out_dir / INSTANCE_CLASSES_FILE, json.dumps(doc, indent=1))
-    return out_dir
+        files[name] = partial(_instance_png, ann)
+        per_image[name[: -len(".png")]] = {str(i + 1): int(c) for i, c in enumerate(ann.labels)}
+    doc = json.dumps({"classes": list(classes), "images": per_image}, indent=1).encode("utf-8")
+    files[INSTANCE_CLASSES_FILE] = lambda: doc
+    return ExportPlan(files)
 
 
 def _safe_folder_name(name: str) -> str:
@@ -224,61 +231,28 @@ def _safe_folder_name(name: str) -> str:
     return name
 
 
-def _safe_file_name(name: str) -> str:
-    """The last part of a stored image name, for a file written under ``out_dir``.
-
-    Names from ``add_images`` are base names already, but the store takes any name (``add_image``'s
-    ``name``, a project from elsewhere): ``out_dir / cls / "../../x.png"`` or ``/ "/etc/x"`` wrote
-    outside ``out_dir``. Both separators count, so a Windows-style name cannot climb out either.
-    """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    if not base or base in (".", "..") or "\0" in base:
-        raise ValueError(f"image name {name!r} cannot be a file name")
-    return base
-
-
-def export_folders(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+def export_folders(items: list, classes: Sequence[str], task: str) -> ExportPlan:
     """Images linked (hard link, else copied) into ``<class>/<image name>``; unclassified images are
-    left out, as a class folder layout has no place for them. Two images of one class with the same
-    name would be one file: refused, as the other formats refuse two label files of one name."""
-    targets: dict[Path, str] = {}
+    left out, as a class folder layout has no place for them. Two images of one class and one name
+    (from folders ``x/`` and ``y/``) go to ``<class>/x/`` and ``<class>/y/``: before, the second replaced
+    the first, and the export silently held one labeled image less."""
+    by_class: dict[int, list] = {}
     for rec, ann in items:
         check_labels(rec, ann, classes)
-        if ann.category is None:
-            continue
-        target = out_dir / _safe_folder_name(classes[ann.category]) / _safe_file_name(rec.name)
-        if target in targets:
-            # Checked before anything is written; before, the second image replaced the first and a
-            # labeled image was silently missing from the export.
-            raise ValueError(
-                f"folders export: images {targets[target]!r} and {rec.name!r} would both be written to "
-                f"{target.relative_to(out_dir)}; rename one or export to COCO"
-            )
-        targets[target] = rec.name
-    for rec, ann in items:
-        if ann.category is None:
-            continue
-        name = _safe_file_name(rec.name)
-        target = out_dir / _safe_folder_name(classes[ann.category]) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Exported again after the class changed: the image must not stay in its old class folder too.
-        # (The safe name here as well: with the raw one, "../../x.png" unlinked a file outside out_dir.
-        # And never a file this export writes: two images of one name in two classes deleted each other.)
-        for other in classes:
-            stale = out_dir / _safe_folder_name(other) / name
-            if other != classes[ann.category] and stale not in targets:
-                stale.unlink(missing_ok=True)
-        if target.exists() and os.path.samefile(rec.path, target):
-            continue  # exported before as a hard link: already the same file
-        # A name no other export (nor one killed half-way) can hold, so the link cannot collide.
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            try:
-                os.link(rec.path, tmp)
-            except OSError:
-                shutil.copy2(rec.path, tmp)
-            os.replace(tmp, target)
-        finally:
-            # rename() between two links of one file does nothing and leaves ``tmp`` behind.
-            tmp.unlink(missing_ok=True)
-    return out_dir
+        if ann.category is not None:
+            by_class.setdefault(int(ann.category), []).append((rec, ann))
+    files: dict = {}
+    for c, group in by_class.items():
+        folder = _safe_folder_name(classes[c])
+        for (rec, _), name in zip(group, export_names(group, None, "folders"), strict=True):
+            files[f"{folder}/{name}"] = Path(rec.path)
+    bases = {safe_file_name(rec.name) for rec, _ in items}
+    class_folders = {_safe_folder_name(c) for c in classes}
+
+    def stale(name: str) -> bool:
+        # Exported before into another class folder (the class changed), or under another sub-folder: an
+        # image must be in one class folder only. Only files an export wrote are candidates.
+        parts = name.split("/")
+        return len(parts) >= 2 and parts[0] in class_folders and parts[-1] in bases
+
+    return ExportPlan(files, stale=stale)

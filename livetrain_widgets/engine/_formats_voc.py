@@ -9,6 +9,7 @@ so a round trip is exact and a box never shifts by one pixel.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
@@ -16,17 +17,17 @@ from xml.parsers import expat
 from ._formats_common import (
     AmbiguousImage,
     ClassNames,
+    ExportPlan,
     ImageIndex,
     LoadedLabels,
     assemble,
     check_labels,
     clean_box,
+    export_names,
     image_size,
     parse_xml,
     read_bytes,
     relative_hint,
-    unique_stems,
-    write_text,
 )
 from .annotation import Annotation, AnnotationError
 from .images import ImageError
@@ -147,11 +148,15 @@ def _xml_doc(name: str, path: str, ann: Annotation, classes: Sequence[str]) -> s
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def export_voc(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
+def export_voc(items: list, classes: Sequence[str], task: str) -> ExportPlan:
     if task == "classification":
         raise ValueError("VOC holds boxes, not image classes: export classification as 'coco' or 'folders'")
-    stems = unique_stems(items, "voc")
-    for (rec, ann), stem in zip(items, stems, strict=True):
+    files: dict = {}
+    for (rec, ann), name in zip(items, export_names(items, ".xml", "voc"), strict=True):
         check_labels(rec, ann, classes)
-        write_text(out_dir / f"{stem}.xml", _xml_doc(rec.name, rec.path, ann, classes))
-    return out_dir
+        files[name] = partial(_xml_bytes, rec.name, rec.path, ann, classes)
+    return ExportPlan(files)
+
+
+def _xml_bytes(name: str, path: str, ann: Annotation, classes: Sequence[str]) -> bytes:
+    return _xml_doc(name, path, ann, classes).encode("utf-8")

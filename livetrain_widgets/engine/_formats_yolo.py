@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,16 @@ from pycocotools import mask as mask_utils
 from ._formats_common import (
     AmbiguousImage,
     ClassNames,
+    ExportPlan,
     ImageIndex,
     LoadedLabels,
     assemble,
     check_labels,
     clean_box,
+    export_names,
     image_size,
     read_bytes,
     relative_hint,
-    unique_stems,
-    write_text,
 )
 from .annotation import AnnotationError
 from .images import ImageError
@@ -123,7 +124,9 @@ def load_yolo(
     skip = {found[1]} if found else set()
     files = sorted(labels.rglob("*.txt")) if labels.is_dir() else [labels]
     for file in files:
-        if file.name in _NAME_FILES or file in skip:
+        # The class list is the file found above; a classes.txt deeper down holds an image's labels (the
+        # export puts those of an image "classes.jpg" there).
+        if file in skip or (file.name in _NAME_FILES and file.parent == folder):
             continue
         try:
             image = index.by_stem(file.stem, relative_hint(file, folder))
@@ -165,12 +168,14 @@ def _num(v: float) -> str:
     return f"{v:.10g}"
 
 
-def export_yolo(out_dir: Path, items: list, classes: Sequence[str], task: str) -> Path:
-    """Boxes only (also for segmentation: turning masks into polygons would lose detail)."""
+def export_yolo(items: list, classes: Sequence[str], task: str) -> ExportPlan:
+    """Boxes only (also for segmentation: turning masks into polygons would lose detail). The labels of
+    an image ``classes.jpg`` go one folder down (``<its folder>/classes.txt``): at the top they replaced
+    the class list."""
     if task == "classification":
         raise ValueError("YOLO text labels hold boxes, not image classes: export as 'coco' or 'folders'")
-    stems = unique_stems(items, "yolo")
-    for (rec, ann), stem in zip(items, stems, strict=True):
+    files: dict = {}
+    for (rec, ann), name in zip(items, export_names(items, ".txt", "yolo", reserved=_NAME_FILES), strict=True):
         check_labels(rec, ann, classes)
         lines = []
         for box, label in zip(ann.boxes.astype(np.float64), ann.labels, strict=True):
@@ -179,6 +184,6 @@ def export_yolo(out_dir: Path, items: list, classes: Sequence[str], task: str) -
             bw, bh = (x1 - x0) / ann.width, (y1 - y0) / ann.height
             lines.append(f"{int(label)} {_num(cx)} {_num(cy)} {_num(bw)} {_num(bh)}\n")
         # An empty file for an image without objects: "labeled, nothing there" is not "unlabeled".
-        write_text(out_dir / f"{stem}.txt", "".join(lines))
-    write_text(out_dir / "classes.txt", "".join(f"{n}\n" for n in classes))
-    return out_dir
+        files[name] = partial(str.encode, "".join(lines), "utf-8")
+    files["classes.txt"] = partial(str.encode, "".join(f"{n}\n" for n in classes), "utf-8")
+    return ExportPlan(files)

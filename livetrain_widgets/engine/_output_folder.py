@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from .project_lock import ProjectLock, ProjectLockedError
@@ -71,6 +72,45 @@ class OutputFolder:
             raise OutputFolderError(f"{path} has been replaced by a link since {self.command} wrote it; remove it")
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def files(self, names: Iterable[str]) -> list[Path]:
+        """:meth:`file` for many names at once (an export's), all checked before any is listed or written:
+        one name that is not ours to replace refuses the whole batch, and the marker is saved once."""
+        rels = [_relative(n) for n in names]
+        written = set(self._written)
+        for rel in rels:
+            path = self.path / rel
+            if rel not in written and (path.exists() or path.is_symlink()):
+                raise OutputFolderError(
+                    f"{path} is not {self.command}'s to replace (livetrain did not write it): nothing was written; "
+                    "move it away, or choose another output folder"
+                )
+            if rel in written and path.is_symlink():
+                raise OutputFolderError(f"{path} has been replaced by a link since livetrain wrote it; remove it")
+        new = [rel for rel in dict.fromkeys(rels) if rel not in written]
+        if new:
+            self._written.extend(new)
+            self._save()  # listed before they are written, as in file()
+        paths = [self.path / rel for rel in rels]
+        for parent in {p.parent for p in paths}:
+            parent.mkdir(parents=True, exist_ok=True)
+        return paths
+
+    def written(self) -> list[str]:
+        """The names (relative, ``/``-separated) livetrain commands wrote here."""
+        return list(self._written)
+
+    def remove(self, name: str) -> bool:
+        """Delete ``name`` if a livetrain command wrote it here (and it is not a link put there since);
+        anything else stays. Returns whether a file was deleted."""
+        rel = _relative(name)
+        path = self.path / rel
+        if rel not in self._written or path.is_symlink() or not path.is_file():
+            return False
+        path.unlink()
+        self._written.remove(rel)
+        self._save()
+        return True
 
     def write(self, name: str, data: bytes | str) -> Path:
         """Write ``name`` whole (a new file renamed into place: a crash leaves the old one or the new one)."""

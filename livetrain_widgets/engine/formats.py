@@ -15,7 +15,14 @@ billion-laughs attacks just the same.
 
 Exports write each file atomically (temporary file, fsync, rename), so an interrupted export never
 leaves a half-written label file behind; boxes and masks survive an export -> import round trip
-exactly (boxes to 1e-3 px). Format by format:
+exactly (boxes to 1e-3 px). An export writes only into a new or empty folder, or one a livetrain
+command made (:class:`~._output_folder.OutputFolder`: its marker lists what was written), and replaces
+or deletes only what it wrote there: it refuses (:class:`OutputFolderError`, naming the path), before
+writing anything, rather than overwrite a user's file (masks exported into the images folder replaced
+the source PNGs). File names are unique: images of one name from different folders go to sub-folders
+named after their last folders (``a/1.txt``, ``b/1.txt``; COCO ``file_name`` ``a/1.png``), which the
+importers use to tell them apart, as is a name the format keeps (YOLO labels of ``classes.jpg``).
+Format by format:
 
 ========== ========================================= ==============================================
 format     import (``labels`` is ...)                export (``export_labels`` returns ...)
@@ -36,7 +43,9 @@ folders    the root of the class folders, or None    the folder, images hard-lin
 from __future__ import annotations
 
 import os
+import shutil
 import unicodedata
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -45,9 +54,11 @@ from ._formats_coco import export_coco, load_coco
 from ._formats_common import (
     MAX_IMPORT_MASK_PIXELS,
     ClassNames,
+    ExportPlan,
     ImageIndex,
     ImportTooLarge,
     LoadedLabels,
+    atomic_write,
     parse_xml,
 )
 from ._formats_masks import (
@@ -60,13 +71,14 @@ from ._formats_masks import (
 )
 from ._formats_voc import export_voc, load_voc
 from ._formats_yolo import export_yolo, load_yolo
+from ._output_folder import OutputFolder, OutputFolderError
 from .annotation import TASKS, Annotation
 from .store import ImageRecord
 
 FORMATS: tuple[str, ...] = ("coco", "voc", "yolo", "masks", "instances", "folders")
 
 __all__ = ["FORMATS", "MAX_CLASS_NAME_CHARS", "MAX_IMPORT_MASK_PIXELS", "ImportTooLarge", "LoadedLabels",
-           "check_class_names", "export_labels", "load_labels", "parse_xml"]
+           "OutputFolderError", "check_class_names", "export_labels", "load_labels", "parse_xml"]
 
 #: A class name is a folder name in the "folders" export: 255 bytes on most file systems, and far more than
 #: a name needs (the longest of COCO's, LVIS's and Open Images' is under 60 characters).
@@ -188,7 +200,9 @@ def export_labels(
     """Write ``(image, annotation)`` pairs (e.g. ``store.labeled_items()``) in ``fmt`` under ``out_dir``.
 
     Returns what :func:`load_labels` takes back as ``labels``: the JSON file for COCO, else the folder.
-    Raises (nothing is skipped silently) when an annotation does not fit the format or the image.
+    Raises (nothing is skipped silently) when an annotation does not fit the format or the image, and
+    :class:`OutputFolderError` when ``out_dir`` holds a file that livetrain did not write where the
+    export would write; in either case nothing is written.
     """
     if fmt not in _EXPORTERS:
         raise ValueError(f"unknown label format {fmt!r}; expected one of {tuple(_EXPORTERS)}")
@@ -202,12 +216,48 @@ def export_labels(
         )
     pairs = [(rec, ann) for rec, ann in items if ann is not None]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every name worked out and every label checked before the folder is touched: a refused export
+    # writes nothing.
+    plan = _EXPORTERS[fmt](pairs, list(classes), task)
     try:
-        return _EXPORTERS[fmt](out, pairs, list(classes), task)
+        folder = OutputFolder(out, f"export {fmt!r}")
+        _write_plan(plan, folder)
     except OSError as exc:
         if disk_full(exc):
             # Every file is written beside its final name and renamed in, so what was there survives.
             raise OSError(exc.errno, f"could not export to {out}: the disk is full; files exported there "
                           "before are intact, free some space and export again") from exc
         raise
+    return out / plan.result if plan.result else out
+
+
+def _write_plan(plan: ExportPlan, folder: OutputFolder) -> None:
+    """Write an export into ``folder``: only names no one but livetrain wrote there before, each file
+    whole (temporary name, fsync, rename), images as hard links where the file system allows."""
+    paths = folder.files(plan.files)  # refused as a whole when one of them is not ours to replace
+    for what, path in zip(plan.files.values(), paths, strict=True):
+        if isinstance(what, Path):
+            _link_or_copy(what, path)
+        else:
+            data = what()
+            atomic_write(path, lambda f, data=data: f.write(data))
+    if plan.stale is not None:
+        for name in set(folder.written()) - set(plan.files):
+            if plan.stale(name):
+                folder.remove(name)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists() and os.path.samefile(source, target):
+        return  # exported before as a hard link: already the same file
+    # A name no other export (nor one killed half-way) can hold, so the link cannot collide.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        # rename() between two links of one file does nothing and leaves ``tmp`` behind.
+        tmp.unlink(missing_ok=True)

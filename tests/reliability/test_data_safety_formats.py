@@ -16,11 +16,13 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from livetrain_widgets import LiveSession
-from livetrain_widgets.engine.formats import ImportTooLarge, check_class_names, load_labels
+from livetrain_widgets import Annotation, LiveSession
+from livetrain_widgets.engine.formats import ImportTooLarge, OutputFolderError, check_class_names, load_labels
+from livetrain_widgets.engine.images import file_sha256
 
 from .conftest import REPO
 from .report import record
+from .test_bad_annotations import open_session
 
 BAD_CLASS_NAMES = ["two\nlines", "a/b", "back\\slash", "nul\0", "x" * 100_000, "tab\there", "..", " padded", "",
                    "\udcff (an undecodable file name's byte)"]
@@ -67,7 +69,7 @@ def coco_mask_bomb(folder: Path, width: int, height: int, n: int = 200) -> tuple
 MASK_BOMB_CHILD = textwrap.dedent("""
     import json, resource, sys
     sys.path.insert(0, {repo!r})
-    from livetrain_widgets.engine.formats import ImportTooLarge, check_class_names, load_labels
+    from livetrain_widgets.engine.formats import ImportTooLarge, OutputFolderError, check_class_names, load_labels
 
     def vm_bytes():
         with open("/proc/self/status") as f:
@@ -140,3 +142,115 @@ def test_other_mask_formats_are_bounded_too(tmp_path: Path, fmt: str) -> None:
     if fmt == "yolo":  # the same outlines on a small image are well within the budget
         Image.new("RGB", (100, 80)).save(image)
         assert len(load_labels(fmt, labels, [image], ["cell"]).annotations[image.resolve()]) == n
+
+
+# ------------------------------------------------------------------------------------------ exports
+def tricky_images(root: Path) -> list[Path]:
+    """Names that collided in an export: one name in two folders, and the names a format keeps for itself."""
+    names = ["a/1.png", "b/1.png", "c/classes.png", "c/obj.png", "c/annotations.png", "c/instance_classes.png"]
+    paths = []
+    for k, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(k)
+        Image.fromarray(rng.integers(0, 255, (24 + k, 32, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def labels_for(task: str, k: int, w: int, h: int) -> Annotation:
+    if task == "classification":
+        return Annotation(w, h, category=k % 2)
+    masks = np.zeros((2, h, w), bool)
+    masks[0, 2:9, 3 + k : 12 + k] = True
+    masks[1, 12:20, 15:30] = True
+    if task == "segmentation":  # one object per class (in class order), so that semantic masks round-trip too
+        return Annotation.from_masks(masks, [0, 1])
+    return Annotation(w, h, [[3 + k, 2, 12.5 + k, 9.25], [15, 12, 30, 20]], [k % 2, 1])
+
+
+ROUND_TRIPS = {"detection": ["coco", "voc", "yolo"], "segmentation": ["coco", "masks", "instances"],
+               "classification": ["coco", "folders"]}
+
+
+@pytest.mark.parametrize("task", list(ROUND_TRIPS))
+def test_every_format_round_trips_images_of_one_name_and_reserved_names(tmp_path: Path, task: str) -> None:
+    """Export, import into a new project, same labels: a COCO export of a/1.png and b/1.png could not be
+    imported again, and YOLO's labels of classes.jpg replaced classes.txt."""
+    paths = tricky_images(tmp_path / "data")
+    s = open_session(tmp_path / "p", task)
+    ids = s.add_images(paths)
+    want = {}
+    for k, i in enumerate(ids):
+        rec = s.store.image(i)
+        want[paths[k].resolve()] = labels_for(task, k, rec.width, rec.height)
+        asyncio.run(s.submit(i, want[paths[k].resolve()]))
+    for fmt in ROUND_TRIPS[task]:
+        out = s.export(fmt, tmp_path / "out" / fmt)
+        t = open_session(tmp_path / f"q-{fmt}", task)
+        if fmt == "folders":  # the exported copies are the images, their folders the classes
+            new = t.add_images(out, labels=out, format="folders")
+            by_sha = {s.store.image(i).sha256: s.annotation(i).category for i in ids}
+            assert len(new) == len(ids)
+            assert {t.store.image(i).sha256: t.annotation(i).category for i in new} == by_sha
+        else:
+            new = t.add_images(paths, labels=out, format=fmt)
+            for path, i in zip(paths, new, strict=True):
+                a, b = want[path.resolve()], t.annotation(i)
+                assert b is not None, (fmt, path)
+                assert a.category == b.category and a.labels.tolist() == b.labels.tolist(), (fmt, path)
+                np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+                if task == "segmentation":
+                    np.testing.assert_array_equal(a.masks, b.masks)
+        asyncio.run(t.close())
+    asyncio.run(s.close())
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): file_sha256(p)[0] for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def small_mask() -> Annotation:
+    m = np.zeros((1, 12, 16), bool)
+    m[0, 2:6, 3:9] = True
+    return Annotation.from_masks(m, [0])
+
+
+def test_an_export_never_replaces_or_deletes_a_file_it_did_not_write(tmp_path: Path) -> None:
+    """export("masks", images_folder) replaced a source PNG with its mask; export("folders", root) unlinked
+    a source image of the same name in another class folder."""
+    data = tmp_path / "data"
+    paths = [data / "cat" / "im.png", data / "dog" / "im.png", data / "dog" / "other.png"]
+    for k, path in enumerate(paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((12, 16, 3), 40 * k, np.uint8)).save(path)
+    before = tree(data)
+    seg = open_session(tmp_path / "seg", "segmentation")
+    for i in seg.add_images(paths):
+        asyncio.run(seg.submit(i, small_mask()))
+    cls = open_session(tmp_path / "cls", "classification")
+    ids = cls.add_images(paths)
+    asyncio.run(cls.submit(ids[0], Annotation(16, 12, category=1)))  # cat/im.png labeled dog
+    for s, fmt, folder in [(seg, "masks", data / "dog"), (seg, "instances", data / "cat"), (cls, "folders", data),
+                           (cls, "coco", data / "cat"), (seg, "voc", data), (seg, "yolo", data)]:
+        with pytest.raises(OutputFolderError, match="livetrain did not write"):
+            s.export(fmt, folder)
+        assert tree(data) == before, fmt
+    # In a folder an export made, a file the user put there since is not replaced either.
+    out = seg.export("yolo", tmp_path / "out")
+    (out / "notes.txt").write_text("mine")
+    extra = data / "notes.png"
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(extra)
+    asyncio.run(seg.submit(seg.add_images([extra])[0], small_mask()))
+    exported = tree(out)
+    with pytest.raises(OutputFolderError, match=r"out/notes\.txt is not .* to replace"):
+        seg.export("yolo", out)
+    assert tree(out) == exported and (out / "notes.txt").read_text() == "mine"  # the refused export wrote nothing
+    # Exported again into its own folder: fine, and a class change moves the image's link.
+    cls_out = cls.export("folders", tmp_path / "classes")
+    asyncio.run(cls.submit(ids[0], Annotation(16, 12, category=0)))
+    cls.export("folders", cls_out)
+    assert sorted(p.relative_to(cls_out).as_posix() for p in cls_out.rglob("*.png")) == ["cat/im.png"]
+    assert tree(data) == {**before, "notes.png": file_sha256(extra)[0]}
+    for s in (seg, cls):
+        asyncio.run(s.close())

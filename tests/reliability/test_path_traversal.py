@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ import pytest
 from PIL import Image
 
 from livetrain_widgets import Annotation, LiveSession, SessionConfig, TrainerConfig
+from livetrain_widgets.engine._output_folder import MARKER, OutputFolderError
 from livetrain_widgets.engine.images import file_sha256
 
 from .report import record
@@ -273,8 +275,10 @@ def test_export_never_writes_outside_out(tmp_path: Path, task: str) -> None:
     secrets = sentinels(tmp_path)
     s, ids = labeled_project(tmp_path, task)
     exports = tmp_path / "exports"
-    # A symlink planted in an export folder, pointing at a sentinel: must be replaced, not written through.
-    # "secret" is the stem (and base name) of the stored name "../../../outside/secret.png", class dog.
+    # A symlink planted in an export folder, pointing at a sentinel, is never written through: in a folder
+    # livetrain did not make the export is refused (it replaced the link before: issue 19 asks that an
+    # export never replaces a file it did not write). "secret" is the stem of the stored name
+    # "../../../outside/secret.png", class dog.
     planted = {"voc": "secret.xml", "yolo": "secret.txt", "masks": "secret.png", "instances": "secret.png",
                "folders": "dog/secret.png"}
     for fmt in EXPORTS[task]:
@@ -282,15 +286,24 @@ def test_export_never_writes_outside_out(tmp_path: Path, task: str) -> None:
             link = exports / fmt / planted[fmt]
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(tmp_path / "outside" / "secret.png")
+            with pytest.raises(OutputFolderError, match="livetrain did not write"):
+                s.export(fmt, exports / fmt)
+            shutil.rmtree(exports / fmt)
     before = tree(tmp_path, skip=[exports, tmp_path / "projects"])
     written = 0
     for fmt in EXPORTS[task]:
         out = exports / fmt
         s.export(fmt, out)
         files = [p for p in out.rglob("*") if p.is_file() or p.is_symlink()]
-        assert files and not [p for p in files if p.is_symlink()]  # the planted link was replaced
+        assert files and not [p for p in files if p.is_symlink()]
         assert all(_inside(p, out) for p in files)
         written += len(files)
+        # A file the export wrote, replaced by a link since: the next export refuses rather than follow it.
+        ours = next(p for p in files if p.name != MARKER)
+        ours.unlink()
+        ours.symlink_to(tmp_path / "outside" / "secret.png")
+        with pytest.raises(OutputFolderError, match="replaced by a link"):
+            s.export(fmt, out)
     model_dir = s.export_model(exports / "model")
     assert sorted(p.name for p in model_dir.iterdir()) == ["livetrain_model.json", "model.safetensors"]
     assert tree(tmp_path, skip=[exports, tmp_path / "projects"]) == before
@@ -328,16 +341,17 @@ def test_folders_export_refuses_names_that_are_not_file_names(tmp_path: Path) ->
            "refused with a ValueError naming the image; nothing written")
 
 
-def test_folders_export_refuses_two_images_of_one_class_with_one_name(tmp_path: Path) -> None:
-    """Before: the second image replaced the first, and the export silently held one labeled image less."""
+def test_folders_export_keeps_two_images_of_one_class_with_one_name_apart(tmp_path: Path) -> None:
+    """Before: the second image replaced the first, and the export silently held one labeled image less.
+    Then it was refused; now each goes under its own last folder (which the import reads as the class's)."""
     paths = [png(tmp_path / "data" / "x" / "im.png", 1), png(tmp_path / "data" / "y" / "im.png", 2)]
     s = open_session(tmp_path / "projects" / "c", "classification")
     ids = s.add_images(paths)
     for i in ids:
         s.store.submit(i, Annotation(W, H, category=1))
-    with pytest.raises(ValueError, match=r"would both be written to dog/im\.png"):
-        s.export("folders", tmp_path / "exports")
-    assert not list((tmp_path / "exports").rglob("*.png"))  # refused before anything was written
+    s.export("folders", tmp_path / "exports")
+    got = {str(p.relative_to(tmp_path / "exports")): file_sha256(p)[0] for p in (tmp_path / "exports").rglob("*.png")}
+    assert got == {"dog/x/im.png": file_sha256(paths[0])[0], "dog/y/im.png": file_sha256(paths[1])[0]}
     s.store.submit(ids[1], Annotation(W, H, category=0))  # in two class folders they do not collide
     s.export("folders", tmp_path / "exports")
     got = {str(p.relative_to(tmp_path / "exports")): file_sha256(p)[0] for p in (tmp_path / "exports").rglob("*.png")}
