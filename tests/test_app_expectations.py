@@ -8,6 +8,7 @@ The same in a real browser: tests/e2e/test_app_expectations_browser.py.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,34 @@ async def submit(app: LiveAnnotator, ann: Annotation = TRUTH) -> None:
     app.canvas.set_annotation(ann)
     act(app, "submit")
     await settle(app)
+
+
+# ------------------------------------------------------------------------------ 1. the kernel's loop
+
+
+async def test_a_message_from_another_thread_is_handled_on_the_widgets_loop(tmp_path) -> None:
+    """ipykernel 7 hands widget messages to a subshell (another thread, its own loop): the app must still
+    act on its own loop, or its tasks cannot be awaited from a cell (the real kernel: tests/test_kernel.py)."""
+    app = LiveAnnotator(IMAGES[:2], session=session(tmp_path, scripted(RIGHT)), plots=False, start=False)
+    await settle(app)
+    seen: list[tuple[int, Any]] = []
+    app.panel.on_action(lambda action: seen.append((threading.get_ident(), asyncio.get_running_loop())))
+    other = threading.Thread(target=lambda: asyncio.run(_send(app.panel, "start")))
+    other.start()
+    other.join()
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if seen:
+            break
+    assert seen == [(threading.get_ident(), asyncio.get_running_loop())]
+    await app.wait_idle()
+    assert app.session.trainer.running
+    await app.close()  # failed with "attached to a different loop" when the trainer started on the other one
+    assert not app.session.trainer.running
+
+
+async def _send(widget: Any, action: str) -> None:
+    custom(widget, {"type": "action", "action": action})  # from inside another running loop, as a subshell
 
 
 # ---------------------------------------------------------------------------------- 4. quality
