@@ -331,8 +331,13 @@ def assemble(
     arr = np.array(boxes, np.float32).reshape(-1, 4)
     full = None
     if any(m is not None for m in masks):
-        full = [m if m is not None else box_mask(b, width, height) for b, m in zip(boxes, masks, strict=True)]
-    ann = Annotation(width, height, arr, labels, masks=None if full is None else np.stack(full))
+        # Filled one mask at a time, each let go of once copied: a list of masks and its stack, both held,
+        # made an import's peak memory three times its masks (see MAX_IMPORT_MASK_PIXELS).
+        full = np.empty((len(boxes), height, width), bool)
+        for i, b in enumerate(boxes):
+            full[i] = masks[i] if masks[i] is not None else box_mask(b, width, height)
+            masks[i] = None
+    ann = Annotation(width, height, arr, labels, masks=full)
     return ann.validate(max(labels, default=-1) + 1)
 
 

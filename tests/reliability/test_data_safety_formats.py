@@ -204,6 +204,9 @@ def test_every_format_round_trips_images_of_one_name_and_reserved_names(tmp_path
                     np.testing.assert_array_equal(a.masks, b.masks)
         asyncio.run(t.close())
     asyncio.run(s.close())
+    record("bad input", f"{task} export and import into a new project ({', '.join(ROUND_TRIPS[task])}) of images "
+           "a/1.png, b/1.png, classes.png, obj.png, annotations.png, instance_classes.png", len(paths),
+           "every label read back as exported", 0)
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -254,3 +257,6 @@ def test_an_export_never_replaces_or_deletes_a_file_it_did_not_write(tmp_path: P
     assert tree(data) == {**before, "notes.png": file_sha256(extra)[0]}
     for s in (seg, cls):
         asyncio.run(s.close())
+    record("faults", "export into the images' own folders (masks, instances, folders, coco, voc, yolo) and over a "
+           "user's file in an export folder", 7, "refused with OutputFolderError naming the path; every source file "
+           "unchanged", 0)
