@@ -304,6 +304,22 @@ def voc(name: str, w: int, h: int, objs: list[tuple[str, tuple]]) -> str:
     return VOC.format(name=name, w=w, h=h, objects="".join(OBJ.format(n=n, b=b) for n, b in objs))
 
 
+def test_class_names_of_the_files_match_the_given_ones_ignoring_case(images: list[Path], tmp_path: Path) -> None:
+    """VOC's "RBC" for classes ["rbc"] was a new class: its objects left out, its images labeled empty."""
+    labels = tmp_path / "xml"
+    labels.mkdir()
+    (labels / "im1.xml").write_text(voc("im1.png", 64, 48, [("Cat", (1, 1, 10, 10)), ("DOG", (2, 2, 9, 9))]))
+    (labels / "im2.xml").write_text(voc("im2.png", 301, 199, [("CAT", (1, 1, 10, 10)), ("fox", (2, 2, 9, 9))]))
+    loaded = load_labels("voc", labels, images[1:3], CLASSES)
+    assert loaded.errors == [] and loaded.classes == [*CLASSES, "fox"]
+    assert loaded.renamed == {"Cat": "cat", "DOG": "dog", "CAT": "cat"}  # one class spelled two ways: still one
+    assert loaded.annotations[images[1].resolve()].labels.tolist() == [0, 1]
+    assert loaded.annotations[images[2].resolve()].labels.tolist() == [0, 3]
+    # Given names that differ only in case match nothing ignoring case (new projects refuse such names).
+    assert load_labels("voc", labels, images[1:3], ["cat", "Cat", "dog"]).classes == ["cat", "Cat", "dog", "CAT",
+                                                                                    "fox"]
+
+
 def test_voc_malformed_files_and_objects(images: list[Path], tmp_path: Path) -> None:
     labels = tmp_path / "xml"
     labels.mkdir()

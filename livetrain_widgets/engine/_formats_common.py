@@ -50,9 +50,6 @@ class LoadedLabels:
     sources: dict[Path, str] = field(default_factory=dict)
     #: class names of the files read as a given class of another case (``{"RBC": "rbc"}``), to be said
     renamed: dict[str, str] = field(default_factory=dict)
-    #: a given class that several names of the files match ignoring case (``{"rbc": ["RBC", "Rbc"]}``):
-    #: their objects were merged into it, which a caller that cannot tell them apart should refuse
-    ambiguous: dict[str, list[str]] = field(default_factory=dict)
     #: the mask pixels the import may still decode (see :data:`MAX_IMPORT_MASK_PIXELS`)
     max_mask_pixels: int = MAX_IMPORT_MASK_PIXELS
     mask_pixels: int = 0
@@ -90,7 +87,9 @@ class ClassNames:
 
     A name of the files that is not among the given ones but equals exactly one of them ignoring case
     (VOC's ``RBC`` for a project's ``rbc``) is that class: read as a new class, its objects were left out
-    and their images stored as labeled with nothing there. :attr:`renamed` records each such match.
+    and their images stored as labeled with nothing there. :attr:`renamed` records each such match. Files
+    that spell one class several ways (``RBC``, ``Rbc``) are read as that one class too; only given names
+    that differ in case alone (which new projects refuse) match nothing ignoring case.
     """
 
     def __init__(self, given: Sequence[str] | None) -> None:
@@ -99,13 +98,11 @@ class ClassNames:
         self.renamed: dict[str, str] = {}
         for name in given or ():
             self._add(str(name))
-        self._given = len(self.names)
         folded: dict[str, list[int]] = {}
         for i, name in enumerate(self.names):
             folded.setdefault(name.casefold(), []).append(i)
         # Only a match with exactly one given name is unambiguous.
         self._folded = {k: v[0] for k, v in folded.items() if len(v) == 1}
-        self._spellings: dict[int, set[str]] = {}  # given index -> the names of the files that reached it
 
     def _add(self, name: str) -> int:
         if name not in self._index:
@@ -124,17 +121,7 @@ class ClassNames:
         if i is None and (j := self._folded.get(name.casefold())) is not None:
             i = j
             self.renamed[name] = self.names[j]
-        if i is None:
-            return self._add(name)
-        if i < self._given:
-            self._spellings.setdefault(i, set()).add(name)
-        return i
-
-    @property
-    def ambiguous(self) -> dict[str, list[str]]:
-        """Given classes that two or more names of the files reached (``RBC`` and ``rbc`` both read as
-        ``rbc``): the files tell apart what the given classes cannot."""
-        return {self.names[i]: sorted(s) for i, s in self._spellings.items() if len(s) > 1}
+        return self._add(name) if i is None else i
 
     def by_id(self, class_id: int, id_names: Sequence[str] | None) -> int:
         """Index of a numeric class id (YOLO, mask pixel values) read with the file's own names.

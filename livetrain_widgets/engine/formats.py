@@ -176,7 +176,7 @@ def load_labels(
         else:
             load_instances(path, index, names, out, given)
     out.classes = list(names.names)
-    out.renamed, out.ambiguous = dict(names.renamed), names.ambiguous
+    out.renamed = dict(names.renamed)
     return out
 
 

@@ -482,12 +482,6 @@ class LiveSession:
                 f"the project with these classes too, or pass ignore_classes={list(unknown)} to import the "
                 "other objects without them"
             )
-        if loaded.ambiguous:
-            listed = "; ".join(f"{names} all match {cls!r}" for cls, names in loaded.ambiguous.items())
-            raise ValueError(
-                f"the labels use class names that this project's classes tell apart only by case: {listed}. "
-                "Nothing was added: make the names in the files agree"
-            )
         if loaded.renamed:
             order = sorted(loaded.renamed.items(), key=lambda ab: self.classes.index(ab[1]))
             pairs = ", ".join(f"{a!r} as {b!r}" for a, b in order)
