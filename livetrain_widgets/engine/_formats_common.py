@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from xml.etree import ElementTree as ET
 from xml.parsers import expat
 
@@ -329,25 +328,6 @@ def assemble(
 
 
 # --------------------------------------------------------------------------------------- writes
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write a file so a reader never sees half of it: a temporary file beside it, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
 @dataclass
 class ExportPlan:
     """What an export writes, worked out (and every label checked) before anything is written.

@@ -58,20 +58,7 @@ class OutputFolder:
         """The path to write ``name`` (relative, ``/``-separated) at; its parent folders are made.
 
         Refused when something is there that this folder's commands did not write (the user's own file)."""
-        rel = _relative(name)
-        path = self.path / rel
-        if rel not in self._written:
-            if path.exists() or path.is_symlink():
-                raise OutputFolderError(
-                    f"{path} is not {self.command}'s to replace (livetrain did not write it): move it away, "
-                    "or choose another output folder"
-                )
-            self._written.append(rel)
-            self._save()  # listed before it is written: a crash between the two leaves nothing unlisted
-        elif path.is_symlink():  # it was ours, then someone put a link there: writing would follow it
-            raise OutputFolderError(f"{path} has been replaced by a link since {self.command} wrote it; remove it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.files([name])[0]
 
     def files(self, names: Iterable[str]) -> list[Path]:
         """:meth:`file` for many names at once (an export's), all checked before any is listed or written:
@@ -85,12 +72,12 @@ class OutputFolder:
                     f"{path} is not {self.command}'s to replace (livetrain did not write it): nothing was written; "
                     "move it away, or choose another output folder"
                 )
-            if rel in written and path.is_symlink():
+            if rel in written and path.is_symlink():  # ours once, now a link: writing would follow it
                 raise OutputFolderError(f"{path} has been replaced by a link since livetrain wrote it; remove it")
         new = [rel for rel in dict.fromkeys(rels) if rel not in written]
         if new:
             self._written.extend(new)
-            self._save()  # listed before they are written, as in file()
+            self._save()  # listed before they are written: a crash between the two leaves nothing unlisted
         paths = [self.path / rel for rel in rels]
         for parent in {p.parent for p in paths}:
             parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +102,7 @@ class OutputFolder:
     def write(self, name: str, data: bytes | str) -> Path:
         """Write ``name`` whole (a new file renamed into place: a crash leaves the old one or the new one)."""
         path = self.file(name)
-        _atomic_write(path, data.encode("utf-8") if isinstance(data, str) else data)
+        atomic_write(path, data.encode("utf-8") if isinstance(data, str) else data)
         return path
 
     def scratch(self, name: str) -> Path:
@@ -167,10 +154,12 @@ def _read_kind(marker: Path) -> str | None:
 
 
 def _write_json(path: Path, doc: dict[str, object]) -> None:
-    _atomic_write(path, json.dumps(doc, indent=1).encode("utf-8"))
+    atomic_write(path, json.dumps(doc, indent=1).encode("utf-8"))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` so that a reader (or a process killed meanwhile) never sees half of it: a temporary
+    file beside it, fsync, rename."""
     # mkstemp: the temporary file gets a name nobody has, so not even it can replace a user's file
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -178,6 +167,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the results from the user's group
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -201,4 +192,4 @@ def _remove_unless_open(folder: Path) -> None:
             lock.release()
 
 
-__all__ = ["MARKER", "OutputFolder", "OutputFolderError"]
+__all__ = ["MARKER", "OutputFolder", "OutputFolderError", "atomic_write"]

@@ -58,7 +58,6 @@ from ._formats_common import (
     ImageIndex,
     ImportTooLarge,
     LoadedLabels,
-    atomic_write,
     parse_xml,
 )
 from ._formats_masks import (
@@ -71,7 +70,7 @@ from ._formats_masks import (
 )
 from ._formats_voc import export_voc, load_voc
 from ._formats_yolo import export_yolo, load_yolo
-from ._output_folder import OutputFolder, OutputFolderError
+from ._output_folder import OutputFolder, OutputFolderError, atomic_write
 from .annotation import TASKS, Annotation
 from .store import ImageRecord
 
@@ -239,8 +238,7 @@ def _write_plan(plan: ExportPlan, folder: OutputFolder) -> None:
         if isinstance(what, Path):
             _link_or_copy(what, path)
         else:
-            data = what()
-            atomic_write(path, lambda f, data=data: f.write(data))
+            atomic_write(path, what())
     if plan.stale is not None:
         for name in set(folder.written()) - set(plan.files):
             if plan.stale(name):
