@@ -10,19 +10,17 @@ tests run in JupyterLab. Screenshots go to ``test-artifacts/<test>/``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
-
+from .. import _require
 from .app_driver import AppView, open_app
 from .harness import cell_output, screenshot, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("LIVETRAIN_DATA") or REPO.parent / "shared" / "data")
+DATA = _require.DATA
 CLASSES = ["RBC", "WBC", "Platelets"]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = _require.needs_data  # skips without the data; fails in CI (LIVETRAIN_REQUIRE_DATA=1)
 
 #: the scripted detector's confident boxes (original pixels) and classes: what the person draws too
 BOXES = [([40, 40, 200, 160], 0), ([300, 200, 420, 320], 1)]
