@@ -20,6 +20,7 @@ from livetrain_widgets import Annotation, LiveSession
 from livetrain_widgets.engine.formats import ImportTooLarge, OutputFolderError, check_class_names, load_labels
 from livetrain_widgets.engine.images import file_sha256
 
+from .. import _require
 from .conftest import REPO
 from .report import record
 from .test_bad_annotations import open_session
@@ -69,7 +70,7 @@ def coco_mask_bomb(folder: Path, width: int, height: int, n: int = 200) -> tuple
 MASK_BOMB_CHILD = textwrap.dedent("""
     import json, resource, sys
     sys.path.insert(0, {repo!r})
-    from livetrain_widgets.engine.formats import ImportTooLarge, OutputFolderError, check_class_names, load_labels
+    from livetrain_widgets.engine.formats import ImportTooLarge, load_labels
 
     def vm_bytes():
         with open("/proc/self/status") as f:
@@ -95,7 +96,7 @@ MASK_BOMB_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from Linux's rusage")
+@_require.not_applicable(not sys.platform.startswith("linux"), "peak memory is read from Linux's /proc and rusage")
 def test_a_small_coco_file_of_huge_masks_is_refused_before_decoding(tmp_path: Path) -> None:
     """200 full-image RLE masks in a file of kilobytes: 2.4 G mask pixels on a 4000x3000 image."""
     image, labels = coco_mask_bomb(tmp_path / "bomb", 4000, 3000)
