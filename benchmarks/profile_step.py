@@ -36,11 +36,12 @@ def _data(root: Path, n: int) -> tuple[list[np.ndarray], list, float]:
     return images, [loaded.annotations[p.resolve()] for p in paths], decode
 
 
-def profile(threads: int, steps: int, input_size: int, batch: int, cached: bool, root: Path) -> dict[str, float]:
+def profile(threads: int, steps: int, input_size: int, batch: int, cached: bool, root: Path,
+            freeze_stride: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     images, targets, decode = _data(root, 16)
-    extra = {"feature_cache_mb": 256} if cached else {}
-    model = EmbeddedModel("detection", ["RBC", "WBC", "Platelets"], seed=0, input_size=input_size, **extra)
+    model = EmbeddedModel("detection", ["RBC", "WBC", "Platelets"], seed=0, input_size=input_size,
+                          freeze_stride=freeze_stride, feature_cache_mb=256 if cached else 0)
     model.train()
     opt = torch.optim.AdamW(model.param_groups(1e-3), lr=1e-3, weight_decay=1e-4)
     rng = np.random.default_rng(0)
@@ -51,27 +52,28 @@ def profile(threads: int, steps: int, input_size: int, batch: int, cached: bool,
         parts.setdefault(name, []).append(t - t0)
         return t
 
-    for i in range(steps + 2):
+    warmup = 2 if not cached else 2 + 12 * len(images) // batch  # cached: until most variants are in
+    for i in range(steps + warmup):
         idx = rng.choice(len(images), batch, replace=False)
         imgs, tg = [images[j] for j in idx], [targets[j] for j in idx]
-        keys = [int(j) for j in idx]
         t = t_start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        samples = model._prepare(imgs, tg, **({'keys': keys} if cached else {}))
-        x = pad_batch([s.image for s in samples]).contiguous(memory_format=torch.channels_last)
-        t = tick("prepare (resize, augment, normalise)", t)
         if cached:
-            low = model._cached_low(samples, x)
+            low, boxes, labels = model.cached_batch(imgs, tg)
+            t = tick("frozen features from the cache, augmented", t)
         else:
+            samples = model._prepare(imgs, tg)
+            boxes, labels = [s.boxes for s in samples], [s.labels for s in samples]
+            x = pad_batch([s.image for s in samples]).contiguous(memory_format=torch.channels_last)
+            t = tick("prepare (resize, augment, normalise)", t)
             with torch.no_grad():
                 low = model.backbone.forward_frozen(x)
-        t = tick("frozen trunk forward (to stride 8)", t)
+            t = tick("frozen trunk forward", t)
         feats = model.backbone.forward_trainable(low)
-        pyr = model.neck(feats)
+        pyr = model.neck(feats, (8,))
         heat_logits, dist = model.head(pyr[8])
-        t = tick("trainable forward (stride 16/32, FPN, head)", t)
-        heat, tgt, wgt = det.build_targets([s.boxes for s in samples], [s.labels for s in samples],
-                                           model.num_classes, tuple(heat_logits.shape[-2:]), 8)
+        t = tick("trainable forward (unfrozen blocks, FPN, head)", t)
+        heat, tgt, wgt = det.build_targets(boxes, labels, model.num_classes, tuple(heat_logits.shape[-2:]), 8)
         t = tick("target building", t)
         loss = det.detection_loss(heat_logits, dist, heat, tgt, wgt, 8)
         t = tick("loss", t)
@@ -82,7 +84,7 @@ def profile(threads: int, steps: int, input_size: int, batch: int, cached: bool,
         opt.step()
         tick("optimizer (clip + AdamW)", t)
         tick("whole step", t_start)
-        if i < 2:
+        if i < warmup:
             parts.clear()
     out = {k: statistics.median(v) for k, v in parts.items()}
     out["decode one image (once; the session caches it)"] = decode
@@ -97,12 +99,14 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=384)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--cached", action="store_true", help="the frozen trunk's features from the feature cache")
+    p.add_argument("--freeze-stride", type=int, default=8, help="frozen up to this stride (8: before issue 21)")
     a = p.parse_args()
     root = Path(a.data) / "bccd"
     for n in a.threads:
-        res = profile(n, a.steps, a.input_size, a.batch, a.cached, root)
+        res = profile(n, a.steps, a.input_size, a.batch, a.cached, root, a.freeze_stride)
         total = res["whole step"]
         print(f"\n{n} torch thread(s), input {a.input_size}, batch {a.batch}, cached={a.cached}, "
+              f"freeze_stride={a.freeze_stride}, "
               f"load average {os.getloadavg()[0]:.1f}")
         for k, v in res.items():
             share = "" if k.startswith("decode") else f"{100 * v / total:5.1f} %"

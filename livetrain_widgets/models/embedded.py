@@ -19,6 +19,7 @@ are kept channels-last, which makes depthwise convolutions ~30 % faster on CPU.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -37,6 +38,10 @@ from ._preprocess import STRIDE, Sample, normalise, pad_batch, prepare, resize_i
 from .base import LiveModel, register
 
 DEFAULT_INPUT_SIZE = {"detection": 384, "segmentation": 384, "classification": 224}
+#: where the frozen trunk ends. Detection freezes the whole backbone and trains the FPN and head from cached
+#: features: a step costs a fifth of one that runs the backbone and trains its stride-16/32 blocks, and held-out
+#: mAP@0.5 per CPU second is 2-3x higher on BCCD (BENCHMARKS.md, issue 21 A)
+DEFAULT_FREEZE_STRIDE = {"detection": 32, "segmentation": 8, "classification": 8}
 #: MB of frozen-trunk features kept per model (0: none, and the pixel-level augmentation of before); only
 #: detection trains from cached features so far
 DEFAULT_FEATURE_CACHE_MB = {"detection": 256, "segmentation": 0, "classification": 0}
@@ -71,7 +76,7 @@ class EmbeddedModel(LiveModel):
         pretrained: bool = True,
         input_size: int | None = None,
         neck_channels: int = 64,
-        freeze_stride: int = 8,
+        freeze_stride: int | None = None,
         backbone_lr: float = 0.1,
         augment: bool = True,
         jitter: Sequence[float] = (0.75, 1.3),
@@ -90,7 +95,8 @@ class EmbeddedModel(LiveModel):
         if self.input_size < 32:
             raise ValueError(f"input_size must be at least 32, got {self.input_size}")
         self.options: dict[str, Any] = {
-            "neck_channels": int(neck_channels), "freeze_stride": int(freeze_stride),
+            "neck_channels": int(neck_channels),
+            "freeze_stride": int(DEFAULT_FREEZE_STRIDE[task] if freeze_stride is None else freeze_stride),
             "backbone_lr": float(backbone_lr), "augment": bool(augment),
             "jitter": [float(v) for v in jitter], "min_score": float(min_score),
             "max_detections": int(max_detections), "nms_iou": float(nms_iou), "semantic": bool(semantic),
@@ -108,7 +114,7 @@ class EmbeddedModel(LiveModel):
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.backbone = LiteBackbone(pretrained, freeze_stride, with_head=task == "classification")
+            self.backbone = LiteBackbone(pretrained, self.options["freeze_stride"], with_head=task == "classification")
             c = int(neck_channels)
             if task == "detection":
                 self.neck = FPN(c, (8, 16, 32))
@@ -223,6 +229,19 @@ class EmbeddedModel(LiveModel):
         are kept (and, on a miss, used) in float16: half the memory, and a cache hit gives exactly what a
         miss computes. Padding between images of a batch gets the trunk's features of the zero (mean
         colour) image, as the pixel-level path pads with zeros before the trunk."""
+        low, boxes, labels = self.cached_batch(images, targets)
+        pyr = self.neck(self.backbone.forward_trainable(low), (8,))
+        heat_logits, dist = self.head(pyr[8])
+        heat, tgt, wgt = det.build_targets(boxes, labels, self.num_classes, tuple(heat_logits.shape[-2:]), 8)
+        dev = heat_logits.device
+        return det.detection_loss(heat_logits, dist, heat.to(dev), tgt.to(dev), wgt.to(dev), 8,
+                                  class_weights=self._class_weight_tensor(dev))
+
+    def cached_batch(
+        self, images: Sequence[np.ndarray], targets: Sequence[Annotation],
+    ) -> tuple[dict[int, torch.Tensor], list[np.ndarray], list[np.ndarray]]:
+        """A training batch's frozen-trunk features (from the cache, augmented) and its boxes and labels in
+        input pixels: everything :meth:`_loss_cached` trains the rest of the model on."""
         o = self.options
         rng = self._rng if o["augment"] else None
         self.feature_cache.validate((self.backbone.frozen_stamp(), str(self.device)))
@@ -238,8 +257,8 @@ class EmbeddedModel(LiveModel):
             H, W = img.shape[:2]
             h, w = target_size(H, W, self.input_size, scale)
             feats, _ = self.feature_cache.get(
-                (fingerprint(img), h, w, hflip, vflip), lambda img=img, h=h, w=w, hf=hflip, vf=vflip:  # type: ignore[misc]
-                self._trunk_features(img, (h, w), hf, vf))
+                (fingerprint(img), h, w, hflip, vflip),
+                functools.partial(self._trunk_features, img, (h, w), hflip, vflip))
             sx, sy = w / W, h / H
             b = np.asarray(t.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
             labels = np.asarray(t.labels, np.int64).reshape(-1)
@@ -262,13 +281,7 @@ class EmbeddedModel(LiveModel):
                           for k, v in feats.items() for s in (self._level_stride(k),)})
             boxes_out.append(b.astype(np.float32).reshape(-1, 4))
             labels_out.append(labels)
-        low = self._stack_features(crops)
-        pyr = self.neck(self.backbone.forward_trainable(low), (8,))
-        heat_logits, dist = self.head(pyr[8])
-        heat, tgt, wgt = det.build_targets(boxes_out, labels_out, self.num_classes, tuple(heat_logits.shape[-2:]), 8)
-        dev = heat_logits.device
-        return det.detection_loss(heat_logits, dist, heat.to(dev), tgt.to(dev), wgt.to(dev), 8,
-                                  class_weights=self._class_weight_tensor(dev))
+        return self._stack_features(crops), boxes_out, labels_out
 
     def _level_stride(self, key: int) -> int:
         """The stride of a frozen-trunk output key (-1: the last frozen block's)."""

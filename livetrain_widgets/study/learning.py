@@ -8,9 +8,10 @@ For each labeled-set size and seed, every variant (today's trainer as ``baseline
 as ``current``, and any ``--variant``) starts from the same weights on the same labeled images (a seeded
 draw from the pool) and trains; the held-out images (the last ``--holdout`` in file order) are never
 labeled. Steps of the variants are interleaved, each taken by the variant that is furthest behind on its
-own budget, so load from other processes hits all of them alike. Each variant's clock is the process CPU
-time of its own training steps (predictions for scoring are not counted); with one torch thread that is
-the work done, and independent of how many other processes share the cores. Held-out mAP@0.5 (pycocotools,
+own budget, so load from other processes hits all of them alike. Each variant's clock is the user CPU time
+of the thread that takes its steps (predictions for scoring are not counted, see :func:`cpu_seconds`);
+with one torch thread (``--threads 1``, the default) that is the work done, and nearly independent of how
+many other processes share the cores. Held-out mAP@0.5 (pycocotools,
 as the study) is taken at CPU-time marks.
 
 The figure the issue asks for is *time to baseline quality*: for each mark ``T`` of the baseline, the
@@ -20,6 +21,7 @@ times faster it learns. Where it never got there within its budget the ratio is 
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Sequence
@@ -71,9 +73,9 @@ class _Run:
         self.curve: list[dict[str, Any]] = []
 
     def step(self) -> None:
-        c0, w0 = time.process_time(), time.perf_counter()
+        c0, w0 = cpu_seconds(), time.perf_counter()
         self.trainer.run_steps(1)
-        self.cpu += time.process_time() - c0
+        self.cpu += cpu_seconds() - c0
         self.wall += time.perf_counter() - w0
         if self.trainer.error:
             raise RuntimeError(f"{self.name}: {self.trainer.error}")
@@ -86,6 +88,15 @@ class _Run:
         self.curve.append({"cpu_s": round(self.cpu, 2), "wall_s": round(self.wall, 2), "step": self.trainer.step,
                            "map50": round(float(m["map50"]), 4), "map": round(float(m["map"]), 4)})
         return float(m["map50"])
+
+
+def cpu_seconds() -> float:
+    """User CPU seconds of the calling thread, where torch computes with one thread. Not the process's
+    time, nor system time: on a machine short of memory, page reclaim charged 10-20 s of system time to
+    single steps of the process, whichever variant happened to run."""
+    if hasattr(resource, "RUSAGE_THREAD"):
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_utime
+    return time.thread_time()
 
 
 def _marks(budget: float, first: float) -> list[float]:
