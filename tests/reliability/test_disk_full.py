@@ -8,20 +8,13 @@ runs in that child process and reports what it saw as JSON; the assertions are h
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from .. import _require
 from .report import record
-
-REPO = Path(__file__).resolve().parents[2]
+from .tmpfs import run_on_private_tmpfs
 
 CHILD = textwrap.dedent("""
     import asyncio, errno, json, os, sys
@@ -167,33 +160,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _private_tmpfs_command(mount: Path, *argv: str) -> list[str] | None:
-    """``argv`` run with a 64 MB tmpfs at ``mount``, visible to that process only; None if not possible."""
-    unshare = shutil.which("unshare")
-    if unshare is None or not sys.platform.startswith("linux"):
-        return None
-    user = [] if os.geteuid() == 0 else ["--map-root-user"]
-    script = 'mount -t tmpfs -o size=64m tmpfs "$1" && shift && exec "$@"'
-    cmd = [unshare, "--mount", *user, "sh", "-c", script, "sh", str(mount), *argv]
-    probe = subprocess.run([unshare, "--mount", *user, "sh", "-c", script, "sh", str(mount), "true"],
-                           capture_output=True)
-    return cmd if probe.returncode == 0 else None
-
-
 @pytest.mark.slow
 def test_disk_full_while_checkpointing_exporting_and_labeling(tmp_path: Path) -> None:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    script = tmp_path / "child.py"
-    script.write_text(CHILD.format(repo=str(REPO)))
-    cmd = _private_tmpfs_command(mount, sys.executable, str(script), str(mount))
-    if cmd is None:
-        _require.missing("unshare", "needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real "
-                         "small disk")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
-    r = json.loads(lines[-1][len("REPORT "):])
+    mount, r = run_on_private_tmpfs(tmp_path, CHILD, "a real small disk")
 
     # The checkpoint: a clear error raised to the caller and shown in the state and the panel, the previous
     # one intact and loadable.

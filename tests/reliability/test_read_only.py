@@ -7,17 +7,11 @@ remounted read-only after it was made, so the kernel answers exactly as it would
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from .. import _require
 from .report import record
-from .test_disk_full import _private_tmpfs_command
-
-REPO = Path(__file__).resolve().parents[2]
+from .tmpfs import run_on_private_tmpfs
 
 CHILD = textwrap.dedent("""
     import asyncio, json, subprocess, sys
@@ -52,18 +46,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_read_only_project_fails_with_a_sentence(tmp_path: Path) -> None:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    script = tmp_path / "child.py"
-    script.write_text(CHILD.format(repo=str(REPO)))
-    cmd = _private_tmpfs_command(mount, sys.executable, str(script), str(mount))
-    if cmd is None:
-        _require.missing("unshare", "needs `unshare --mount` and tmpfs (Linux, root or user namespaces) for a real "
-                         "read-only disk")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
-    r = json.loads(lines[-1][len("REPORT "):])
+    mount, r = run_on_private_tmpfs(tmp_path, CHILD, "a real read-only disk")
     # It was "OSError: [Errno 30] Read-only file system: '…/.lock'".
     assert r["existing"] == [
         "ProjectReadOnlyError",
