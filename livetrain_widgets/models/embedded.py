@@ -224,11 +224,11 @@ class EmbeddedModel(LiveModel):
 
         The augmentation is the pixel-level one's, made cacheable: a scale from ``scales`` (not a
         continuous jitter), the flips applied to the image before the trunk (a flipped feature map is not
-        the map of the flipped image), and the crop back to ``input_size`` taken from the features at
-        multiples of 32 pixels, the coarsest stride, so that every level crops to whole cells. Features
-        are kept (and, on a miss, used) in float16: half the memory, and a cache hit gives exactly what a
-        miss computes. Padding between images of a batch gets the trunk's features of the zero (mean
-        colour) image, as the pixel-level path pads with zeros before the trunk."""
+        the map of the flipped image), and the crop of an up-scaled image back to the unscaled image's size
+        taken from the features at multiples of 32 pixels, the coarsest stride, so that every level crops to
+        whole cells. Features are kept (and, on a miss, used) in float16: half the memory, and a cache hit
+        gives exactly what a miss computes. Padding between images of a batch gets the trunk's features of
+        the zero (mean colour) image, as the pixel-level path pads with zeros before the trunk."""
         low, boxes, labels = self.cached_batch(images, targets)
         pyr = self.neck(self.backbone.forward_trainable(low), (8,))
         heat_logits, dist = self.head(pyr[8])
@@ -245,7 +245,6 @@ class EmbeddedModel(LiveModel):
         o = self.options
         rng = self._rng if o["augment"] else None
         self.feature_cache.validate((self.backbone.frozen_stamp(), str(self.device)))
-        limit = max(STRIDE, self.input_size // STRIDE * STRIDE)
         crops: list[dict[int, torch.Tensor]] = []
         boxes_out, labels_out = [], []
         for i, (img, t) in enumerate(zip(images, targets, strict=True)):
@@ -267,7 +266,12 @@ class EmbeddedModel(LiveModel):
             if vflip and len(b):
                 b = np.stack([b[:, 0], h - b[:, 3], b[:, 2], h - b[:, 1]], 1)
             hp, wp = math.ceil(h / STRIDE) * STRIDE, math.ceil(w / STRIDE) * STRIDE
-            ch, cw = min(hp, limit), min(wp, limit)
+            # An up-scaled image is cropped back to the padded size of the unscaled one, not to a square of
+            # input_size: for a 4:3 image that square cost a third more per step, and one such image in a
+            # batch pads all of them to it.
+            h1, w1 = target_size(H, W, self.input_size)
+            ch = min(hp, math.ceil(h1 / STRIDE) * STRIDE)
+            cw = min(wp, math.ceil(w1 / STRIDE) * STRIDE)
             y0 = STRIDE * int(rng.integers(0, (hp - ch) // STRIDE + 1)) if rng is not None else 0
             x0 = STRIDE * int(rng.integers(0, (wp - cw) // STRIDE + 1)) if rng is not None else 0
             if (ch, cw) != (hp, wp):
