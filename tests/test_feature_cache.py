@@ -149,3 +149,15 @@ def test_cache_is_bounded_by_the_option_and_not_saved() -> None:
     assert not any("cache" in k for k in m.state_dict())
     with pytest.raises(ValueError, match="feature cache"):
         EmbeddedModel("segmentation", ["a"], pretrained=False, feature_cache_mb=8)
+
+
+def test_an_upscaled_image_is_cropped_back_to_the_unscaled_size() -> None:
+    """A 4:3 image at scale 1.25 trains on a crop of the unscaled image's size (96x128 at input 128), not a
+    128x128 square, which cost a third more per step and padded the whole batch to it."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    m = EmbeddedModel("detection", ["a"], pretrained=False, input_size=128, scales=(1.25,), seed=0).train()
+    for _ in range(4):  # the crop's place and the flips are random; its size is not
+        low, boxes, _ = m.cached_batch([img], [Annotation(120, 90, boxes=[[10, 10, 60, 50]], labels=[0])])
+        assert tuple(low[32].shape[-2:]) == (3, 4) and tuple(low[8].shape[-2:]) == (12, 16)
+        assert boxes[0].size == 0 or (boxes[0][:, 2].max() <= 128 and boxes[0][:, 3].max() <= 96)
