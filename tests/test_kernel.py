@@ -167,20 +167,36 @@ def test_live_annotator_starts_from_a_plain_cell_and_keeps_its_panel_live(kernel
         if sub is not None:
             msg["header"]["subshell_id"] = sub
         kc.shell_channel.send(msg)
+        sent.add(msg["header"]["msg_id"])
+
+    sent: set[str] = set()
 
     def state() -> list[str]:
         r = _execute(kc, "print(app.session.trainer.running, app.panel.step, repr(app.panel.error))")
         assert r["error"] is None, r["error"]
         return r["stdout"].strip().split(maxsplit=2)
 
+    def poll(ok, what: str, timeout: float = 30.0) -> list[str]:  # a busy CI machine takes its time
+        deadline = time.monotonic() + timeout
+        while not ok(now := state()):
+            assert time.monotonic() < deadline, f"{what}: {now}"
+            time.sleep(0.2)
+        return now
+
     for action in ("stop", "start", "skip", "stop", "start", "predict"):
         press(action)
-        time.sleep(0.3)
-    time.sleep(0.5)
-    running, step, error = state()
-    assert running == "True" and error == "''", (running, step, error)
-    time.sleep(1.0)
-    assert int(state()[1]) > int(step), "the panel stopped following the restarted trainer"
+        time.sleep(0.3)  # a person's pace, not a wait for the kernel
+    # Every click taken by the kernel (its idle status for each), so that none is still on its way when the
+    # state is read or the app closed.
+    deadline = time.monotonic() + 30
+    while sent:
+        assert time.monotonic() < deadline, f"the kernel did not take {len(sent)} of the clicks"
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            sent.discard(msg["parent_header"].get("msg_id"))
+    running, step, error = poll(lambda st: st[0] == "True", "training did not run again after Start")
+    assert error == "''", error
+    poll(lambda st: int(st[1]) > int(step), "the panel stopped following the restarted trainer")
     r = _execute(kc, "await app.close(); print('closed', app.session.state.phase, app.session.trainer.running)",
                  timeout=30)
     assert r["error"] is None, r["error"]
