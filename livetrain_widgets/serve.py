@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .cli import key_values
 
@@ -86,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 1
     except Exception as exc:  # a CLI: one readable line, never a traceback (see _message)
-        print(f"{PROG}: {_message(exc)}", file=sys.stderr)
+        from .engine._sql import hide_secrets
+
+        # the store hides its password already; this also covers what Ray or the trainer said
+        print(f"{PROG}: {hide_secrets(_message(exc), args.store)}", file=sys.stderr)
         return 1
 
 
@@ -205,7 +207,7 @@ def public_url(store: str) -> str:
     (``ray_trainer.actor_name`` leaves the password out), so they find the trainer with their own."""
     from .engine._sql import redact
 
-    return redact(str(store)).replace(":***@", "@")
+    return redact(str(store), marker=None)
 
 
 def annotator_snippet(address: str, store: str, name: str | None = None) -> list[str]:
@@ -384,7 +386,7 @@ def _notes(store: str, address: str) -> list[str]:
     if not address.startswith("ray://"):
         notes.append("  From a machine outside the cluster's network, use the head's Ray Client address instead:")
         notes.append('  backend="ray://<head>:10001" (needs ray[client], in livetrain-widgets[team]).')
-    if urlsplit(str(store)).password is not None or "password=" in str(store):
+    if public_url(store) != str(store):
         notes.append("  The store's password is left out above: each annotator gives their own (~/.pgpass or "
                      "PGPASSWORD).")
     return notes

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,32 @@ class PostgresServer:
 
         return psycopg.connect(self.url(), autocommit=True)
 
+    def password_user(self, name: str, password: str) -> str:
+        """A role that logs in with ``password`` only (scram-sha-256 over TCP, unlike the trust
+        authentication of every other role here); returns a URL of the ``postgres`` database without the
+        password, as ``postgresql://name@host:port/postgres``."""
+        with self.admin() as db:
+            if db.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
+                db.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD {_literal(password)}')
+            hba = Path(db.execute("SHOW hba_file").fetchone()[0])
+            rule = f"host all {name} {self.host}/32 scram-sha-256\n"
+            text = hba.read_text()
+            if rule not in text:  # the first matching line decides, so it goes before the trust lines
+                hba.write_text(rule + text)
+                db.execute("SELECT pg_reload_conf()")
+        url = f"postgresql://{name}@{self.host}:{self.port}/postgres"
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:  # the server reloads its rules in the background: wait until a wrong password fails
+            try:
+                psycopg.connect(url, password=password + "-wrong", connect_timeout=5).close()
+            except psycopg.OperationalError:
+                return url
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{hba}: the server still lets {name} in without a password")
+            time.sleep(0.1)
+
     def create_database(self) -> str:
         name = f"livetrain_test_{next(self._names)}"
         with self.admin() as db:
@@ -106,6 +133,11 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         with self.admin() as db:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _literal(text: str) -> str:
+    """An SQL string literal (DDL takes no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from typing import Any, NoReturn
+from urllib.parse import quote, unquote, urlsplit
 
 from ._disk import disk_full
 
@@ -72,13 +72,82 @@ def parse_location(location: str | os.PathLike[str]) -> tuple[str, Path | str]:
     )
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and reprs."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        userinfo, host = parts.netloc.rsplit("@", 1)
-        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}")
-    return re.sub(r"(password=)[^&]*", r"\1***", urlunsplit(parts))
+# ------------------------------------------------------------------------------------ secrets
+# A password may sit in a store URL (``postgresql://user:PASSWORD@host/db`` or ``?password=...``). Every
+# text this package shows or logs about a store goes through redact()/hide_secrets() below, including
+# what psycopg and libpq say, which echo parts of the URL (``invalid percent-encoded token: "..."``).
+_PASSWORD_PARAM = re.compile(r"(?i)(?<![\w.])(password=)([^&#\s]*)")
+_MIN_SECRET_ANYWHERE = 4  # a shorter password is hidden only where it stands alone, not inside words
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of the URL's user info is, as (start, end), also in a malformed URL.
+
+    A user name never holds ``@ / ? #`` and the host part never holds ``@``, so the user info ends at
+    the last ``@`` after which the user name (up to the first ``:``) is still plain: a password with
+    an unencoded ``/``, ``?``, ``#`` or ``@`` (which urlsplit and libpq each cut in their own place) is
+    covered whole. Where an ``@`` follows the host (in a parameter) the span may take in more than the
+    password: too much hidden, never too little.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    base = len(scheme) + len(sep)
+    end = len(rest)
+    while (at := rest.rfind("@", 0, end)) >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        if colon and not any(c in user for c in "@/?#"):
+            return base + len(user) + 1, base + at
+        end = at
+    return None
+
+
+def _secrets(url: str) -> list[str]:
+    """Every form in which the URL's password(s) could appear in a text: as written, percent-decoded,
+    as libpq reads the user info (up to the first ``@`` or ``/``) and in pieces, longest first."""
+    found: set[str] = set()
+    span = _password_span(url)
+    if span is not None:
+        found.add(url[span[0]:span[1]])
+        # libpq cuts a malformed URL elsewhere and may show a piece ("invalid port" for what follows a
+        # ":" up to an unencoded "/"): each piece is hidden too
+        found.update(re.split(r"[@/?#:]", url[span[0]:span[1]]))
+    _, sep, rest = url.partition("://")
+    if sep:
+        userinfo = re.split(r"[@/]", rest, maxsplit=1)[0]
+        if len(userinfo) < len(rest) and rest[len(userinfo)] == "@" and ":" in userinfo:
+            found.add(userinfo.split(":", 1)[1])
+    found.update(m.group(2) for m in _PASSWORD_PARAM.finditer(url))
+    found |= {unquote(x) for x in found} | {unquote(x.replace("+", " ")) for x in found}
+    return sorted((x for x in found if x), key=len, reverse=True)
+
+
+def hide_secrets(text: str, url: str | os.PathLike[str] | None) -> str:
+    """``text`` (a message, someone else's error) with every form of ``url``'s password replaced by
+    ``***``. Nothing to hide where ``url`` has no password or is a file path."""
+    if not isinstance(url, str) or "://" not in url:
+        return text
+    for secret in _secrets(url):
+        if len(secret) >= _MIN_SECRET_ANYWHERE:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return text
+
+
+def redact(url: str, marker: str | None = "***") -> str:
+    """The URL with its password replaced by ``marker``, for messages, reprs and logs; with
+    ``marker=None``, without its password at all (``user@host``, no ``password=`` parameter), as someone
+    with their own credentials gives the same store (how the team's trainer is named and found)."""
+    url = str(url)
+    span = _password_span(url)
+    if span is not None:
+        start, end = span
+        url = url[:start] + marker + url[end:] if marker is not None else url[:start - 1] + url[end:]
+    if marker is not None:
+        return _PASSWORD_PARAM.sub(lambda m: m.group(1) + marker, url)
+    url = re.sub(r"(?i)(?<=[?&])password=[^&#\s]*(?:&|(?=#|$))", "", url)
+    return re.sub(r"[?&](?=#|$)", "", url)  # a parameter list left empty
 
 
 def connect(location: str | os.PathLike[str]) -> Connection:
@@ -369,13 +438,17 @@ class PostgresConnection(Connection):
     def _connect(self) -> None:
         psycopg = self._psycopg
         options: dict[str, Any] = {"autocommit": True, "application_name": "livetrain-widgets"}
-        given = psycopg.conninfo.conninfo_to_dict(self._url)
+        try:
+            given = psycopg.conninfo.conninfo_to_dict(self._url)
+        except psycopg.Error as exc:
+            hint = "; in a URL, a password with @ / ? # % or spaces is percent-encoded (%40 for @), or in ~/.pgpass"
+            raise self._error(exc, "not a PostgreSQL URL libpq can read", hint) from self._cause(exc)
         if "connect_timeout" not in given:  # libpq's default is to wait forever for an absent server
             options["connect_timeout"] = 10
         try:
             pg = psycopg.connect(self._url, **options)
         except psycopg.Error as exc:
-            raise StoreError(f"{self.where}: cannot connect to the PostgreSQL server ({_first_line(exc)})") from exc
+            raise self._error(exc, "cannot connect to the PostgreSQL server") from self._cause(exc)
         try:
             pg.execute("SET synchronous_commit TO on")
         except BaseException:
@@ -390,6 +463,31 @@ class PostgresConnection(Connection):
             self._connect()
         return self._pg
 
+    def _hide(self, text: str) -> str:
+        return hide_secrets(text, self._url)
+
+    def _error(self, exc: BaseException, what: str, hint: str = "") -> StoreError:
+        """A StoreError saying ``what`` happened, with psycopg's reason (the password hidden), then ``hint``."""
+        err = StoreError(f"{self.where}: {what} ({self._hide(_first_line(exc))}){hint}")
+        err.sqlstate = getattr(exc, "sqlstate", None)  # type: ignore[attr-defined]  # disk_full reads it
+        return err
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain a StoreError to, or None where psycopg's text shows the password: a traceback
+        prints the cause, so it must not show the secret either."""
+        text = str(exc)
+        return exc if self._hide(text) == text else None
+
+    def _fail(self, exc: BaseException, consequence: str) -> NoReturn:
+        """Raise what psycopg's ``exc`` means here: a StoreError for a full disk or a lost connection;
+        psycopg's own error otherwise, unless its text shows the password (then a StoreError without it)."""
+        err = self._lost(exc, consequence)
+        if err is None:
+            if self._cause(exc) is exc:
+                raise exc
+            err = self._error(exc, "the PostgreSQL server refused this")
+        raise err from self._cause(exc)
+
     def _lost(self, exc: BaseException, consequence: str) -> StoreError | None:
         """The StoreError for a failure that is a full disk or a lost connection, else None."""
         if disk_full(exc):  # SQLSTATE 53100 on the server's side
@@ -399,7 +497,7 @@ class PostgresConnection(Connection):
             )
         if self._pg is not None and self._pg.closed:
             return StoreError(
-                f"{self.where}: lost the connection to the PostgreSQL server ({_first_line(exc)}); "
+                f"{self.where}: lost the connection to the PostgreSQL server ({self._hide(_first_line(exc))}); "
                 f"{consequence}. The store reconnects on the next call."
             )
         return None
@@ -423,7 +521,7 @@ class PostgresConnection(Connection):
         try:
             return pg.execute(_pg_sql(sql), tuple(params)).fetchall() if params else pg.execute(sql).fetchall()
         except self._psycopg.Error as exc:
-            raise (self._lost(exc, "nothing was read") or exc) from exc
+            self._fail(exc, "nothing was read")
 
     def write(self, fn: Callable[[Connection], Any]) -> Any:
         errors = self._psycopg.errors
@@ -449,7 +547,7 @@ class PostgresConnection(Connection):
                     "this change may or may not have been saved (the commit was under way): look before "
                     "repeating it" if committing else "this change was not saved"
                 )
-                raise (self._lost(exc, consequence) or exc) from exc
+                self._fail(exc, consequence)
             return out
         raise StoreError(
             f"{self.where}: this change was not saved: other writers kept conflicting with it "
@@ -498,7 +596,7 @@ class PostgresConnection(Connection):
             super().migrate(migrations)
         except self._psycopg.Error as exc:
             lost = self._lost(exc, "the store was not opened")
-            raise (lost or StoreError(f"{self.where}: not a usable annotation store ({_first_line(exc)})")) from exc
+            raise (lost or self._error(exc, "not a usable annotation store")) from self._cause(exc)
 
     def integrity_check(self) -> str:
         """``"ok"`` when every table of the store reads back whole, else one finding per table.
@@ -516,7 +614,7 @@ class PostgresConnection(Connection):
             try:
                 self.query(f'SELECT count(*) FROM "{table}"')
             except self._psycopg.DatabaseError as exc:
-                findings.append(f"{table}: {_first_line(exc)}")
+                findings.append(f"{table}: {self._hide(_first_line(exc))}")
         return "\n".join(findings) or "ok"
 
     def checkpoint(self) -> bool:

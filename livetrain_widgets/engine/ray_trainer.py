@@ -35,7 +35,7 @@ NAMESPACE = "livetrain"
 def actor_name(store: str) -> str:
     """The actor's name for a store: one trainer per project, found from the store URL alone (password
     left out, so annotators with their own credentials find the same actor)."""
-    return "livetrain-trainer:" + redact(str(store)).replace(":***@", "@")
+    return "livetrain-trainer:" + redact(str(store), marker=None)
 
 
 class _TrainerActor:

@@ -232,8 +232,14 @@ class AnnotationStore:
 
     @property
     def url(self) -> str:
-        """A location that opens this store again, e.g. from another process."""
+        """A location that opens this store again, e.g. from another process. It holds the password if
+        the location given did: for messages, use :attr:`where`."""
         return self._conn().url
+
+    @property
+    def where(self) -> str:
+        """Where the data is, for messages and logs: the file path, or the URL without its password."""
+        return self._where
 
     # ----------------------------------------------------------------------------------- plumbing
     def close(self) -> None:

@@ -285,7 +285,7 @@ class TeamSession:
         self.store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
         task, classes = self.store.get_meta("task"), self.store.get_meta("classes")
         if task is None or not classes:
-            raise ValueError(f"{self.store.url} holds no project yet: start the team's trainer first "
+            raise ValueError(f"{self.store.where} holds no project yet: start the team's trainer first "
                              "(livetrain serve ..., which creates it)")
         self.task: str = task
         self.classes: list[str] = list(classes)
