@@ -96,7 +96,8 @@ def test_a_person_labels_goes_back_finishes_and_reopens_in_notebook7(page, noteb
     ui.button("back").click()
     wait_for(lambda: ui.attr("image-id") == second and ui.attr("ready") == "1", timeout=20)
     kernel.wait_for("app.image_id", int(second))
-    page.wait_for_timeout(500)  # an automatic prediction would have landed by now
+    kernel.run("await app.wait_idle()")  # the opening done, and an automatic prediction it started
+    assert kernel.eval("app.canvas.prelabel_count") == 0
     assert ui.attr("objects") == "2" and ui.attr("prelabels") == "0", ui.attrs()
     screenshot(page, "03-back-saved-labels-alone")
     # Asked for, they come; discarded, and the image submitted again: still judged once (17 for 16 before).
@@ -167,8 +168,9 @@ def test_a_person_labels_goes_back_finishes_and_reopens_in_notebook7(page, noteb
     page.keyboard.press("Shift+Enter")
     ui2 = AppView(page, cell_output(page, 2))
     assert ui2.wait_image() == first
-    kernel.run("again.session.trainer.offering = True")
-    page.wait_for_timeout(500)
+    # offered now (the tuner's verdict came back with the checkpoint), so only the setting keeps them away
+    kernel.run("await again.wait_idle()")
+    assert kernel.eval("again.session.offering") and kernel.eval("again.canvas.prelabel_count") == 0
     assert ui2.attr("objects") == "2" and ui2.attr("prelabels") == "0", ui2.attrs()
     assert not ui2.panel.locator(".lt-auto-threshold input").is_checked()
     assert ui2.panel.locator(".lt-threshold-value").inner_text() == f"{threshold:.2f}"
