@@ -67,6 +67,25 @@ def kernel(request, tmp_path):
     km.shutdown_kernel(now=True)
 
 
+def _kernel_info_latencies(kc, n: int, pause: float) -> list[float]:
+    """Seconds the kernel took to answer each of ``n`` kernel_info requests, ``pause`` s apart (from outside,
+    as the front end asks while a cell's work goes on)."""
+    latencies = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        kc.kernel_info()
+        while True:
+            try:
+                msg = kc.get_shell_msg(timeout=10)
+            except queue.Empty:
+                pytest.fail("kernel did not answer kernel_info within 10 s")
+            if msg["msg_type"] == "kernel_info_reply":
+                break
+        latencies.append(time.monotonic() - t0)
+        time.sleep(pause)
+    return latencies
+
+
 def test_training_continues_between_cells_and_kernel_stays_responsive(kernel, tmp_path) -> None:
     kc, extra = kernel
     r = _execute(kc, """
@@ -102,19 +121,7 @@ def test_training_continues_between_cells_and_kernel_stays_responsive(kernel, tm
     # Make every step sleep 1 s in the worker thread; requests must not wait for it.
     _execute(kc, "session.trainer.model.step_delay = 1.0")
     time.sleep(0.3)
-    latencies = []
-    for _ in range(8):
-        t0 = time.monotonic()
-        kc.kernel_info()
-        while True:
-            try:
-                msg = kc.get_shell_msg(timeout=10)
-            except queue.Empty:
-                pytest.fail("kernel did not answer kernel_info within 10 s")
-            if msg["msg_type"] == "kernel_info_reply":
-                break
-        latencies.append(time.monotonic() - t0)
-        time.sleep(0.13)
+    latencies = _kernel_info_latencies(kc, 8, pause=0.13)
     assert max(latencies) < 0.5, latencies
     t0 = time.monotonic()
     r = _execute(kc, "x = await session.predict(ids[5]); print(x.annotation.category, x.step)")
@@ -258,19 +265,7 @@ def test_real_embedded_detector_training_keeps_the_kernel_responsive(kernel, tmp
         step0 = session.state.step
     """)
     assert r["error"] is None, r["error"]
-    latencies = []
-    for _ in range(10):
-        t0 = time.monotonic()
-        kc.kernel_info()
-        while True:
-            try:
-                msg = kc.get_shell_msg(timeout=10)
-            except queue.Empty:
-                pytest.fail("kernel did not answer kernel_info within 10 s")
-            if msg["msg_type"] == "kernel_info_reply":
-                break
-        latencies.append(time.monotonic() - t0)
-        time.sleep(0.3)
+    latencies = _kernel_info_latencies(kc, 10, pause=0.3)
     r = _execute(kc, """
         await lag_task
         lags.sort()
