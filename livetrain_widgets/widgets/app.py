@@ -58,7 +58,7 @@ MIN_SENT_SCORE = 0.05
 MAX_TIMINGS = 2000
 
 #: the panel's settings kept with the project (the store's meta ``app_settings``) and restored on reopening
-SETTINGS = ("threshold", "auto_threshold", "skip_predict_if_labeled", "semantic")
+PANEL_SETTINGS = ("threshold", "auto_threshold", "skip_predict_if_labeled", "semantic")
 
 
 class LiveAnnotator(widgets.VBox):
@@ -170,7 +170,7 @@ class LiveAnnotator(widgets.VBox):
         self.canvas.on_action(self._on_action)
         self.panel.on_action(self._on_action)
         self._settings = self._restore_settings()
-        self.panel.observe(self._save_settings, names=list(SETTINGS))
+        self.panel.observe(self._save_settings, names=list(PANEL_SETTINGS))
         self.canvas.threshold = self.panel.threshold
         self.canvas.semantic = self.panel.semantic
         self.panel.observe(self._on_threshold, names=["threshold", "auto_threshold"])
@@ -613,7 +613,7 @@ class LiveAnnotator(widgets.VBox):
         if not isinstance(saved, dict):
             return {}
         ok: dict[str, Any] = {}
-        for name in SETTINGS:
+        for name in PANEL_SETTINGS:
             value = saved.get(name)
             if name == "threshold":
                 good = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
@@ -633,7 +633,7 @@ class LiveAnnotator(widgets.VBox):
 
     def _save_settings(self, _: Any = None) -> None:
         """Keep the panel's settings with the project (only when one the person sets changed)."""
-        values = {name: getattr(self.panel, name) for name in SETTINGS}
+        values = {name: getattr(self.panel, name) for name in PANEL_SETTINGS}
         if values["auto_threshold"]:
             # the threshold shown follows the tuner then: keep the person's last own one
             values["threshold"] = self._settings.get("threshold", values["threshold"])
