@@ -67,11 +67,17 @@ async def test_uncertain_order_opens_the_least_certain_image_predicted_ahead(tmp
         return SimpleNamespace(annotation=Annotation(16, 16, category=0, category_scores=np.array(scores[i])))
 
     s.ahead.usable = usable  # the pre-labels the ahead predictor would keep for the pool
-    # the pool is the 4 images after ids[0] in file order (ids[1..4]); ids[6] is beyond it
+    # with ids[0] open, the pool is the first 4 other unlabeled images in file order; ids[6] is beyond it
     assert s.upcoming(ids[0]) == ids[1:5]
     assert s.next_unlabeled(after=ids[0]) == ids[2]
-    s._labeled.add(ids[2])
-    assert s.next_unlabeled(after=ids[2]) == ids[6]  # the pool is now ids[3..6]
-    # nothing predicted in the pool yet: file order
-    assert s.next_unlabeled(after=ids[6]) == ids[7]
+    s._labeled.update({ids[0], ids[2]})
+    # the image left for later (ids[1], nearly certain) stays in the pool: ids[1], ids[3], ids[4], ids[5]
+    assert s.upcoming(ids[2]) == [ids[1], *ids[3:6]]
+    assert s.next_unlabeled(after=ids[2]) == ids[3]
+    s._labeled.add(ids[3])
+    assert s.next_unlabeled(after=ids[3]) == ids[6]  # ids[6] came into the pool: ids[1], ids[4..6]
+    scores.clear()  # nothing predicted in the pool yet: its first image
+    assert s.next_unlabeled(after=ids[3]) == ids[1]
+    s._labeled.add(ids[1])
+    assert s.next_unlabeled(after=ids[1], exclude={ids[4]}) == ids[5]
     await s.close()

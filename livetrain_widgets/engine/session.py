@@ -565,18 +565,24 @@ class LiveSession:
         None when every image is labeled (or excluded).
 
         ``"file"`` and ``"random"`` take the first unlabeled image after ``after`` in their order; with
-        ``"uncertain"`` it is the image whose pre-label computed ahead is the least certain among those
-        kept ready (:mod:`livetrain_widgets.engine.queue`), the first of them while none is ready."""
-        pool = self._queue_after(after, exclude)
-        if self.config.order != "uncertain" or not pool:
+        ``"uncertain"`` it is the least certain (:mod:`livetrain_widgets.engine.queue`) of the first
+        unlabeled images in file order, as many as are predicted ahead (:meth:`upcoming`): an image left
+        for later stays in that pool, so the easy ones come when nothing harder is near. While none of
+        them has a pre-label ready, the first."""
+        if self.config.order != "uncertain":
+            pool = self._queue_after(after, exclude)
             return pool[0] if pool else None
-        ready = pool[: max(1, self.config.ahead.images)]
 
         def pre_label(i: int) -> Annotation | None:
             kept = self.ahead.usable(i)
             return None if kept is None else kept.annotation
 
-        return most_uncertain(ready, pre_label)
+        return most_uncertain(self._uncertain_pool(after, exclude), pre_label)
+
+    def _uncertain_pool(self, current: int | None, exclude: Collection[int] = ()) -> list[int]:
+        """``order="uncertain"``: the first unlabeled images in file order, ``current`` left out, as many as
+        are predicted ahead."""
+        return [i for i in self._queue_after(None, exclude) if i != current][: max(1, self.config.ahead.images)]
 
     def _queue_after(self, after: int | None, exclude: Collection[int] = ()) -> list[int]:
         """The unlabeled images in queue order, starting after ``after`` (wrapping), ``after`` itself left
@@ -690,6 +696,8 @@ class LiveSession:
         n = self.config.ahead.images
         if n == 0:
             return []
+        if self.config.order == "uncertain":
+            return self._uncertain_pool(after)
         return self._queue_after(after)[:n]
 
     def _on_step(self, _: Any) -> None:
