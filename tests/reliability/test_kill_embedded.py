@@ -192,8 +192,11 @@ CHILD = textwrap.dedent("""
 
 def _run_child(script: Path, point: str, project: Path, out: Path) -> dict:
     """Run one child until it pauses at ``point`` (then SIGKILL it) or, for "none", until it closes."""
-    proc = subprocess.Popen([sys.executable, str(script), point, str(project), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    # stderr to a file: a pipe nobody reads while the child runs blocks the child once full (warnings, a traceback)
+    errors = script.with_name(f"child-{point}.stderr")
+    with open(errors, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, str(script), point, str(project), str(out)],
+                                stdout=subprocess.PIPE, stderr=err_file, text=True, cwd=REPO)
     assert proc.stdout is not None
     seen: dict = {"submitted": {}, "checkpointed": None, "warnings": [], "evaluated": 0}
     deadline = time.monotonic() + 600
@@ -201,7 +204,7 @@ def _run_child(script: Path, point: str, project: Path, out: Path) -> dict:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
-                err = proc.stderr.read()[-3000:] if proc.stderr else ""
+                err = errors.read_text()[-3000:]
                 raise AssertionError(f"child for {point} ended (rc {proc.wait()}) before pausing: {err}")
             words = line.split()
             if words[0] == "OPENED":
