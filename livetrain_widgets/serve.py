@@ -7,10 +7,13 @@
 
 The trainer is a detached Ray actor (see ``livetrain_widgets.engine.ray_trainer``): it keeps running
 after this command returns, and Ray restarts it from its last checkpoint if its process dies. Start
-the cluster first (``ray start --head`` on the machine with the GPU) and run this on a node of it
-(``--address auto``, the default) or give the cluster's address (then, as ``ray start`` turns on Ray's
-token authentication, with ``RAY_AUTH_MODE=token`` set). The command prints the line each annotator
-runs in a notebook.
+the cluster first, with Ray's token authentication, on the machine with the GPU::
+
+    ray get-auth-token --generate >/dev/null && RAY_AUTH_MODE=token ray start --head
+
+and run this on a node of it (``--address auto``, the default) or give the cluster's address. A cluster
+that does not require its token is refused (anyone who reaches its ports could run code on it). The
+command prints the line each annotator runs in a notebook, and how they get the token.
 
 The store (PostgreSQL) is the team's: the trainer and every annotator reach it at this URL. A new
 project needs --task and --classes; an existing one takes them from the store. --project is the
@@ -303,6 +306,7 @@ def _connect(address: str) -> Any:
         raise ServeError("a team's trainer runs on Ray, which is not installed: "
                          "pip install 'livetrain-widgets[team]'") from None
     from .engine import ray_trainer
+    from .engine.ray_trainer import START_WITH_TOKEN
 
     # Ray's core writes to the process's stderr while it tries to connect (a warning a second, for 20 s,
     # when the cluster refuses the client's token): kept aside, and read for the cause if it fails.
@@ -310,6 +314,10 @@ def _connect(address: str) -> Any:
         try:
             with _stderr_to(log.fileno()):
                 ray_trainer.init(address)
+        except ray.exceptions.AuthenticationError:  # RAY_AUTH_MODE=token set here, and no token found
+            raise ServeError("RAY_AUTH_MODE=token is set but this machine has no Ray token: copy it from the head "
+                             "node (`ray get-auth-token` there prints it) into ~/.ray/auth_token here, or set "
+                             "RAY_AUTH_TOKEN") from None
         except ConnectionError as exc:
             log.seek(0)
             said = log.read().decode(errors="replace")
@@ -317,11 +325,11 @@ def _connect(address: str) -> Any:
             if address == "auto":
                 where = os.environ.get("RAY_ADDRESS") or "auto"
             if "InvalidAuthToken" in said or "AuthenticationError" in said:
-                raise ServeError(f"the Ray cluster at {where} refused this client's token: set RAY_AUTH_MODE=token "
-                                 "and give the cluster's token (~/.ray/auth_token from the head node, or "
-                                 "RAY_AUTH_TOKEN)") from None
+                raise ServeError(f"the Ray cluster at {where} requires its token, and this machine has none or "
+                                 "another one: copy it from the head node (`ray get-auth-token` there prints it) "
+                                 "into ~/.ray/auth_token here, or set RAY_AUTH_TOKEN") from None
             if where == "auto":
-                raise ServeError("no Ray cluster runs on this machine: start one with `ray start --head`, or "
+                raise ServeError(f"no Ray cluster runs on this machine: start one with `{START_WITH_TOKEN}`, or "
                                  "give its address with --address") from None
             raise ServeError(f"could not connect to the Ray cluster at {where} ({_first_line(exc)})") from None
     return ray
@@ -379,9 +387,9 @@ def _where(ray: Any, actor: Any) -> dict[str, str]:
 
 def _notes(store: str, address: str) -> list[str]:
     notes = [
-        "  RAY_AUTH_MODE: `ray start` turns on Ray's token authentication, so each annotator's kernel needs",
-        "  RAY_AUTH_MODE=token in its environment (set before Jupyter starts) and the cluster's token",
-        "  (~/.ray/auth_token copied from the head node, or RAY_AUTH_TOKEN).",
+        "  Token: the cluster requires Ray's token, so each annotator's machine needs it: `ray get-auth-token`",
+        "  on the head node prints it; save it as ~/.ray/auth_token there (chmod 600), or set RAY_AUTH_TOKEN",
+        "  before Jupyter starts. Share it like a password: whoever has it can run code on the cluster.",
     ]
     if not address.startswith("ray://"):
         notes.append("  From a machine outside the cluster's network, use the head's Ray Client address instead:")
@@ -422,7 +430,7 @@ def _message(exc: BaseException) -> str:
     if cause is not None:
         return f"the trainer failed to start: {cause}"
     if isinstance(exc, (ValueError, FileNotFoundError, ImportError, ConnectionError)) or \
-            type(exc).__name__ in ("StoreError", "TrainerUnavailable"):
+            type(exc).__name__ in ("StoreError", "TrainerUnavailable", "InsecureClusterError"):
         return _first_line(exc)
     return f"{type(exc).__name__}: {_first_line(exc)}"
 

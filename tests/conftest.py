@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,15 +80,17 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     """A real Ray cluster for the session (``ray start --head``, private to the tests; skips where Ray is
-    not installed, see ray_server): yields its GCS address, ``"ip:port"``.
+    not installed, see ray_server) that requires Ray's token authentication, as livetrain serves only on
+    such a cluster: yields its GCS address, ``"ip:port"``.
 
-    ``ray start`` turns token authentication on, and a driver given an explicit address connects only
-    with ``RAY_AUTH_MODE=token``: set here for this process (tests that call Ray in-process) and inherited
-    by the subprocesses tests start. Ray reads it when first imported, so a test that imports ray at
-    module level, before this fixture runs, must set it itself."""
-    with running_cluster() as cluster:
-        saved = os.environ.get("RAY_AUTH_MODE")
-        os.environ["RAY_AUTH_MODE"] = "token"
+    Its token is set as ``RAY_AUTH_TOKEN`` for this process and the subprocesses tests start, as an
+    annotator's machine has it (``~/.ray/auth_token`` is not touched); ``RAY_AUTH_MODE`` is left unset,
+    since livetrain turns token mode on where a token is at hand."""
+    token = secrets.token_hex(32)
+    with running_cluster(token) as cluster:
+        saved = {k: os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+        os.environ["RAY_AUTH_TOKEN"] = token
+        os.environ.pop("RAY_AUTH_MODE", None)
         try:
             yield cluster.address
         finally:
@@ -95,10 +98,11 @@ def ray_cluster() -> Iterator[str]:
             ray = sys.modules.get("ray")
             if ray is not None and ray.is_initialized():
                 ray.shutdown()
-            if saved is None:
-                os.environ.pop("RAY_AUTH_MODE", None)
-            else:
-                os.environ["RAY_AUTH_MODE"] = saved
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 #: The store's engines; tests that take ``location`` or ``store`` run once on each.

@@ -47,10 +47,15 @@ def free_port() -> int:
 
 
 class RayCluster:
-    """One head node started by ``ray start``; ``address`` is its GCS address (``"ip:port"``)."""
+    """One head node started by ``ray start``; ``address`` is its GCS address (``"ip:port"``).
 
-    def __init__(self, root: Path) -> None:
+    With a ``token`` it requires Ray's token authentication with that token (given in the environment,
+    so the user's ``~/.ray/auth_token`` is neither read nor written); without one it runs open
+    (``RAY_AUTH_MODE=disabled``, even where the machine has a token), as a cluster livetrain refuses."""
+
+    def __init__(self, root: Path, token: str | None = None) -> None:
         self.root = root
+        self.token = token
         self.port = 0
         self.client_port = 0
         self.address = ""
@@ -66,7 +71,10 @@ class RayCluster:
                 f"--dashboard-agent-listen-port={free_port()}",
                 "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.root}",
             ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_")}
+            env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token} if self.token else
+                       {"RAY_AUTH_MODE": "disabled"})
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
             self.output = proc.stdout + proc.stderr
             if proc.returncode == 0:
                 # "ray start --address='192.0.2.2:PORT'" names the address other nodes (and drivers) use:
@@ -126,10 +134,8 @@ def _node_ip() -> str:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[RayCluster]:
-    """Start a cluster for the session (skip or fail when Ray cannot run here)."""
-    # Found, not imported: Ray reads RAY_AUTH_MODE when it is first imported, and the fixture sets it
-    # for this process only after the cluster has started.
+def running_cluster(token: str | None = None) -> Iterator[RayCluster]:
+    """Start a cluster (skip or fail when Ray cannot run here); with ``token``, one that requires it."""
     if importlib.util.find_spec("ray") is None:
         unavailable("ray is not installed (pip install 'livetrain-widgets[team]')")
     try:
@@ -138,7 +144,7 @@ def running_cluster() -> Iterator[RayCluster]:
         unavailable("psutil is needed to stop the test's Ray cluster (pip install psutil)")
     # A short path: Ray's Unix sockets live under it, and a socket path is limited to 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="lt-ray-"))
-    cluster = RayCluster(root)
+    cluster = RayCluster(root, token)
     try:
         cluster.start()
         yield cluster

@@ -1,6 +1,6 @@
 """``livetrain serve``, as a person runs it: a subprocess against a real Ray cluster (``ray start
---head``, the ``ray_cluster`` fixture) and a real PostgreSQL store, with a small untrained detector on
-64 px images so the trainer starts in seconds."""
+--head`` with token authentication, the ``ray_cluster`` fixture) and a real PostgreSQL store, with a
+small untrained detector on 64 px images so the trainer starts in seconds."""
 
 from __future__ import annotations
 
@@ -17,14 +17,18 @@ from PIL import Image
 from livetrain_widgets.engine.store import AnnotationStore
 from tests import _require
 
+from .ray_server import running_cluster
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["--model", "embedded", "--model-option", "pretrained=false", "--model-option", "input_size=64"]
 
 
 def livetrain_serve(*args: str, cwd: Path, timeout: float = 600.0, python: list[str] | None = None,
                     ) -> subprocess.CompletedProcess[str]:
-    """``livetrain serve ARGS`` in a process of its own, as from a shell with the token mode set."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO)}
+    """``livetrain serve ARGS`` in a process of its own, as from a shell on a machine that has the
+    cluster's token (``RAY_AUTH_TOKEN``, from the fixture) and no ``RAY_AUTH_MODE`` set."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["PYTHONPATH"] = str(REPO)
     cmd = [*(python or [sys.executable, "-m", "livetrain_widgets"]), "serve", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
@@ -57,7 +61,8 @@ def test_serve_status_stop(ray_cluster: str, postgres_url: str, tmp_path: Path) 
         out = served.stdout
         assert f'LiveAnnotator(backend="{ray_cluster}", store="{postgres_url}", user="<your name>")' in out
         assert "from livetrain_widgets import LiveAnnotator" in out
-        assert "RAY_AUTH_MODE=token" in out
+        assert "`ray get-auth-token`" in out and "~/.ray/auth_token" in out  # how annotators get the token
+        assert os.environ["RAY_AUTH_TOKEN"] not in out + served.stderr  # but not the token itself
         assert f"livetrain-trainer:{postgres_url}" in out  # the actor's name
         assert f"checkpoints: {tmp_path / 'trainer' / 'checkpoints'}" in out
         assert "labeled 0 / 4 images" in out
@@ -93,6 +98,25 @@ def test_no_such_trainer(ray_cluster: str, postgres_url: str, tmp_path: Path) ->
                                           "--name", "nobody-serves-this", cwd=tmp_path))
     assert "no trainer named 'nobody-serves-this'" in line
     assert "livetrain serve" in line
+    # a store URL with a password (an unencoded "/" in it): the trainer's name is given without it
+    status = livetrain_serve("--status", "--store", "postgresql://lt:Hunter2/Sekret@db/cells", "--address",
+                             ray_cluster, cwd=tmp_path)
+    line = one_line_error(status)
+    assert "no trainer named 'livetrain-trainer:postgresql://lt@db/cells'" in line
+    assert "Hunter2" not in status.stdout + status.stderr and "Sekret" not in status.stdout + status.stderr
+
+
+def test_a_cluster_without_token_authentication_is_refused(postgres_url: str, tmp_path: Path) -> None:
+    """Anyone who reaches an open cluster's ports runs code on it: the trainer is not started there, and
+    the error says how to start the cluster with a token."""
+    write_images(tmp_path / "images", 2)
+    with running_cluster(token=None) as open_cluster:
+        line = one_line_error(livetrain_serve(
+            "--store", postgres_url, "--address", open_cluster.address, "--project", "trainer", "--task",
+            "detection", "--classes", "RBC", "--images", "images", *TINY_MODEL, cwd=tmp_path, timeout=300))
+    assert "does not require Ray's token authentication" in line
+    assert "RAY_AUTH_MODE=token ray start --head" in line
+    assert not (tmp_path / "trainer").exists()  # no trainer was started
 
 
 def test_unreachable_store(tmp_path: Path) -> None:

@@ -14,6 +14,13 @@ checkpoint left it and every label submitted meanwhile is trained on (labels liv
 the actor). Calls are not retried by Ray (``max_task_retries=0``): an annotator's session retries
 itself and shows "reconnecting" in between (:class:`~livetrain_widgets.engine.team.TeamSession`).
 
+**Only on a cluster that requires Ray's token authentication.** Whoever reaches an open Ray cluster's
+ports runs code on it (and reads the store's password the trainer holds), and Ray listens on every
+interface. Ray 2.60's ``ray start`` turns token authentication on only where a token exists already, so
+:func:`serve` asks the cluster and refuses one without it (:class:`InsecureClusterError`, which says how
+to start it with a token). A driver or annotator that has the token (``~/.ray/auth_token``,
+``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``) uses it without ``RAY_AUTH_MODE`` having to be set.
+
 Ray is imported only here, so the rest of the package runs without it (``pip install
 livetrain-widgets[team]`` brings it and psycopg).
 """
@@ -30,6 +37,14 @@ from .team import TRAINER_CALLS, TeamTrainer, TrainerUnavailable
 
 #: Ray namespace of livetrain's actors (names are unique per namespace)
 NAMESPACE = "livetrain"
+
+#: how to start a head node that requires a token (also printed by ``livetrain serve``)
+#: (``--generate`` makes ~/.ray/auth_token where there is none; the token it prints is not for the terminal)
+START_WITH_TOKEN = "ray get-auth-token --generate >/dev/null && RAY_AUTH_MODE=token ray start --head"
+
+
+class InsecureClusterError(RuntimeError):
+    """The Ray cluster does not require Ray's token authentication: the trainer is not started on it."""
 
 
 def actor_name(store: str) -> str:
@@ -77,12 +92,61 @@ def _ray() -> Any:
 
 def init(address: str | None = None) -> Any:
     """Connect this process to a Ray cluster (``"ray://head:10001"``, ``"head:6379"``, ``"auto"``), or
-    start a local one (None), unless it is connected already."""
+    start a local one (None), unless it is connected already. Where this machine has the cluster's token
+    and ``RAY_AUTH_MODE`` is not set, token authentication is turned on first (:func:`use_token_if_present`)."""
     ray = _ray()
     if not ray.is_initialized():
+        use_token_if_present()
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, ignore_reinit_error=True,
                  **({} if address else {"include_dashboard": False}))
     return ray
+
+
+def use_token_if_present() -> bool:
+    """Turn on Ray's token authentication for this process (and the processes it starts) where
+    ``RAY_AUTH_MODE`` is not set and a token is at hand: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``. Ray does so itself only for ``address="auto"``: a driver given the cluster's
+    address would otherwise connect without its token and be refused. Returns whether token mode is on.
+
+    An explicit ``RAY_AUTH_MODE`` is respected; a token sent to a cluster that does not ask for one is
+    ignored by it, so nothing breaks where the cluster has none."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication (before 2.52)
+        return False
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")  # Ray read its configuration when imported: again, with the mode on
+    return True
+
+
+def _token_auth_enabled() -> bool:
+    """Runs on a worker of the cluster: whether its processes require the token (a worker has the
+    environment of the raylet that started it, so the mode the cluster was started with)."""
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+    except ImportError:  # a Ray without token authentication
+        return False
+    return bool(is_token_auth_enabled())
+
+
+def require_token_auth(address: str | None, timeout_s: float = 120.0) -> None:
+    """Raise :class:`InsecureClusterError` unless the cluster this process is connected to requires Ray's
+    token authentication (asked of one of its workers; no CPU reserved)."""
+    ray = _ray()
+    probe = ray.remote(num_cpus=0, max_retries=0)(_token_auth_enabled)
+    if not ray.get(probe.remote(), timeout=timeout_s):
+        where = f"at {address} " if address and address != "auto" else ""
+        raise InsecureClusterError(
+            f"the Ray cluster {where}does not require Ray's token authentication, so anyone who reaches its "
+            "ports can run code on it and read the store's password: the trainer is not started there. "
+            f"Restart it with a token (on the head node: ray stop, then {START_WITH_TOKEN}) and give each "
+            "annotator the token (see the README, 'A team')"
+        )
 
 
 class RayTrainer:
@@ -144,9 +208,11 @@ def serve(
     ``project``: the trainer's folder (checkpoints) on the node the actor runs on; ``store``: the team's
     store URL, which the actor and every annotator reach. ``images`` (paths every annotator can read
     too) are added to the project. ``num_gpus=1`` puts the actor on a GPU node. Returns a handle; the
-    actor keeps running after this process ends (``detached``), until :func:`stop`.
+    actor keeps running after this process ends (``detached``), until :func:`stop`. Refused with
+    :class:`InsecureClusterError` on a cluster that does not require Ray's token authentication.
     """
     ray = init(address)
+    require_token_auth(address)
     name = name or actor_name(store)
     kwargs = {"project": str(project), "store": str(store), "task": task, "classes": None if classes is None
               else list(classes), "model": model, "model_options": model_options, "config": config}
