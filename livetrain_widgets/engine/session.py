@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from PIL import Image
@@ -56,7 +56,7 @@ from .evaluator import EvaluatorConfig, LiveEvaluator
 from .formats import FORMATS, check_class_names, export_labels, load_labels
 from .images import ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
-from .project_lock import ProjectLock, read_only_error
+from .project_lock import ProjectLock, ProjectReadOnlyError, read_only_error
 from .queue import check_order, most_uncertain, seeded_order
 from .sampler import SamplerConfig
 from .store import AnnotationStore
@@ -206,14 +206,14 @@ class LiveSession:
         try:
             self.project.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _folder_error(self.project, "could not create the project folder", exc) from exc
+            _raise_folder_error(self.project, "could not create the project folder", exc)
         self.config = config or SessionConfig()
         self.user = user or _default_user()
         self._lock = ProjectLock(self.project / ".lock")  # ProjectReadOnlyError: a sentence, not EROFS
         try:
             self._lock.acquire()
         except OSError as exc:
-            raise _folder_error(self.project, "could not open the project", exc) from exc
+            _raise_folder_error(self.project, "could not open the project", exc)
         try:
             # A team's shared store (``postgresql://...``) or the project's own file; checkpoints stay in
             # the project folder either way.
@@ -443,7 +443,7 @@ class LiveSession:
                 os.replace(tmp, path)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)  # a full disk left it behind, taking the space that was left
-                raise _folder_error(folder, "could not save an image handed in as an array", exc) from exc
+                _raise_folder_error(folder, "could not save an image handed in as an array", exc)
         return path
 
     def _read_labels(self, labels: Any, fmt: str | None, paths: list[Path],
@@ -909,7 +909,7 @@ class LiveSession:
         except OSError as exc:
             for tmp in set(folder.glob("*.tmp")) - before:  # the model's half-written files, ours to remove
                 tmp.unlink(missing_ok=True)
-            raise _folder_error(folder, "could not export the model", exc) from exc
+            _raise_folder_error(folder, "could not export the model", exc)
 
     def correction_model(self, adapter: Any = None) -> Any:
         """A frozen copy of the model as it is now, with a fresh LoRA adapter, for the correction mode
@@ -1005,13 +1005,15 @@ def _same(a: Annotation | None, b: Annotation) -> bool:
     return a.masks is None or bool(np.array_equal(a.masks, b.masks))
 
 
-def _folder_error(folder: Path, what: str, exc: OSError) -> OSError:
-    """A failed write into ``folder`` in words: a full disk or a read-only folder say so; others as they are."""
+def _raise_folder_error(folder: Path, what: str, exc: OSError) -> NoReturn:
+    """Raise a failed write into ``folder`` in words (called in the ``except`` block that caught ``exc``): a
+    full disk or a read-only folder say so; any other error is raised as it is (returned and raised ``from
+    exc``, it became its own cause)."""
     if disk_full(exc):
-        return DiskFullError(what, folder)
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return read_only_error(folder, exc)
-    return exc
+        raise DiskFullError(what, folder) from exc
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not isinstance(exc, ProjectReadOnlyError):
+        raise read_only_error(folder, exc) from exc
+    raise exc
 
 
 def _default_user() -> str:
