@@ -230,8 +230,9 @@ async def test_export_model_never_replaces_another_models_files(tmp_path: Path) 
         (hub / "model.safetensors").write_bytes(b"someone else's weights")
         (hub / "config.json").write_text("{}")
         before = tree(hub)
-        with pytest.raises(FileExistsError, match=re.escape(f"{hub / 'model.safetensors'} is not livetrain's")):
+        with pytest.raises(FileExistsError, match=re.escape(f"{hub / 'model.safetensors'} is not livetrain's")) as got:
             session.export_model(hub)
+        assert got.value.__cause__ is not got.value  # raised as it was, not as its own cause
         assert tree(hub) == before
         # its own export, again into the same folder: replaced, as asked
         mine = session.export_model(tmp_path / "mine")
