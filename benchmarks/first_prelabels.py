@@ -43,7 +43,7 @@ def walk(data: StudyData, seed: int, options: dict[str, Any], args: argparse.Nam
                       min_labeled=args.min_labeled, model_options=dict(options["model"]), offline_reference=False,
                       eval_at=[], save_predictions=True)
     t0 = time.perf_counter()
-    out = run_strategy(data, Strategy.parse("live"), cfg, CostModel(), progress=False)
+    out = run_strategy(data, Strategy.parse(args.strategy), cfg, CostModel(), progress=False)
     out.pop("_engine").close()
     preds = {p["i"]: p for p in out.pop("_predictions", [])}
     rows = []
@@ -83,6 +83,7 @@ def main() -> None:
     p.add_argument("--min-labeled", type=int, default=1)
     p.add_argument("--datasets", nargs="+", default=["coins", "bccd"])
     p.add_argument("--variants", nargs="+", default=["current", "baseline"])
+    p.add_argument("--strategy", default="live", help="the live strategy and its options, e.g. live:objbalance=0.3")
     p.add_argument("--out", help="write every row as JSON here")
     a = p.parse_args()
     sets = {"coins": lambda: coins().study_data(holdout=0),
