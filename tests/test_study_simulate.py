@@ -272,15 +272,15 @@ def test_retrain_pauses_are_derived_from_steps_and_step_time() -> None:
     from livetrain_widgets.study.simulate import StudyConfig, _hitl_due, retrain_pause_days
 
     cfg = StudyConfig(measured_step_seconds=0.9, workday_hours=6.0)
-    # labeling waits for a mid-day retrain: 1,200 steps of 0.9 s = 0.3 h = 0.05 of a 6-hour day
-    assert retrain_pause_days(1200, 5.0, cfg, overnight=False) == pytest.approx(0.3 / 6)
+    # labeling waits for a mid-day retrain: the 1,080 s it took = 0.3 h = 0.05 of a 6-hour day
+    assert retrain_pause_days(1200, 1080.0, cfg, overnight=False) == pytest.approx(0.3 / 6)
     # overnight, the 18 hours off cover it: no day lost; a retrain of 20 h costs 2 h of the next day
-    assert retrain_pause_days(1200, 5.0, cfg, overnight=True) == 0.0
-    assert retrain_pause_days(80_000, 5.0, cfg, overnight=True) == pytest.approx((80_000 * 0.9 / 3600 - 18) / 6)
-    # without a measured step time: the implied real-time rate, else the retrain's own seconds
+    assert retrain_pause_days(1200, 1080.0, cfg, overnight=True) == 0.0
+    assert retrain_pause_days(80_000, 20 * 3600.0, cfg, overnight=True) == pytest.approx(2 / 6)
+    # no seconds recorded: its steps at the measured step time, else at the real-time rate of the ratio
+    assert retrain_pause_days(1200, 0.0, cfg, overnight=False) == pytest.approx(0.3 / 6)
     assert retrain_pause_days(100, 0.0, StudyConfig(compute_ratio=2.0), overnight=False) == pytest.approx(
         50 / 3600 / 6)
-    assert retrain_pause_days(100, 360.0, StudyConfig(steps_per_image=5), overnight=False) == pytest.approx(0.1 / 6)
     assert retrain_pause_days(100, 360.0, StudyConfig(hitl_pause_days=1.0), overnight=False) == 1.0  # as assumed
     daily = Strategy.parse("hitl")
     assert not _hitl_due(daily, 30, 100, 6 * 3600 - 1, cfg, [])
@@ -354,8 +354,8 @@ def test_issue21_schedules_label_realism_and_queue_order_end_to_end(tmp_path: Pa
     # proportional hitl at 2/10/20/50 % of 6 images = after 2 and 3: the team waits for each retrain
     prop = strat["hitl:proportional"]
     assert [r["after_images"] for r in prop["retrains"]] == [2, 3]
-    for r in prop["retrains"]:  # steps at the real-time rate the ratio implies (10 s a step), in 0.03-h days
-        assert r["pause_days"] == pytest.approx(r["steps"] * 10 / 3600 / 0.03, abs=1e-4)
+    for r in prop["retrains"]:  # the seconds each retrain took here, in days of 0.03 h
+        assert r["pause_days"] == pytest.approx(r["seconds"] / 3600 / 0.03, abs=1e-3)
     last = prop["records"][-1]
     assert last["calendar_days"] == pytest.approx(last["work_hours"] / 0.03 + prop["summary"]["pause_days"], 1e-3)
     # the queue orders walk the same six images
@@ -376,3 +376,15 @@ def test_issue21_schedules_label_realism_and_queue_order_end_to_end(tmp_path: Pa
         assert set(t) == {"train_s", "predict_s", "heldout_s", "retrain_s", "other_s"}
         assert sum(t.values()) == pytest.approx(res_s["wall_seconds"], abs=0.6)
     assert live["timing"]["retrain_s"] == 0 and prop["timing"]["retrain_s"] > 0 and "wall_s" in res["offline"]
+
+
+def test_real_time_compute_follows_the_trainers_own_step_time() -> None:
+    """A step's cost changes during a walk (the trunk's features cached, the set growing): "auto" gives the
+    person's seconds over the median of the trainer's last 50 steps, not over the first measurement."""
+    from livetrain_widgets.study.simulate import _Engine
+
+    eng = _Engine.__new__(_Engine)  # only its step-time bookkeeping
+    eng.step_times = []
+    assert eng.step_seconds(0.5) == 0.5  # before any step: the measurement made before the study
+    eng.step_times = [0.9] * 10 + [0.07] * 50
+    assert eng.step_seconds(0.5) == pytest.approx(0.07)

@@ -6,10 +6,11 @@ simulated. They walk the dataset in a seeded order, receive each strategy's pre-
 the ground truth and are charged by a documented cost model (``livetrain_widgets.study.costs``;
 override any cost with ``--cost NAME=SECONDS``). Human time is a virtual clock: by default the live trainer
 gets the training a real session would have on this machine while each image is labeled, i.e. the
-person's seconds on it times the measured step rate (``--compute-ratio auto``, at most
-``--max-steps-per-image``); ``--compute-ratio R`` gives R steps per simulated second, and
-``--steps-per-image N`` a fixed N (the ablation). Those steps train on the labels submitted *before* that
-image, as in a real session.
+person's seconds on it divided by the trainer's step time (``--compute-ratio auto``: measured before the
+study, then the median of the trainer's own last 50 steps, since a step's cost changes as features are
+cached and the set grows; at most ``--max-steps-per-image``); ``--compute-ratio R`` gives R steps per
+simulated second, and ``--steps-per-image N`` a fixed N (the ablation). Those steps train on the labels
+submitted *before* that image, as in a real session.
 
 What the person submits: a pre-label object they accept without a fix (same class, IoU >= 0.7) is stored
 as the pre-label drew it, not as the truth, and trained on as such (``accept=stored``, the default);
@@ -186,7 +187,9 @@ class StudyConfig:
     compute_ratio: float | str | None = "auto"
     #: the step time ``--compute-ratio auto`` measured (the ratio is its inverse: real-time training)
     measured_step_seconds: float | None = None
-    max_steps_per_image: int | None = 400
+    #: the most live training steps while one image is labeled (bounds a study's wall time; the plateau
+    #: detector pauses training sooner where the loss has stopped improving)
+    max_steps_per_image: int | None = 1500
     #: pre-labels below this confidence are not shown (the app's default)
     threshold: float = 0.3
     #: calendar days each hitl retrain pauses labeling; None: derived from its steps and the step time
@@ -269,6 +272,7 @@ class _Engine:
         self.threshold = cfg.threshold
         #: where a study's wall time goes (results.json "timing")
         self.train_seconds = self.predict_seconds = 0.0
+        self.step_times: list[float] = []
 
     def add(self, key: int, item: Item) -> None:
         self.items[key] = item
@@ -278,7 +282,14 @@ class _Engine:
         t0 = time.perf_counter()
         done = self.trainer.run_steps(n)
         self.train_seconds += time.perf_counter() - t0
+        self.step_times.extend(r.seconds for r in done)
+        del self.step_times[:-50]
         return len(done)
+
+    def step_seconds(self, fallback: float) -> float:
+        """This trainer's step time now: the median of its last 50 steps (``fallback`` before any). A step's
+        cost changes during a walk (cached features, a growing set), so real-time compute follows it."""
+        return float(np.median(self.step_times)) if self.step_times else fallback
 
     def predict(self, item: Item) -> tuple[Annotation, int]:
         t0 = time.perf_counter()
@@ -417,19 +428,19 @@ def _hitl_due(strategy: Strategy, labeled: int, n: int, since_s: float, cfg: Stu
 def retrain_pause_days(steps: int, seconds: float, cfg: StudyConfig, *, overnight: bool) -> float:
     """Calendar days a retrain of ``steps`` steps keeps the team from labeling.
 
-    Its duration is the steps at this machine's step time (``measured_step_seconds``; else the implied
-    real-time rate, else the retrain's own ``seconds``). A retrain at the end of a workday runs overnight:
+    Its duration is what it took on this machine (``seconds``; else its steps at the measured step time,
+    else at the implied real-time rate). A retrain at the end of a workday runs overnight:
     only what the night (24 h less the workday) does not cover delays the next day. Otherwise the
     labeling waits for it. ``hitl_pause_days`` replaces the derivation by a fixed figure."""
     if cfg.hitl_pause_days is not None:
         return float(cfg.hitl_pause_days)
-    if cfg.measured_step_seconds:
-        step_s = cfg.measured_step_seconds
-    elif isinstance(cfg.compute_ratio, (int, float)) and cfg.compute_ratio > 0:
-        step_s = 1.0 / cfg.compute_ratio
+    if seconds > 0:
+        hours = seconds / 3600
+    elif cfg.measured_step_seconds:
+        hours = steps * cfg.measured_step_seconds / 3600
     else:
-        step_s = seconds / max(steps, 1)
-    hours = steps * step_s / 3600
+        ratio = cfg.compute_ratio if isinstance(cfg.compute_ratio, (int, float)) and cfg.compute_ratio > 0 else 1.0
+        hours = steps / ratio / 3600
     if overnight:
         hours = max(0.0, hours - (24.0 - cfg.workday_hours))
     return hours / cfg.workday_hours
@@ -523,22 +534,25 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             # engine's rule for when pre-labels start to be offered.
             eng.evaluator.evaluate(i, shown, submitted, step=step)
         steps_taken = 0
+        capped = False
         if kind == "live" and eng is not None:
             # Training runs while this image is labeled, on the labels submitted before it.
             if ratio is not None and strategy.steps is None:
-                carry += ratio * seconds
+                # "auto": real time at this trainer's own step time now; a given ratio stays as given
+                step_s = eng.step_seconds(cfg.measured_step_seconds) if cfg.measured_step_seconds else 1 / ratio
+                carry += seconds / step_s
                 want = int(carry)
                 carry -= want
-                if pick_s and cfg.measured_step_seconds:
-                    want = max(0, want - round(pick_s / cfg.measured_step_seconds))
+                if pick_s:
+                    want = max(0, want - round(pick_s / step_s))
             else:
                 want = int(steps_fixed or 0)
             if strategy.front is not None:
                 # front-loaded compute: F times the steps while the set is small, halving every 8 labels
                 extra = max(0, eng.trainer.num_samples - cfg.min_labeled)
                 want = round(want * (1.0 + (strategy.front - 1.0) * 0.5 ** (extra / 8.0)))
-            if cfg.max_steps_per_image is not None:
-                want = min(want, cfg.max_steps_per_image)
+            if cfg.max_steps_per_image is not None and want > cfg.max_steps_per_image:
+                want, capped = cfg.max_steps_per_image, True
             steps_taken = eng.train(want)
             eng.add(i, stored[-1])
             if raw is not None:
@@ -570,6 +584,7 @@ def run_strategy(data: StudyData, strategy: Strategy, cfg: StudyConfig, costs: C
             "manual_seconds": round(manual_s, 3), "counts": counts, "objects": len(gt) if task != "classification"
             else None, "shown": None if shown is None or not offered or task == "classification" else len(shown),
             "model_step": step, "steps_trained": steps_taken, "kept_prelabel_objects": kept_objects,
+            "capped": capped,
             "threshold": _round(threshold) if kind == "live" else None,
             "work_hours": round(work_s / 3600, 5),
             "calendar_days": round(work_s / 3600 / cfg.workday_hours + pause_days, 5),
@@ -653,6 +668,7 @@ def _summary(records: list[dict[str, Any]], cfg: StudyConfig, final: dict[str, A
         "heldout": None if final is None else final["headline"],
         "training_steps": None if eng is None else eng.trainer.step,
         "kept_prelabel_objects": sum(r.get("kept_prelabel_objects", 0) for r in records),
+        "capped_images": sum(bool(r.get("capped")) for r in records),
     }
 
 
@@ -765,7 +781,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compute-ratio", type=_ratio, metavar="R|auto",
                    help="live training steps per simulated human second; 'auto' (the default) measures this "
                         "machine's step time first and trains in real time (1 / step seconds)")
-    p.add_argument("--max-steps-per-image", type=int, default=400)
+    p.add_argument("--max-steps-per-image", type=int, default=1500,
+                   help="the most live training steps while one image is labeled")
     p.add_argument("--tile", type=int, help="cut images larger than this into tiles of this size")
     p.add_argument("--crops", action="store_true",
                    help="with --task classification: one image per box of a box dataset, its class the label")
