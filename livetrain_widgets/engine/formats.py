@@ -84,17 +84,20 @@ __all__ = ["FORMATS", "MAX_CLASS_NAME_CHARS", "MAX_IMPORT_MASK_PIXELS", "ImportT
 MAX_CLASS_NAME_CHARS = 128
 
 
-def check_class_names(classes: Iterable[object]) -> list[str]:
+def check_class_names(classes: Iterable[object], task: str | None = None) -> list[str]:
     """The class names of a new project, refused (``ValueError`` naming the name) unless every format
     carries them unchanged.
 
     A newline or other control character breaks the one-name-a-line ``classes.txt`` (a YOLO round trip
-    read a different list back); ``/``, ``\\``, ``.`` and ``..`` cannot be folder names ("folders");
+    read a different list back); ``/``, ``\\``, ``.`` and ``..`` cannot be folder names, which the "folders"
+    export of a classification project needs (``task`` None applies that rule too; other tasks' formats carry
+    any such name, and "N/A" or "car/truck" are fair names for a detection class);
     spaces at either end are stripped by VOC and YOLO readers; a 100,000-character name is no folder
     name either. Names that differ only in case would be one folder on macOS and Windows, and make the
     case-insensitive matching of imported class names ambiguous.
     """
     names = [str(c) for c in classes]
+    folder_names = task in (None, "classification")
     for name in names:
         if not name.strip():
             raise ValueError(f"class names cannot be empty or blank, got {name!r}")
@@ -111,15 +114,17 @@ def check_class_names(classes: Iterable[object]) -> list[str]:
                 f"class name {name!r} holds the character {bad!r}, which label files cannot carry (a newline, tab, "
                 "NUL or other control character: they keep one name a line); choose another name"
             )
+        if name != name.strip():
+            raise ValueError(f"class name {name!r} begins or ends with spaces, which VOC and YOLO readers strip")
+        if not folder_names:
+            continue
         if len(name.encode("utf-8")) > 255:
             raise ValueError(f"class name {name!r} is longer than a folder name can be (255 bytes in UTF-8)")
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError(
                 f"class name {name!r} cannot be a folder name (it holds '/' or '\\', or is '.' or '..'), "
-                "as the 'folders' export needs; choose another name"
+                "as the 'folders' export of a classification project needs; choose another name"
             )
-        if name != name.strip():
-            raise ValueError(f"class name {name!r} begins or ends with spaces, which VOC and YOLO readers strip")
     folded: dict[str, int] = {}
     for i, name in enumerate(names):
         if (first := folded.setdefault(name.casefold(), i)) != i:

@@ -37,6 +37,11 @@ def test_class_names_no_format_can_carry_are_refused_at_creation(tmp_path: Path)
         assert len(str(caught.value)) < 400  # names the class, without echoing 100,000 characters
     with pytest.raises(ValueError, match=r"class name 'two\\nlines' holds the character '\\n'"):
         LiveSession(tmp_path / "p", "detection", ["cell", "two\nlines"])
+    # Folder rules are the "folders" export's, of classification projects only: other tasks' formats carry
+    # "N/A" or "</b>" (a detection project refused them, though no format of its own has folders of classes).
+    with pytest.raises(ValueError, match="cannot be a folder name"):
+        LiveSession(tmp_path / "c", "classification", ["cell", "a/b"])
+    assert check_class_names(["N/A", "..", "<b>x</b>"], "detection") == ["N/A", "..", "<b>x</b>"]
     # Nothing was made that stands in the way: the project is created with good names afterwards.
     s = LiveSession(tmp_path / "p", "detection", ["cell", "other cell", "été"])
     assert s.classes == ["cell", "other cell", "été"]
@@ -179,7 +184,9 @@ def test_every_format_round_trips_images_of_one_name_and_reserved_names(tmp_path
     """Export, import into a new project, same labels: a COCO export of a/1.png and b/1.png could not be
     imported again, and YOLO's labels of classes.jpg replaced classes.txt."""
     paths = tricky_images(tmp_path / "data")
-    s = open_session(tmp_path / "p", task)
+    # names with a slash and markup where the task's formats carry them (every one but "folders")
+    classes = ["cell", "other"] if task == "classification" else ["N/A", "</b>x"]
+    s = open_session(tmp_path / "p", task, classes)
     ids = s.add_images(paths)
     want = {}
     for k, i in enumerate(ids):
@@ -188,7 +195,7 @@ def test_every_format_round_trips_images_of_one_name_and_reserved_names(tmp_path
         asyncio.run(s.submit(i, want[paths[k].resolve()]))
     for fmt in ROUND_TRIPS[task]:
         out = s.export(fmt, tmp_path / "out" / fmt)
-        t = open_session(tmp_path / f"q-{fmt}", task)
+        t = open_session(tmp_path / f"q-{fmt}", task, classes)
         if fmt == "folders":  # the exported copies are the images, their folders the classes
             new = t.add_images(out, labels=out, format="folders")
             by_sha = {s.store.image(i).sha256: s.annotation(i).category for i in ids}

@@ -71,7 +71,8 @@ from livetrain_widgets.widgets.stream import STRIP_ACTIONS, StreamStrip, same_la
 from ..tiny_model import TinyClassifier
 from .report import LONG, record, scale
 
-CLASSES = ["cell", "membrane", "<b>x</b>"]
+# markup in a class name (no "/": a classification project's class is a folder name in the "folders" export)
+CLASSES = ["cell", "membrane", "<b>x<i>"]
 N = len(CLASSES)
 W, H = 40, 30  # the standalone canvas' image
 
