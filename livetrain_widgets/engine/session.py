@@ -314,7 +314,7 @@ class LiveSession:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if not classes:
             raise ValueError("a new project needs its class names, e.g. classes=['cat', 'dog']")
-        names = check_class_names(classes)  # what no format can carry is refused now, not at export
+        names = check_class_names(classes, task)  # what its formats cannot carry is refused now, not at export
         self.store.set_metas({"task": task, "classes": names})  # one transaction: created, or not at all
         return task, names
 
