@@ -666,13 +666,15 @@ class LiveSession:
         else:
             image = await asyncio.to_thread(self._image, image_id)
             (raw,), step = await self.trainer.predict([image])
+        # the age when served, as PredictAhead counted it: steps ending while it is stored do not age it
+        age = self.trainer.step - step
         offered = self.offering
         # The store keeps every candidate with its score, so a threshold can be tuned afterwards.
         pid = await asyncio.to_thread(self.store.save_prediction, image_id, raw, model_step=step, shown=offered)
         seconds = time.perf_counter() - t0
         self.prefetch(self.upcoming(image_id))
         return Prediction(image_id, raw.filter(thr), step, offered, seconds, pid,
-                          age=self.trainer.step - step, ahead=kept is not None)
+                          age=age, ahead=kept is not None)
 
     def kept_prelabel(self, image_id: int) -> tuple[Annotation, int] | None:
         """The pre-label computed ahead that :meth:`predict` would serve for an image if it opened now (all

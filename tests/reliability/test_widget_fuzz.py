@@ -725,7 +725,9 @@ def test_canvas_trait_updates(task: str) -> None:
         run()
     assert_quiet(trap)
     kinds = [k for k in stats if k.startswith("kind:")]
-    assert stats["applied"] > 0.2 * stats["examples"] and stats["refused"] > 0.2 * stats["examples"], stats
+    # Both sides explored: valid updates applied and invalid ones refused (about 1 in 5 applied since the
+    # front end may no longer set the panel's kept settings; 0.2 was at the edge of the drawn examples)
+    assert stats["applied"] > 0.12 * stats["examples"] and stats["refused"] > 0.12 * stats["examples"], stats
     assert len(kinds) >= 6, stats
     record("fuzzing", f"LabelCanvas ({task}) trait updates: objects + mask buffers, class, tool, threshold ... "
            "(hypothesis)", stats["examples"],
