@@ -161,3 +161,17 @@ def test_an_upscaled_image_is_cropped_back_to_the_unscaled_size() -> None:
         low, boxes, _ = m.cached_batch([img], [Annotation(120, 90, boxes=[[10, 10, 60, 50]], labels=[0])])
         assert tuple(low[32].shape[-2:]) == (3, 4) and tuple(low[8].shape[-2:]) == (12, 16)
         assert boxes[0].size == 0 or (boxes[0][:, 2].max() <= 128 and boxes[0][:, 3].max() <= 96)
+
+
+def test_an_image_keeps_scale_one_for_its_first_draws() -> None:
+    """``scale_after``: an image's first draws use only the scale nearest 1 (its 4 flips fill the cache
+    first), then every scale."""
+    images, targets = _data()
+    m = _model(freeze_stride=32, scales=(0.8, 1.0, 1.25), scale_after=3)
+    sizes = []
+    for _ in range(12):
+        m.cached_batch(images[:1], targets[:1])
+        sizes.append({(h, w) for (_, h, w, _, _) in m.feature_cache._entries})
+    one = {target_size(*images[0].shape[:2], 96, 1.0)}
+    assert sizes[2] == one  # three draws: scale 1 only
+    assert len(sizes[-1]) > 1  # later draws jitter the scale

@@ -91,6 +91,7 @@ class EmbeddedModel(LiveModel):
         min_area: int = 4,
         feature_cache_mb: int | None = None,
         scales: Sequence[float] = (0.8, 1.0, 1.25),
+        scale_after: int = 8,
         seed: int | None = None,
     ) -> None:
         super().__init__(task, classes)
@@ -105,7 +106,7 @@ class EmbeddedModel(LiveModel):
             "max_detections": int(max_detections), "nms_iou": float(nms_iou), "semantic": bool(semantic),
             "seed_threshold": float(seed_threshold), "min_area": int(min_area),
             "feature_cache_mb": int(DEFAULT_FEATURE_CACHE_MB[task] if feature_cache_mb is None else feature_cache_mb),
-            "scales": [float(v) for v in scales],
+            "scales": [float(v) for v in scales], "scale_after": int(scale_after),
         }
         if self.options["feature_cache_mb"] < 0 or not self.options["scales"] or min(self.options["scales"]) <= 0:
             raise ValueError("feature_cache_mb must not be negative and scales must be positive (at least one)")
@@ -132,6 +133,8 @@ class EmbeddedModel(LiveModel):
         # Not a module or buffer: never saved, never part of the weights (see _loss_cached).
         self.feature_cache = FeatureCache(self.options["feature_cache_mb"] << 20)
         self._pad_values: tuple[Any, dict[int, torch.Tensor]] | None = None
+        #: training draws per image (by content), for ``scale_after``
+        self._draws: dict[Any, int] = {}
 
     # ------------------------------------------------------------------------------ protocol
     def config(self) -> dict[str, Any]:
@@ -253,13 +256,19 @@ class EmbeddedModel(LiveModel):
         for i, (img, t) in enumerate(zip(images, targets, strict=True)):
             img = _check_image(img)
             self._check_target(i, img, t)
-            scale = float(rng.choice(o["scales"])) if rng is not None else 1.0
+            key = fingerprint(img)
+            drawn = self._draws.get(key, 0)
+            self._draws[key] = drawn + 1
+            # An image's first draws stay at the scale nearest 1 (its 4 flips): a cold cache fills 3x
+            # sooner, and the jitter comes once the image has been learned from a few times.
+            scales = o["scales"] if drawn >= o["scale_after"] else [min(o["scales"], key=lambda v: abs(v - 1.0))]
+            scale = float(rng.choice(scales)) if rng is not None else 1.0
             hflip = bool(rng.random() < 0.5) if rng is not None else False
             vflip = bool(rng.random() < 0.5) if rng is not None else False
             H, W = img.shape[:2]
             h, w = target_size(H, W, self.input_size, scale)
             feats, _ = self.feature_cache.get(
-                (fingerprint(img), h, w, hflip, vflip),
+                (key, h, w, hflip, vflip),
                 functools.partial(self._trunk_features, img, (h, w), hflip, vflip))
             sx, sy = w / W, h / H
             b = np.asarray(t.boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
