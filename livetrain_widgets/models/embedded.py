@@ -60,6 +60,7 @@ class EmbeddedModel(LiveModel):
     ``neck_channels`` (64), ``freeze_stride`` (detection 32: the whole backbone; else 8: stem and blocks up
     to stride 8 frozen; 0 = none), ``feature_cache_mb`` (detection 256: MB of cached frozen-trunk features,
     0 = none and the pixel-level augmentation), ``scales`` (the cached path's jitter: 0.8, 1.0, 1.25),
+    ``scale_after`` (8: an image's first draws stay at scale 1),
     ``backbone_lr`` (0.1, relative), ``augment`` (True: flips + scale jitter ``jitter``),
     ``min_score`` (0.05), ``max_detections`` (300 boxes or instances: aerial images hold hundreds),
     ``nms_iou`` (0.6), ``semantic`` (False),
