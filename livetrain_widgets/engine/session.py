@@ -138,6 +138,7 @@ class SessionState:
     plateaued: bool
     offering: bool
     quality: float | None
+    #: images whose offered pre-label was judged (each image once; see LiveEvaluator.evaluate)
     evaluated: int
     labeled: int
     images: int
@@ -146,7 +147,6 @@ class SessionState:
     error: str | None
     last_checkpoint_step: int | None
     #: the confidence threshold chosen from the history (one value for a single slider), None until chosen
-    #: images whose offered pre-label was judged (each image once; see LiveEvaluator.evaluate)
     threshold: float | None = None
     #: per class, the same
     thresholds: list[float] | None = None
@@ -716,6 +716,13 @@ class LiveSession:
         or classification); what the app's "auto" applies, the same call on a team's session."""
         return self.tuner.thresholds()
 
+    def expected_saving(self, threshold: float | Sequence[float]) -> float | None:
+        """Seconds per image that pre-labels shown at ``threshold`` (one, or one per class) are expected to
+        save over labeling by hand, from the recent submissions (negative: they cost); None without any.
+        What the panel shows for a threshold set by hand (the state's ``saving_s`` is the tuned one's)."""
+        e = self.tuner.expected(threshold)
+        return None if e["with_s"] is None else float(e["manual_s"] - e["with_s"])
+
     @property
     def offering(self) -> bool:
         """Whether pre-labels are shown now.
@@ -779,13 +786,6 @@ class LiveSession:
         self._check_open()
         async with self._applying():
             return await self._sync()
-
-    def expected_saving(self, threshold: float | Sequence[float]) -> float | None:
-        """Seconds per image that pre-labels shown at ``threshold`` (one, or one per class) are expected to
-        save over labeling by hand, from the recent submissions (negative: they cost); None without any.
-        What the panel shows for a threshold set by hand (the state's ``saving_s`` is the tuned one's)."""
-        e = self.tuner.expected(threshold)
-        return None if e["with_s"] is None else float(e["manual_s"] - e["with_s"])
 
     def _applying(self) -> asyncio.Lock:
         """Held while label versions are taken in (a sync, or a submission's write and apply): two at once
