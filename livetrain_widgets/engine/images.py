@@ -12,6 +12,8 @@ import hashlib
 import os
 import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,3 +275,31 @@ def read_label_image(path: str | os.PathLike[str]) -> np.ndarray:
     if arr.ndim != 2:
         raise ImageError(f"{p}: a mask image must be 2-D, got shape {arr.shape}")
     return arr
+
+
+class ImageCache:
+    """Decoded images by key (an id, a path), least recently used dropped first, bounded in bytes; thread-safe.
+
+    ``get(key, load)`` calls ``load()`` on a miss. The arrays are shared: callers never change them in place
+    (the models copy an image as they resize it)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, load: Callable[[], np.ndarray]) -> np.ndarray:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        arr = load()
+        with self._lock:
+            if key not in self._items and arr.nbytes <= self.max_bytes:
+                self._items[key] = arr
+                self._bytes += arr.nbytes
+                while self._bytes > self.max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return arr

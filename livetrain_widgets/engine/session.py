@@ -23,10 +23,8 @@ import errno
 import getpass
 import hashlib
 import os
-import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,7 +52,7 @@ from .checkpoint import (
 from .costs import CostModel
 from .evaluator import EvaluatorConfig, LiveEvaluator
 from .formats import FORMATS, check_class_names, export_labels, load_labels
-from .images import ImageError, image_info, list_images, load_image, to_rgb
+from .images import ImageCache, ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
 from .project_lock import ProjectLock, ProjectReadOnlyError, read_only_error
 from .queue import check_order, most_uncertain, seeded_order
@@ -162,31 +160,6 @@ class SessionState:
         return asdict(self)
 
 
-class _ImageCache:
-    """Decoded images by id, least recently used dropped first, bounded in bytes; thread-safe."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: int, load: Any) -> np.ndarray:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        arr = load()
-        with self._lock:
-            if key not in self._items and arr.nbytes <= self.max_bytes:
-                self._items[key] = arr
-                self._bytes += arr.nbytes
-                while self._bytes > self.max_bytes:
-                    _, old = self._items.popitem(last=False)
-                    self._bytes -= old.nbytes
-        return arr
-
-
 class LiveSession:
     """A labeling project with a live-training model. See the module docstring for the workflow."""
 
@@ -239,7 +212,7 @@ class LiveSession:
             self.evaluator = LiveEvaluator(self.task, len(self.classes), self.config.evaluator)
             self.tuner = ThresholdTuner(self.task, len(self.classes), self.config.costs, self.config.tuner,
                                         prior=self.config.threshold)
-            self._cache = _ImageCache(self.config.image_cache_mb << 20)
+            self._cache = ImageCache(self.config.image_cache_mb << 20)
             self._paths: dict[int, str] = {r.id: r.path for r in self.store.images()}
             self.trainer = Trainer(
                 net,

@@ -280,7 +280,8 @@ class TeamSession:
         poll_s: float = 0.5,
         call_timeout_s: float = 30.0,
     ) -> None:
-        from .session import SessionConfig, _default_user, _ImageCache
+        from .images import ImageCache
+        from .session import SessionConfig, _default_user
 
         self.store = store if isinstance(store, AnnotationStore) else AnnotationStore(store)
         task, classes = self.store.get_meta("task"), self.store.get_meta("classes")
@@ -295,7 +296,7 @@ class TeamSession:
         self.lease_ttl_s = float(lease_ttl_s)
         self.poll_s = float(poll_s)
         self.call_timeout_s = float(call_timeout_s)
-        self._cache = _ImageCache(self.config.image_cache_mb << 20)
+        self._cache = ImageCache(self.config.image_cache_mb << 20)
         self._paths: dict[int, str] = {}
         self._labeled: set[int] = set()
         self._others: dict[int, str] = {}  # image -> who else holds it

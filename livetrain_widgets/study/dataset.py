@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,7 @@ import numpy as np
 
 from ..engine.annotation import Annotation, masks_to_boxes
 from ..engine.formats import load_labels
-from ..engine.images import list_images, load_image
+from ..engine.images import ImageCache, list_images, load_image
 
 
 @dataclass
@@ -93,37 +91,14 @@ def tile_windows(width: int, height: int, tile: int) -> list[tuple[int, int, int
     return [(x, y, tw, th) for y in starts(height) for x in starts(width)]
 
 
-class _Decoded:
-    """Decoded whole images by path, least recently used dropped first, at most ``max_bytes`` in all.
-
-    Every strategy of a study walks the same images and every training step loads a batch of them: decoding
-    a JPEG again each time was a share of the study's wall time that no real session pays (a session keeps
-    its images decoded in the same way). The arrays are shared, as the tiles' are: the models copy an image
-    as they resize it and never change it in place."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Path, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def load(self, path: Path) -> np.ndarray:
-        with self._lock:
-            if path in self._items:
-                self._items.move_to_end(path)
-                return self._items[path]
-        arr = load_image(path)
-        with self._lock:
-            if path not in self._items and arr.nbytes <= self.max_bytes:
-                self._items[path] = arr
-                self._bytes += arr.nbytes
-                while self._bytes > self.max_bytes:
-                    _, old = self._items.popitem(last=False)
-                    self._bytes -= old.nbytes
-        return arr
+#: Decoded whole images of a study by path. Every strategy walks the same images and every training step
+#: loads a batch of them: decoding a JPEG again each time was a share of the study's wall time that no real
+#: session pays (a session keeps its images decoded in the same cache).
+_decoded = ImageCache(768 * 2**20)
 
 
-_decoded = _Decoded(768 * 2**20)
+def _load_decoded(path: Path) -> np.ndarray:
+    return _decoded.get(path, functools.partial(load_image, path))
 
 
 @functools.lru_cache(maxsize=8)
@@ -189,7 +164,7 @@ def load_study_data(
             elif tile and (ann.width > tile or ann.height > tile):
                 items.extend(_tiles(path, ann, load, tile))
             else:
-                items.append(Item(path.name, functools.partial(_decoded.load, path), ann))
+                items.append(Item(path.name, functools.partial(_load_decoded, path), ann))
         return items
 
     if crops or tile:
@@ -198,7 +173,7 @@ def load_study_data(
         units = expand(order)
         units = [units[i] for i in rng.permutation(len(units))]
     else:
-        units = [Item(p.name, functools.partial(_decoded.load, p), loaded.annotations[p]) for p in order]
+        units = [Item(p.name, functools.partial(_load_decoded, p), loaded.annotations[p]) for p in order]
     n_hold = min(round(holdout * len(units)), holdout_max if holdout_max is not None else len(units))
     if holdout > 0 and len(units) > 1:
         n_hold = max(1, min(n_hold, len(units) - 1))
