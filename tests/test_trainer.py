@@ -66,6 +66,28 @@ async def test_plateau_pauses_and_new_sample_resumes() -> None:
     tr.close()
 
 
+async def test_start_past_plateau_trains_again_and_a_plain_start_stays_paused() -> None:
+    """The panel's Start training after Stop on a plateaued trainer: a person who presses Start expects steps
+    (the CI run of the real-kernel panel test saw a restarted trainer that stayed paused at its plateau)."""
+    tr = await plateaued_trainer(PlateauConfig(window=10, patience=1), IMAGES[0])
+    assert tr.phase == "paused", tr.status()
+    await tr.stop()
+    await tr.start()  # as a session resumes: the plateau stands, nothing trains
+    step = tr.step
+    await asyncio.sleep(0.3)
+    assert tr.phase == "paused" and tr.step == step
+    await tr.start(past_plateau=True)  # already running, paused: woken and trained again
+    await tr.wait_steps(5, timeout=10)
+    assert tr.step >= step + 5
+    await tr.stop()
+    step = tr.step
+    await tr.start(past_plateau=True)  # from stopped
+    await tr.wait_steps(3, timeout=10)
+    assert tr.step >= step + 3
+    await tr.stop()
+    tr.close()
+
+
 async def test_nan_loss_and_model_errors_are_reported_and_survived() -> None:
     tr = make_trainer(rollback_after=2)
     for k in range(6):

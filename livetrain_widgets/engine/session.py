@@ -570,10 +570,13 @@ class LiveSession:
         return [i for i in ids[start:] + ids[:start] if i not in self._labeled and i != after and i not in exclude]
 
     # ------------------------------------------------------------------------------ training
-    async def start(self) -> None:
-        """Start the trainer task on the running event loop (a Jupyter kernel's, or asyncio.run's)."""
+    async def start(self, *, past_plateau: bool = False) -> None:
+        """Start the trainer task on the running event loop (a Jupyter kernel's, or asyncio.run's).
+
+        ``past_plateau=True`` trains again even where the loss had plateaued (the panel's Start training
+        button: a person who stopped a paused trainer and starts it again expects steps, not a pause)."""
         self._check_open()
-        await self.trainer.start()
+        await self.trainer.start(past_plateau=past_plateau)
         self.ahead.start()
 
     async def stop(self) -> None:

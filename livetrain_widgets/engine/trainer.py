@@ -287,7 +287,12 @@ class Trainer:
         return max(0, self.config.min_labeled - self.num_samples)
 
     # ----------------------------------------------------------------------------- lifecycle
-    async def start(self) -> None:
+    async def start(self, *, past_plateau: bool = False) -> None:
+        """Start the training task. ``past_plateau`` also clears a plateau the detector had found, so that
+        training runs again until the loss plateaus anew (a person pressed Start: they ask for training)."""
+        if past_plateau:
+            self.plateau.reset()
+            self._notify()
         if self._task is not None and not self._task.done():
             return
         self._stopping = False

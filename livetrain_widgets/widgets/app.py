@@ -351,7 +351,7 @@ class LiveAnnotator(widgets.VBox):
         self.canvas.show_error(message)
 
     async def _start(self) -> None:
-        await self.session.start()
+        await self.session.start(past_plateau=True)
         self.panel.refresh(self.session)
 
     async def _add_and_open(self, images: Any, labels: Any, format: str | None) -> None:
