@@ -15,13 +15,15 @@
 # Wall time: live trains in real time, so each live row costs about its own simulated working hours of wall
 # time (less where the plateau detector pauses training), and the offline reference at least as much again.
 # On 2 CPU cores, BCCD at 150 images is several hours per seed; run the seeds on separate machines
-# (SEEDS=0, SEEDS=1, ...) into the same OUT.
+# (SEEDS=0, SEEDS=1, ...) into the same OUT. Every command continues its study (--resume): run the script
+# again after an interruption and the strategies already done are kept; the offline reference is trained
+# from the labels the live walk stored (OUT/.../stored/live.json.gz).
 set -euo pipefail
 D=${LIVETRAIN_DATA:-../shared/data}
 OUT=${1:-benchmarks/results/issue21}
 shift || true
 SETS=${*:-bccd deepforest nuclei}
-S="livetrain simulate --quiet"
+S="livetrain simulate --quiet --resume"
 HEAD=(--strategy live --strategy hitl --strategy hitl:proportional --strategy manual)
 
 for seed in ${SEEDS:-0 1 2}; do

@@ -388,3 +388,94 @@ def test_real_time_compute_follows_the_trainers_own_step_time() -> None:
     assert eng.step_seconds(0.5) == 0.5  # before any step: the measurement made before the study
     eng.step_times = [0.9] * 10 + [0.07] * 50
     assert eng.step_seconds(0.5) == pytest.approx(0.07)
+
+
+@needs_data
+@pytest.mark.slow
+def test_an_interrupted_study_continues_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Real-time studies take hours per seed: `--resume` keeps the strategies done, trains the offline reference
+    from the labels the live walk stored on disk, and refuses to continue another study's results."""
+    from livetrain_widgets.study import simulate
+
+    bccd = DATA / "bccd"
+    args = ["--task", "detection", "--images", str(bccd / "JPEGImages"), "--labels", str(bccd / "Annotations"),
+            "--format", "voc", "--classes", "RBC,WBC,Platelets", "--limit", "5", "--holdout-max", "2",
+            "--steps-per-image", "3", "--offline-max-steps", "8", "--offline-min-steps", "4", "--eval-at", "5",
+            "--model-option", "input_size=128", "--resume"]
+    out = tmp_path / "out"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # the session ended while the offline reference trained
+
+    monkeypatch.setattr(simulate, "_offline_reference", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli(["simulate", *args, "--strategy", "live", "--out", str(out), "--quiet"])
+    first = json.loads((out / "results.json").read_text())
+    assert set(first["strategies"]) == {"live"} and "offline" not in first
+    ref = first["reference_labels"]
+    assert ref["strategy"] == "live" and ref["steps"] == first["strategies"]["live"]["summary"]["training_steps"]
+    assert (out / ref["file"]).is_file()
+    monkeypatch.undo()
+
+    walked: list[str] = []
+    real_run_strategy = simulate.run_strategy
+
+    def counting(data, strategy, *a, **k):
+        walked.append(strategy.name)
+        return real_run_strategy(data, strategy, *a, **k)
+
+    monkeypatch.setattr(simulate, "run_strategy", counting)
+    capsys.readouterr()
+    assert cli(["simulate", *args, "--strategy", "live", "--strategy", "manual", "--out", str(out), "--quiet"]) == 0
+    assert "continuing the study" in capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert walked == ["manual"]  # live was kept, not walked again
+    assert res["strategies"]["live"]["records"] == first["strategies"]["live"]["records"]
+    assert res["offline"]["steps"] >= ref["steps"] and res["offline"]["heldout"] is not None
+    assert [r["did"] for r in res["runs"]] == [["live"], ["manual", "offline"]]
+    assert res["strategies"]["live"]["summary"]["heldout_vs_offline"] is not None
+    # the offline reference trained on the labels as the walk stored them, read back from the file
+    data = simulate.load_study_data("detection", str(bccd / "JPEGImages"), str(bccd / "Annotations"), "voc",
+                                    classes=["RBC", "WBC", "Platelets"], holdout_max=2, limit=5, seed=0)
+    stored = simulate.read_stored(out / ref["file"], data)
+    assert [i.name for i in stored] == [r["name"] for r in res["strategies"]["live"]["records"]]
+
+    # nothing left to do: a third run only rewrites the results
+    walked.clear()
+    assert cli(["simulate", *args, "--strategy", "live", "--strategy", "manual", "--out", str(out), "--quiet"]) == 0
+    assert walked == [] and json.loads((out / "results.json").read_text())["offline"] == res["offline"]
+    # another study's results are refused, naming what differs, and left as they were
+    before = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    other = [a if a != "5" else "4" for a in args]
+    assert cli(["simulate", *other, "--strategy", "live", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "another study" in err and "dataset differs" in err
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_stored_labels_round_trip_masks_and_boxes(tmp_path: Path) -> None:
+    import numpy as np
+
+    from livetrain_widgets.engine._output_folder import OutputFolder
+    from livetrain_widgets.study.dataset import Item, StudyData
+    from livetrain_widgets.study.simulate import StudyConfig, read_stored, resumed_config, write_stored
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((2, 9, 7)) > 0.5
+    ann = Annotation.from_masks(masks, [0, 1])
+    img = np.zeros((9, 7, 3), np.uint8)
+    data = StudyData("segmentation", ["a", "b"], [Item(f"t{i}", lambda: img, ann) for i in range(3)], [])
+    path = write_stored(data.walk[::-1], OutputFolder(tmp_path / "o", "test"), "live:order=file")
+    assert path.name == "live_order=file.json.gz"
+    back = read_stored(path, data)
+    assert [i.name for i in back] == ["t2", "t1", "t0"]
+    assert all(np.array_equal(i.target.masks, masks) and i.target.labels.tolist() == [0, 1] for i in back)
+    with pytest.raises(ValueError, match="not in this study's walk"):
+        read_stored(path, StudyData("segmentation", ["a", "b"], data.walk[:2], []))
+    # a continued real-time study keeps the rate its first run measured
+    prev = {"config": {"compute_ratio": 12.5, "measured_step_seconds": 0.08}}
+    cfg = resumed_config(StudyConfig(), prev)
+    assert (cfg.compute_ratio, cfg.measured_step_seconds) == (12.5, 0.08)
+    assert resumed_config(StudyConfig(steps_per_image=3), prev).compute_ratio == "auto"

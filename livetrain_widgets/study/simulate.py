@@ -52,6 +52,10 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
 Outputs: ``OUT/results.json`` (configuration, machine, costs with their sources, per-strategy summary,
 every per-image record, held-out scores, the offline reference), four plots (progress against calendar
 days and working hours, labeling speed against working hours and images labeled) and a table on stdout.
+``OUT/stored/<strategy>.json.gz`` keeps the labels the first live walk stored; the offline reference is
+trained on them after the last strategy. ``--resume`` continues an interrupted study in the same ``OUT``
+(same data and settings, refused otherwise): strategies done are kept, each run's machine and wall time
+are listed in ``runs``.
 """
 
 from __future__ import annotations
@@ -675,9 +679,14 @@ def _summary(records: list[dict[str, Any]], cfg: StudyConfig, final: dict[str, A
 # ------------------------------------------------------------------------------------- the study
 def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig | None = None,
               costs: CostModel | None = None, *, out: OutputFolder | str | os.PathLike[str] | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every strategy on ``data``; write ``results.json`` and the plots under ``out`` when given (a new or
-    empty folder, or one a livetrain command made: anything else is refused before the study starts)."""
+    empty folder, or one a livetrain command made: anything else is refused before the study starts).
+
+    ``resume``: the ``results.json`` of an interrupted run of the same study (:func:`read_resumable`).
+    Strategies it holds are kept, not run again; the offline reference is trained from the labels the
+    first live walk stored (``stored/<strategy>.json.gz``) when it is still missing. A study of real-time
+    compute takes hours per seed on a CPU, so it can be continued across machines and days this way."""
     cfg = cfg or StudyConfig()
     costs = (costs or CostModel()).calibrated([i.target for i in data.walk], data.task)
     cfg = resolve_compute(data, cfg)
@@ -689,9 +698,29 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         "dataset": data.summary(), "metric": headline_name(data), "machine": environment(),
         "strategies": {},
     }
+    run_info: dict[str, Any] = {"machine": results["machine"], "did": []}
+    if resume is not None:
+        _check_same_study(resume, results)
+        results = {**results, **{k: v for k, v in resume.items() if k in _KEPT_ON_RESUME}}
+        results["strategies"] = dict(resume.get("strategies") or {})
+        results["runs"] = list(resume.get("runs") or [{  # a run from before runs were recorded
+            "machine": resume.get("machine"), "wall_seconds": resume.get("wall_seconds"),
+            "did": [*results["strategies"], *(["offline"] if "offline" in resume else [])]}])
+    results.setdefault("runs", []).append(run_info)
+    reference_items: list[Item] | None = None
     folder = None if out is None else output_folder(out, "livetrain simulate")
     t0 = time.perf_counter()
+
+    def save() -> None:
+        run_info["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        if folder is not None:  # partial results survive an interrupted study
+            write_results(results, folder)
+
     for strat in strategies:
+        if strat.name in results["strategies"]:
+            if progress:
+                print(f"{strat.name}: kept from the earlier run", file=sys.stderr)
+            continue
         res = run_strategy(data, strat, cfg, costs, progress=progress)
         eng = res.pop("_engine", None)
         stored_items = res.pop("_stored", None)
@@ -699,20 +728,111 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         if kept is not None and folder is not None:
             write_predictions(kept, folder, strat.name)
         if eng is not None:
-            if cfg.offline_reference and "offline" not in results and data.holdout:
-                results["offline"] = _offline_reference(data, cfg, progress, at_least=eng.trainer.step,
-                                                        items=stored_items)
+            if "reference_labels" not in results and stored_items is not None:
+                # The offline reference is trained on these labels after the last strategy; kept on disk so
+                # that a continued run can train it without walking again.
+                results["reference_labels"] = {"strategy": strat.name, "steps": eng.trainer.step}
+                if folder is not None:
+                    results["reference_labels"]["file"] = write_stored(
+                        stored_items, folder, strat.name).relative_to(folder.path).as_posix()
+                reference_items = stored_items
             eng.close()
         results["strategies"][strat.name] = res
-        if folder is not None:  # partial results survive an interrupted study
-            write_results(results, folder)
+        run_info["did"].append(strat.name)
+        save()
+    ref = results.get("reference_labels")
+    if cfg.offline_reference and "offline" not in results and data.holdout and ref is not None:
+        if reference_items is None:
+            if folder is None or "file" not in ref:
+                raise ValueError("the offline reference needs the live walk's stored labels; none were kept")
+            reference_items = read_stored(folder.path / ref["file"], data)
+        results["offline"] = _offline_reference(data, cfg, progress, at_least=int(ref["steps"]),
+                                                items=reference_items)
+        run_info["did"].append("offline")
+        save()
+    save()
     relate(results)
-    results["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    results["wall_seconds"] = round(sum(r.get("wall_seconds") or 0.0 for r in results["runs"]), 1)
     if folder is not None:
-        write_results(results, folder)
         results["plots"] = write_plots(results, folder)
         write_results(results, folder)
     return results
+
+
+#: what a continued study keeps of the interrupted run's results besides its strategies
+_KEPT_ON_RESUME = ("machine", "offline", "reference_labels", "runs")
+#: a continued study must agree with the interrupted run on everything but these
+_MAY_DIFFER = ("machine", "strategies", "offline", "reference_labels", "runs", "wall_seconds", "plots",
+               "sensitivity", "ablations", "cost_sources")
+
+
+def _check_same_study(previous: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse to continue a run of another study (other data, settings or costs), naming what differs."""
+    prev_cfg, cfg = dict(previous.get("config") or {}), dict(now["config"])
+    differ = [f"config.{k}: {prev_cfg.get(k)!r} then, {cfg.get(k)!r} now" for k in sorted(set(prev_cfg) | set(cfg))
+              if json.loads(json.dumps(prev_cfg.get(k))) != json.loads(json.dumps(cfg.get(k)))]
+    for key in sorted(set(previous) | set(now)):
+        if key in _MAY_DIFFER or key == "config":
+            continue
+        if json.loads(json.dumps(previous.get(key), default=str)) != json.loads(json.dumps(now.get(key), default=str)):
+            differ.append(f"{key} differs")
+    if differ:
+        raise ValueError("the results in the output folder are of another study; give another --out, or the "
+                         "same settings and data to continue it: " + "; ".join(differ))
+
+
+def read_resumable(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The results.json of an earlier run under ``out``, to continue (None where there is none yet)."""
+    path = Path(out) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot continue the study in {out}: {path.name} does not read ({exc})") from exc
+    if not isinstance(previous, dict) or not isinstance(previous.get("strategies"), dict):
+        raise ValueError(f"cannot continue the study in {out}: {path.name} is not a study's results")
+    return previous
+
+
+def resumed_config(cfg: StudyConfig, previous: dict[str, Any]) -> StudyConfig:
+    """``cfg`` with the real-time compute the interrupted run measured: a continued study keeps its rate,
+    so that its strategies are compared at one compute budget (the machine may differ; each run's own
+    machine and load are in ``runs``)."""
+    prev = previous.get("config") or {}
+    if cfg.steps_per_image is None and cfg.compute_ratio == "auto" and prev.get("measured_step_seconds"):
+        return replace(cfg, compute_ratio=prev["compute_ratio"], measured_step_seconds=prev["measured_step_seconds"])
+    return cfg
+
+
+def _stored_name(strategy: str) -> str:
+    return f"stored/{_slug(strategy)}.json.gz"
+
+
+def write_stored(items: Sequence[Item], out: OutputFolder, strategy: str) -> Path:
+    """The labels a walk stored (accepted pre-label objects as drawn), by image name, gzipped JSON."""
+    import gzip
+
+    payload = [{"name": it.name, "target": it.target.to_json()} for it in items]
+    return out.write(_stored_name(strategy), gzip.compress(json.dumps(payload).encode("utf-8")))
+
+
+def read_stored(path: str | os.PathLike[str], data: StudyData) -> list[Item]:
+    """The labels :func:`write_stored` kept, as study items of ``data`` (its images, those labels)."""
+    import gzip
+
+    by_name = {it.name: it for it in data.walk}
+    try:
+        payload = json.loads(gzip.decompress(Path(path).read_bytes()))
+        items = []
+        for row in payload:
+            item = by_name.get(row["name"])
+            if item is None:
+                raise ValueError(f"image {row['name']!r} is not in this study's walk")
+            items.append(Item(item.name, item.load, Annotation.from_json(row["target"])))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot read the stored labels {path}: {exc}") from exc
+    return items
 
 
 def predictions_path(out: str | os.PathLike[str], strategy: str) -> Path:
@@ -721,8 +841,11 @@ def predictions_path(out: str | os.PathLike[str], strategy: str) -> Path:
 
 
 def _predictions_name(strategy: str) -> str:
-    slug = "".join(c if c.isalnum() or c in "-_=." else "_" for c in strategy)
-    return f"predictions/{slug}.json.gz"
+    return f"predictions/{_slug(strategy)}.json.gz"
+
+
+def _slug(strategy: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_=." else "_" for c in strategy)
 
 
 def write_predictions(kept: list[dict[str, Any]], out: OutputFolder, strategy: str) -> Path:
@@ -805,6 +928,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline-min-steps", type=int, default=200)
     p.add_argument("--plateau-window", type=int, default=100, help="loss-plateau detector window (steps)")
     p.add_argument("--no-offline", action="store_true", help="skip the offline reference model")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the study whose results.json is in --out (same settings and data): strategies "
+                        "done are kept, the rest run; without one there, start it")
     p.add_argument("--model", default="embedded", help="'embedded', a saved model folder or a Hub name")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. input_size=256 (repeat)")
@@ -894,6 +1020,7 @@ def run(args: argparse.Namespace) -> int:
         strategies = [Strategy.parse(s) for s in (args.strategy or ["live", "hitl", "static", "manual"])]
         costs = CostModel.from_overrides(_kv(args.cost, "--cost"))
         out = output_folder(args.out, "livetrain simulate")  # refused now, not after the study
+        previous = read_resumable(args.out) if args.resume else None
         data = load_study_data(
             args.task, args.images, args.labels, args.format,
             classes=args.classes.split(",") if args.classes else None, tile=args.tile, crops=args.crops,
@@ -916,14 +1043,26 @@ def run(args: argparse.Namespace) -> int:
         save_predictions=args.save_predictions,
         plateau_window=args.plateau_window, exact_iou=args.exact_iou, order_pool=args.order_pool,
     )
-    cfg = resolve_compute(data, cfg)
+    if previous is not None:
+        cfg = resumed_config(cfg, previous)
+        done = ", ".join([*previous["strategies"], *(["offline"] if "offline" in previous else [])]) or "nothing"
+        print(f"continuing the study in {args.out} (done: {done})", file=sys.stderr)
+    try:
+        cfg = resolve_compute(data, cfg)
+    except (ValueError, RuntimeError) as exc:
+        print(f"livetrain simulate: {exc}", file=sys.stderr)
+        return 2
     compute = (f"{cfg.steps_per_image} steps per image" if cfg.compute_ratio is None
                else f"{cfg.compute_ratio} steps per human second")
     print(f"{data.task}: {len(data.walk)} images to label, {len(data.holdout)} held out, classes "
           f"{data.classes}; live training: {compute}", file=sys.stderr)
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
-    results = run_study(data, strategies, cfg, costs, out=out, progress=not args.quiet)
+    try:
+        results = run_study(data, strategies, cfg, costs, out=out, progress=not args.quiet, resume=previous)
+    except ValueError as exc:  # a results.json of another study, or stored labels that do not read
+        print(f"livetrain simulate: {exc}", file=sys.stderr)
+        return 2
     print(format_table(results))
     print(wall_time_line(results))
     plots = ", ".join(Path(p).name for p in results.get("plots", []))
