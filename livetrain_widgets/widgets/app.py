@@ -311,7 +311,7 @@ class LiveAnnotator(widgets.VBox):
             self._error("The team's trainer trains for everyone: it is started and stopped where it is "
                         "served, not from an annotator's panel")
         elif action == "start":
-            self._spawn(self._start())
+            self._spawn(self._start(past_plateau=True))
         elif action == "stop":
             self._spawn(self._stop())
         elif action in ("submit", "skip", "back"):
@@ -350,8 +350,11 @@ class LiveAnnotator(widgets.VBox):
         self.panel.error = message
         self.canvas.show_error(message)
 
-    async def _start(self) -> None:
-        await self.session.start(past_plateau=True)
+    async def _start(self, *, past_plateau: bool = False) -> None:
+        if past_plateau:  # the Start button: a person asks for training (never a team's: refused above)
+            await self.session.start(past_plateau=True)
+        else:  # the app opening a project: a plateau it had stands (a TeamSession takes no past_plateau)
+            await self.session.start()
         self.panel.refresh(self.session)
 
     async def _add_and_open(self, images: Any, labels: Any, format: str | None) -> None:
