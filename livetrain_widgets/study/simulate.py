@@ -713,6 +713,7 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
 
     def save() -> None:
         run_info["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        relate(results)  # an interrupted study's file has its ratios and ranges so far
         if folder is not None:  # partial results survive an interrupted study
             write_results(results, folder)
 
@@ -751,7 +752,6 @@ def run_study(data: StudyData, strategies: Sequence[Strategy], cfg: StudyConfig 
         run_info["did"].append("offline")
         save()
     save()
-    relate(results)
     results["wall_seconds"] = round(sum(r.get("wall_seconds") or 0.0 for r in results["runs"]), 1)
     if folder is not None:
         results["plots"] = write_plots(results, folder)
