@@ -148,8 +148,7 @@ class LiveEvaluator:
             self.history = [r for r in self.history if r.get("image_id") != rec["image_id"]]
             self.ema = self._ema([r["score"] for r in self.history if r.get("offered")])
         if rec["offered"]:
-            a = self.config.ema_alpha
-            self.ema = rec["score"] if self.ema is None else (1 - a) * self.ema + a * rec["score"]
+            self.ema = _ema_step(self.ema, rec["score"], self.config.ema_alpha)
         rec["ema"] = _r(self.ema)
         self.history.append(rec)
         self.revision += 1
@@ -161,9 +160,9 @@ class LiveEvaluator:
         return sum(1 for r in self.history if r.get("offered"))
 
     def _ema(self, scores: list[float]) -> float | None:
-        a, ema = self.config.ema_alpha, None
+        ema = None
         for s in scores:
-            ema = s if ema is None else (1 - a) * ema + a * s
+            ema = _ema_step(ema, s, self.config.ema_alpha)
         return ema
 
     def _objects(self, pred: Annotation, gt: Annotation, *, masks: bool) -> dict[str, Any]:
@@ -389,6 +388,11 @@ def _classification_metrics(preds: Sequence[Annotation], targets: Sequence[Annot
         "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
         "num_classes": num_classes,
     }
+
+
+def _ema_step(ema: float | None, score: float, alpha: float) -> float:
+    """One step of the moving average; the first score starts it."""
+    return score if ema is None else (1 - alpha) * ema + alpha * score
 
 
 __all__ = ["EvaluatorConfig", "LiveEvaluator", "offline_metrics"]
