@@ -27,6 +27,11 @@ class ProjectReadOnlyError(PermissionError):
 _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
+def unwritable(exc: OSError) -> bool:
+    """``exc`` says the folder cannot be written (read-only disk or no permission)."""
+    return exc.errno in _UNWRITABLE
+
+
 def read_only_error(folder: Path, exc: OSError) -> ProjectReadOnlyError:
     """The sentence for a project folder that cannot be written."""
     why = "is on a read-only disk" if exc.errno == errno.EROFS else "cannot be written by this user"
@@ -46,7 +51,7 @@ class ProjectLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            if exc.errno in _UNWRITABLE:
+            if unwritable(exc):
                 raise read_only_error(self.path.parent, exc) from exc
             raise
         try:

@@ -19,7 +19,6 @@ folder again resumes labels, model, optimizer, sampler, plateau detector and eva
 from __future__ import annotations
 
 import asyncio
-import errno
 import getpass
 import hashlib
 import os
@@ -54,7 +53,7 @@ from .evaluator import EvaluatorConfig, LiveEvaluator
 from .formats import FORMATS, check_class_names, export_labels, load_labels
 from .images import ImageCache, ImageError, image_info, list_images, load_image, to_rgb
 from .plateau import PlateauConfig
-from .project_lock import ProjectLock, ProjectReadOnlyError, read_only_error
+from .project_lock import ProjectLock, ProjectReadOnlyError, read_only_error, unwritable
 from .queue import check_order, most_uncertain, seeded_order
 from .sampler import SamplerConfig
 from .store import AnnotationStore
@@ -989,7 +988,7 @@ def _raise_folder_error(folder: Path, what: str, exc: OSError) -> NoReturn:
     exc``, it became its own cause)."""
     if disk_full(exc):
         raise DiskFullError(what, folder) from exc
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and not isinstance(exc, ProjectReadOnlyError):
+    if unwritable(exc) and not isinstance(exc, ProjectReadOnlyError):
         raise read_only_error(folder, exc) from exc
     raise exc
 
