@@ -19,6 +19,7 @@ from livetrain_widgets import Annotation, AnnotationError, LiveSession, SessionC
 from livetrain_widgets.engine.project_lock import ProjectLockedError
 from livetrain_widgets.engine.session import SkippedFileWarning
 
+from ._lines import Lines
 from .tiny_model import TinyClassifier, two_class_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,8 +170,11 @@ def test_sigkill_mid_training_loses_nothing_and_resumes(tmp_path, checkpointed) 
     # Killed once 12 labels are in (and, in the second case, a checkpoint is on disk: a fast child can
     # reach 12 submissions before its first periodic checkpoint).
     latest = project / "checkpoints" / "LATEST"
+    lines = Lines(proc.stdout)
     while (len(submitted) < 12 or (checkpointed and not latest.exists())) and time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = lines.next(deadline, "the labeling child")
+        if not line:  # it ended: the assertion below says so
+            break
         if line.startswith("SUBMITTED"):
             submitted.append(int(line.split()[1]))
     assert len(submitted) >= 12 and latest.exists() == checkpointed, "the child did not get going"

@@ -31,6 +31,7 @@ import pytest
 from livetrain_widgets.engine.formats import load_labels
 from livetrain_widgets.engine.store import AnnotationStore
 
+from .._lines import Lines
 from .report import LONG, record, scale
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,9 +201,10 @@ def _run_child(script: Path, point: str, project: Path, out: Path) -> dict:
     assert proc.stdout is not None
     seen: dict = {"submitted": {}, "checkpointed": None, "warnings": [], "evaluated": 0}
     deadline = time.monotonic() + 600
+    lines = Lines(proc.stdout)
     try:
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            line = lines.next(deadline, f"the child for {point}")
             if not line:
                 err = errors.read_text()[-3000:]
                 raise AssertionError(f"child for {point} ended (rc {proc.wait()}) before pausing: {err}")
