@@ -204,3 +204,30 @@ async def test_the_heartbeat_brings_the_next_images_prelabels_and_only_what_chan
         assert await trainer.kept(upcoming, known) == {}
     finally:
         await me.close()
+
+
+async def test_an_annotator_imports_labels_leaving_classes_out_on_purpose(tmp_path, location, data_dir) -> None:
+    """`TeamSession.add_images(..., ignore_classes=...)` as `LiveSession.add_images`: a file's classes the project
+    does not have are refused, naming them, unless they are named to be left out."""
+    from livetrain_widgets.engine.formats import load_labels
+
+    from .tiny_model import ScriptedDetector
+
+    bccd = data_dir / "bccd"
+    paths = sorted((bccd / "JPEGImages").glob("*.jpg"))[2:5]
+    tr = TeamTrainer(tmp_path / "trainer", location, "detection", ["RBC"], model=ScriptedDetector("detection", ["RBC"]),
+                     poll_s=0.05)
+    ann = TeamSession(location, tr, user="alice", lease_ttl_s=30, poll_s=0.05)
+    try:
+        with pytest.raises(ValueError, match=r"'WBC' in .*Nothing was added"):
+            await ann.add_images(paths, labels=bccd / "Annotations", format="voc")
+        ids = await ann.add_images(paths, labels=bccd / "Annotations", format="voc",
+                                   ignore_classes=["WBC", "Platelets"])
+        truth = load_labels("voc", bccd / "Annotations", paths, ["RBC"])
+        with AnnotationStore(location) as db:
+            for i, path in zip(ids, paths, strict=True):
+                want = truth.annotations[path.resolve()]
+                assert len(db.annotation(i)) == int((want.labels == 0).sum()) > 0
+    finally:
+        await ann.close()
+        await tr.close()

@@ -196,10 +196,12 @@ class TeamTrainer:
         """Wait for ``n`` more training steps (returns early when training pauses)."""
         return await self.session.wait_steps(int(n), timeout)
 
-    async def add_images(self, source: Any, labels: Any = None, format: str | None = None) -> list[int]:
+    async def add_images(self, source: Any, labels: Any = None, format: str | None = None, *,
+                         ignore_classes: Sequence[str] = ()) -> list[int]:
         """:meth:`LiveSession.add_images` on the trainer's side (paths must be readable there and by
         every annotator: a shared folder)."""
-        return await asyncio.to_thread(self.session.add_images, source, labels, format)
+        return await asyncio.to_thread(self.session.add_images, source, labels, format,
+                                       ignore_classes=list(ignore_classes))
 
     async def checkpoint(self) -> int | None:
         """Write a checkpoint now; returns its training step."""
@@ -483,9 +485,11 @@ class TeamSession:
         except TrainerUnavailable:
             return 0
 
-    async def add_images(self, source: Any, labels: Any = None, format: str | None = None) -> list[int]:
-        """Add images through the trainer (their paths must be readable by it and by every annotator)."""
-        ids = await self._call("add_images", source, labels, format)
+    async def add_images(self, source: Any, labels: Any = None, format: str | None = None, *,
+                         ignore_classes: Sequence[str] = ()) -> list[int]:
+        """Add images through the trainer (their paths must be readable by it and by every annotator);
+        ``labels``, ``format`` and ``ignore_classes`` as in :meth:`LiveSession.add_images`."""
+        ids = await self._call("add_images", source, labels, format, ignore_classes=list(ignore_classes))
         await asyncio.to_thread(self._refresh_store)
         return list(ids)
 
