@@ -43,21 +43,18 @@ CLASSES = ["RBC", "WBC", "Platelets"]
 
 
 def _ray_head(tmp: Path) -> tuple[str, Any]:
-    """Start a local Ray head; returns its address and a stopper."""
-    port = 26400 + os.getpid() % 1000
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    out = subprocess.run(
-        ["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats", f"--temp-dir={tmp / 'ray'}"],
-        capture_output=True, text=True, env=env, check=True,
-    ).stdout
-    ip = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()[0]
-    del out
+    """Start a local Ray head that requires a token (as livetrain requires of a cluster), made here and given
+    to this process and the annotators it starts in the environment; returns its address and a stopper
+    that stops this head's own processes only (``ray stop`` would stop every Ray of the user)."""
+    import secrets
 
-    def stop() -> None:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    from tests.ray_server import RayCluster
 
-    return f"{ip}:{port}", stop
+    token = secrets.token_hex(32)
+    cluster = RayCluster(tmp / "ray", token=token)
+    cluster.start()
+    os.environ["RAY_AUTH_TOKEN"] = token  # never printed; the annotators inherit it with os.environ
+    return cluster.address, cluster.stop
 
 
 def _truth(data: Path, n: int, out: Path) -> list[str]:

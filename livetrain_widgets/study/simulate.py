@@ -46,6 +46,8 @@ Strategies (repeat ``--strategy``; options after a colon, comma-separated):
   live:order=Q           ... images in queue order Q: random (the seeded walk, default), file (by name) or
                          uncertain (the least certain of the next --order-pool images, predicted with the
                          current weights; the prediction time is taken from the training, as in a session)
+  live:plateau=T,window=W ... the loss-plateau detector's threshold T (least relative improvement of the window
+                         mean that counts as progress; the trainer's default 0.01) and window W (steps)
 
 ``--mode stream`` runs the correction mode's protocol instead (see ``livetrain_widgets.study.stream``).
 
@@ -120,6 +122,10 @@ class Strategy:
     accept: str = "stored"
     #: live: "random" (the seeded walk), "file" (by name) or "uncertain"
     order: str = "random"
+    #: live: the plateau detector's threshold (least relative improvement per window) and window, instead of
+    #: the trainer's defaults (``PlateauConfig``) and ``--plateau-window``
+    plateau_threshold: float | None = None
+    plateau_window: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Strategy:
@@ -171,6 +177,14 @@ class Strategy:
                     s.accept = value
                 elif (kind, key) == ("live", "order") and value in ("random", "file", "uncertain"):
                     s.order = value
+                elif (kind, key) == ("live", "plateau") and eq:
+                    s.plateau_threshold = float(value)
+                    if not 0 <= s.plateau_threshold < 1:
+                        raise ValueError
+                elif (kind, key) == ("live", "window") and eq:
+                    s.plateau_window = int(value)
+                    if s.plateau_window < 2:
+                        raise ValueError
                 else:
                     raise ValueError
             except ValueError:
@@ -233,6 +247,14 @@ def _default_milestones(n: int) -> list[int]:
 
 
 # -------------------------------------------------------------------------------------- engine
+def _plateau_config(cfg: StudyConfig, strategy: Strategy) -> PlateauConfig:
+    """The plateau detector a strategy's trainer uses: the study's window, or the strategy's own settings."""
+    out = PlateauConfig(window=strategy.plateau_window or cfg.plateau_window)
+    if strategy.plateau_threshold is not None:
+        out = replace(out, threshold=strategy.plateau_threshold)
+    return out
+
+
 class _Engine:
     """The engine's trainer and live evaluator, driven synchronously on the study's virtual clock."""
 
@@ -268,7 +290,7 @@ class _Engine:
             tcfg.object_balance = 0.0
         scfg = SamplerConfig() if st.class_balance else SamplerConfig(class_balance=0.0)
         self.trainer = Trainer(net, lambda k: self.items[k].load(), tcfg, sampler_config=scfg,
-                               plateau_config=PlateauConfig(window=cfg.plateau_window),
+                               plateau_config=_plateau_config(cfg, st),
                                quality=lambda: self.evaluator.ema)
         # The session's threshold tuner, on the study's cost model: it learns from every image, shown or not.
         self.tuner = ThresholdTuner(data.task, len(data.classes), costs or CostModel(), prior=cfg.threshold)
