@@ -263,9 +263,20 @@ def test_issue21_strategy_options_parse() -> None:
     s = Strategy.parse("live:order=uncertain,accept=truth")
     assert (s.order, s.accept, Strategy.parse("live").accept, Strategy.parse("live").order) == (
         "uncertain", "truth", "stored", "random")
-    for bad in ("live:order=hardest", "live:accept=maybe", "manual:accept=stored", "hitl:order=file"):
+    for bad in ("live:order=hardest", "live:accept=maybe", "manual:accept=stored", "hitl:order=file",
+                "live:plateau=1.5", "live:plateau=x", "live:window=1", "hitl:plateau=0.03"):
         with pytest.raises(ValueError, match="is not understood"):
             Strategy.parse(bad)
+
+
+def test_a_strategy_may_pause_sooner_or_later_than_the_trainers_default() -> None:
+    from livetrain_widgets.engine.plateau import PlateauConfig
+    from livetrain_widgets.study.simulate import StudyConfig, _plateau_config
+
+    default = _plateau_config(StudyConfig(plateau_window=80), Strategy.parse("live"))
+    assert (default.window, default.threshold) == (80, PlateauConfig().threshold)
+    own = _plateau_config(StudyConfig(plateau_window=80), Strategy.parse("live:plateau=0.03,window=50"))
+    assert (own.window, own.threshold, own.patience) == (50, 0.03, PlateauConfig().patience)
 
 
 def test_retrain_pauses_are_derived_from_steps_and_step_time() -> None:
