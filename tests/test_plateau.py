@@ -132,4 +132,4 @@ def test_config_validation():
         PlateauConfig(window=1)
     with pytest.raises(ValueError):
         PlateauConfig(patience=0)
-    assert PlateauConfig().every == 50
+    assert PlateauConfig().every == 25

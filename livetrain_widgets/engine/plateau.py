@@ -22,18 +22,23 @@ from ._state import check_keys
 
 @dataclass
 class PlateauConfig:
-    """Settings of :class:`PlateauDetector`; defaults are for a CPU step of ~0.2 s.
+    """Settings of :class:`PlateauDetector`; the defaults were chosen on real-time study walks (below).
 
-    window: losses per mean (100 steps ≈ 20 s on a CPU). The reference uses 150 on a GPU; a shorter
-        window reacts sooner where steps are dearer, and 100 mini-batch losses still average well.
+    window: losses per mean (50). With the frozen trunk's features cached a CPU step takes 30-100 ms, so
+        50 steps are a few seconds; two windows and the patience let a pause come 150 steps (5-15 s of
+        training) after a new label at the earliest. The reference uses 150 on a GPU. Measured in
+        ``livetrain simulate`` walks with real-time compute (BENCHMARKS.md, issue 21), window 50 and
+        threshold 0.03 against the earlier 100 and 0.01: the same working hours or fewer (BCCD 0.995x,
+        nuclei tiles 0.96x, DeepForest tiles in BENCHMARKS.md) for about half the training steps; the
+        longer window only went on fitting the few labels of the moment.
     threshold: least *relative* improvement of the window mean, ``(prev - last) / prev``, that counts
-        as progress (0.01 = 1 % per window). Relative, because loss scales differ between models (the
+        as progress (0.03 = 3 % per window). Relative, because loss scales differ between models (the
         reference's absolute 0.002 would be meaningless for a loss summed over 100 anchors).
     patience: consecutive signals before firing (3, as the reference).
     check_every: steps between checks; ``None`` = ``window // 2``. Overlapping windows halve the
         reaction time compared with checking once per window while each check still compares two full
-        windows. A flat loss therefore fires ``2 * window + (patience - 1) * check_every`` = 300 valid
-        steps (about a minute) after a reset at the earliest.
+        windows. A flat loss therefore fires ``2 * window + (patience - 1) * check_every`` = 150 valid
+        steps after a reset at the earliest.
     noise_z: an improvement smaller than ``noise_z`` standard errors of the difference of the two means
         also counts as a signal (the noise is estimated from step-to-step differences, which a smooth
         downward trend does not inflate). Without it a noisy flat loss "improves" by chance half the
@@ -43,8 +48,8 @@ class PlateauConfig:
         so a day-long session (~400 000 steps) stays a few thousand dicts while the whole curve remains.
     """
 
-    window: int = 100
-    threshold: float = 0.01
+    window: int = 50
+    threshold: float = 0.03
     patience: int = 3
     check_every: int | None = None
     noise_z: float = 2.0

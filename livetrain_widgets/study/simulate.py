@@ -227,7 +227,7 @@ class StudyConfig:
     lr: float = 1e-3
     batch_size: int = 4
     min_labeled: int = 2
-    plateau_window: int = 100
+    plateau_window: int = PlateauConfig.window
     #: images in the moving window of the labeling-speed plots
     speed_window: int = 10
     #: the final live model is compared with one trained offline on the same labels
@@ -948,7 +948,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline-max-steps", type=int, default=1500,
                    help="hitl/static retrains and the offline reference train until the loss plateaus, at most this")
     p.add_argument("--offline-min-steps", type=int, default=200)
-    p.add_argument("--plateau-window", type=int, default=100, help="loss-plateau detector window (steps)")
+    p.add_argument("--plateau-window", type=int, default=PlateauConfig.window,
+                   help="loss-plateau detector window (steps): live's, the retrains' and the offline reference's")
     p.add_argument("--no-offline", action="store_true", help="skip the offline reference model")
     p.add_argument("--resume", action="store_true",
                    help="continue the study whose results.json is in --out (same settings and data): strategies "
